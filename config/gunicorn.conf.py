@@ -1,0 +1,41 @@
+"""Gunicorn settings for production (Procfile, container) and `mfa-enforcer serve` with real credentials.
+
+Each web worker process runs `service.app:create_app()`; with ENFORCER_RUN_WORKER=true it also runs one
+reconcile worker thread. Slow or oversized clients are cut off by the request-line, header and timeout limits
+below; the body itself is bounded by ENFORCER_MAX_BODY_BYTES inside the app (413).
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104 - a server binds all
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = 30  # a request that takes longer than this is a stuck worker
+graceful_timeout = 30  # SIGTERM: in-flight requests and the current job get this long
+keepalive = 5
+limit_request_line = 4094
+limit_request_fields = 60
+limit_request_field_size = 8190
+accesslog = "-"
+errorlog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """Create the tables once in the master, before workers race to do it."""
+    from service.settings import load_settings
+    from service.store.engine import create_engine, prepare_database
+
+    engine = create_engine(load_settings(os.environ).database_url)
+    prepare_database(engine)
+    engine.dispose()
+
+
+def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """Let the in-process reconcile worker finish its current job."""
+    from service.app import stop_worker
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        stop_worker(app)

@@ -1,0 +1,104 @@
+"""``create_app(settings)``: wires settings, logging, the database, the policy, the views and the error handler.
+
+Gunicorn calls ``create_app()`` with no argument, which reads the production settings from the environment and
+fails with one message listing every missing variable. Tests and the sandbox pass ``Settings`` they built.
+With ``ENFORCER_RUN_WORKER`` on, a worker thread runs inside each web process (single node).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from flask import Flask
+from werkzeug.exceptions import HTTPException
+
+from service.enforcement.reconciling import Reconciler
+from service.genauth.client import GenAuthClient
+from service.intake.context import EXTENSION, Runtime
+from service.intake.errors import HttpError
+from service.intake.views import blueprint
+from service.logs import configure_logging, log_event
+from service.policy import load_policy
+from service.settings import Settings, load_settings
+from service.store.engine import create_engine, prepare_database
+from service.worker.loop import Worker, start_in_thread
+
+logger = logging.getLogger(__name__)
+
+WORKER_EXTENSION = "mfa_enforcer_worker"
+WORKER_THREAD_EXTENSION = "mfa_enforcer_worker_thread"
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Flask:
+    if settings is None:
+        settings = load_settings(os.environ)
+    if configure_logs:
+        configure_logging(settings.log_format, settings.log_level)
+    policy = load_policy(settings.policy_file)
+    engine = create_engine(settings.database_url)
+    prepare_database(engine)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION] = Runtime(settings=settings, engine=engine, policy=policy)
+    app.register_blueprint(blueprint)
+    app.register_error_handler(HttpError, _render_service_error)
+    app.register_error_handler(HTTPException, _render_http_exception)
+    app.register_error_handler(Exception, _render_unexpected)
+
+    if settings.worker.run_in_web:
+        worker = build_worker(settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy)
+        app.extensions[WORKER_EXTENSION] = worker
+        app.extensions[WORKER_THREAD_EXTENSION] = start_in_thread(worker)
+    log_event(
+        logger,
+        "app_started",
+        mode=settings.mode,
+        rules=len(policy.rules),
+        worker=settings.worker.run_in_web,
+        genauth=settings.genauth.host,
+    )
+    return app
+
+
+def build_worker(settings: Settings, engine: Any, *, policy_getter: Any) -> Worker:
+    """A worker with its own GenAuth client (one pooled session per worker thread)."""
+    client = GenAuthClient(settings.genauth)
+    reconciler = Reconciler(client, policy_getter, force_audit=settings.is_audit)
+    return Worker(engine, reconciler, settings.worker)
+
+
+def stop_worker(app: Flask, *, wait: float = 30.0) -> None:
+    """Stop the in-process worker after its current job, waiting up to ``wait`` seconds for it.
+
+    Gunicorn's ``worker_exit`` hook calls this, so SIGTERM drains the worker within the grace period.
+    """
+    worker = app.extensions.get(WORKER_EXTENSION)
+    if isinstance(worker, Worker):
+        worker.stop()
+    thread = app.extensions.get(WORKER_THREAD_EXTENSION)
+    if isinstance(thread, threading.Thread):
+        thread.join(wait)
+
+
+def _body(code: str, status: int, message: str, errors: Any = None) -> tuple[dict[str, Any], int]:
+    return {"code": code, "status": status, "message": message, "errors": errors or {}}, status
+
+
+def _render_service_error(error: HttpError) -> tuple[dict[str, Any], int]:
+    return _body(error.reason, error.status, error.message, error.errors)
+
+
+def _render_http_exception(error: HTTPException) -> tuple[dict[str, Any], int]:
+    status = error.code or 500
+    code = (error.name or "error").lower().replace(" ", "_")
+    return _body(code, status, error.description or error.name)
+
+
+def _render_unexpected(error: Exception) -> tuple[dict[str, Any], int]:
+    logger.exception("request_crashed", extra={"fields": {}})
+    return _body("internal_error", 500, "the service failed; the delivery was not recorded, send it again")

@@ -1,0 +1,27 @@
+"""The ``mfa-enforcer`` command line: one module per command group, wired here.
+
+Every command reads the same environment variables as the web service (``service.settings``); a bad or
+missing setting ends the command with exit code 2 and the list of problems.
+"""
+
+from __future__ import annotations
+
+import click
+
+from service.cli.database import db
+from service.cli.policy import policy
+from service.cli.sandbox import sandbox
+from service.cli.serving import serve, worker
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mfa-enforcer")
+def main() -> None:
+    """Keep GenAuth user pools compliant with MFA policy."""
+
+
+main.add_command(serve)
+main.add_command(worker)
+main.add_command(db)
+main.add_command(policy)
+main.add_command(sandbox)

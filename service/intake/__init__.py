@@ -1,0 +1,1 @@
+"""HTTP intake: GenAuth webhook deliveries and health endpoints. Only this package touches Flask."""

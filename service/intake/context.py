@@ -1,0 +1,28 @@
+"""What the views need from the application, stored once on the Flask app by ``create_app``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import current_app
+
+from service.policy import Policy
+from service.settings import Settings
+
+EXTENSION = "mfa_enforcer"
+
+
+@dataclass
+class Runtime:
+    """The collaborators of one running service."""
+
+    settings: Settings
+    engine: sa.Engine
+    policy: Policy
+
+
+def runtime() -> Runtime:
+    value = current_app.extensions[EXTENSION]
+    assert isinstance(value, Runtime)
+    return value

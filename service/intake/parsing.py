@@ -1,0 +1,136 @@
+"""Turning a webhook body into a JSON-like value, whatever shape GenAuth chose to send it in.
+
+A webhook is configured as ``application/json`` or ``application/x-www-form-urlencoded``, and no source shows
+how GenAuth form-encodes its nested body (genauth-contract.md §1.1). So a form body is accepted in all three
+plausible shapes:
+
+* bracket notation: ``eventName=login&data[id]=…&data[registerSource][0]=…`` (qs/axios style);
+* a JSON string in a field: ``eventName=login&data={"id": …}``;
+* a JSON document sent with the form content type.
+
+Parsing is bounded: depth, field count and list indexes are capped so a hostile body costs little.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+from service.intake.errors import MalformedBodyError, UnsupportedMediaTypeError
+
+JSON_TYPES = ("application/json",)
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_DEPTH = 32
+MAX_FIELDS = 5000
+MAX_INDEX = 10000
+_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_SEGMENT = re.compile(r"\[([^\[\]]*)\]")
+
+
+def decode_body(mimetype: str, raw: bytes) -> Any:
+    """The parsed body; raises ``UnsupportedMediaTypeError`` or ``MalformedBodyError``."""
+    if mimetype in JSON_TYPES or mimetype.endswith("+json"):
+        return _json(raw)
+    if mimetype == FORM_TYPE:
+        if raw.lstrip()[:1] in (b"{", b"["):
+            return _json(raw)
+        return _form(raw)
+    shown = mimetype or "none"
+    raise UnsupportedMediaTypeError(
+        f"content type {shown!r} is not supported; configure the webhook as application/json"
+    )
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MalformedBodyError("the body is not UTF-8") from exc
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise MalformedBodyError(f"the JSON body is nested deeper than {MAX_DEPTH} levels") from exc
+    except json.JSONDecodeError as exc:
+        raise MalformedBodyError(f"the body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if _depth(value) > MAX_DEPTH:
+        raise MalformedBodyError(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, computed without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in item)
+    return deepest
+
+
+def _form(raw: bytes) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except UnicodeDecodeError as exc:
+        raise MalformedBodyError("the form body is not UTF-8") from exc
+    except ValueError as exc:
+        raise MalformedBodyError(f"the form body has more than {MAX_FIELDS} fields") from exc
+    root: dict[str, Any] = {}
+    for key, value in pairs:
+        _assign(root, _path(key), value)
+    result = _listify(root)
+    assert isinstance(result, dict)
+    data = result.get("data")
+    if isinstance(data, str) and data.lstrip()[:1] in ("{", "["):
+        result["data"] = _json(data.encode("utf-8"))
+    return result
+
+
+def _path(key: str) -> list[str]:
+    match = _KEY.match(key)
+    if not match:
+        raise MalformedBodyError(f"form field name {key[:60]!r} is not valid bracket notation")
+    path = [match.group(1), *_SEGMENT.findall(match.group(2))]
+    if len(path) > MAX_DEPTH:
+        raise MalformedBodyError(f"form field {key[:60]!r} is nested deeper than {MAX_DEPTH} levels")
+    return path
+
+
+def _assign(root: dict[str, Any], path: list[str], value: str) -> None:
+    node: dict[str, Any] = root
+    for position, segment in enumerate(path):
+        is_last = position == len(path) - 1
+        if segment == "":
+            # "a[]=x": append, as the next free index.
+            segment = str(len(node))
+        if segment.isdigit() and int(segment) > MAX_INDEX:
+            raise MalformedBodyError(f"form list index {segment} is larger than {MAX_INDEX}")
+        if is_last:
+            if isinstance(node.get(segment), dict):
+                raise MalformedBodyError(f"form field {'.'.join(path)[:60]!r} is both a value and an object")
+            node[segment] = value
+            return
+        child = node.setdefault(segment, {})
+        if not isinstance(child, dict):
+            raise MalformedBodyError(
+                f"form field {'.'.join(path[: position + 1])[:60]!r} is both a value and an object"
+            )
+        node = child
+
+
+def _listify(node: Any) -> Any:
+    """Objects whose keys are all indexes become lists (in index order); an empty string becomes null."""
+    if isinstance(node, str):
+        return None if node == "" else node
+    assert isinstance(node, dict)
+    converted = {key: _listify(value) for key, value in node.items()}
+    if converted and all(key.isdigit() for key in converted):
+        return [converted[key] for key in sorted(converted, key=int)]
+    return converted

@@ -1,0 +1,101 @@
+"""The webhook endpoint and the health probes.
+
+Order of work for a delivery (ARCHITECTURE.md, "durable before 2xx"): check the secret in constant time,
+bound the size, parse, validate and extract the users, commit the event record and the work rows in one
+transaction, then answer 200. GenAuth is never called from here; the worker does that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, request
+
+from service.intake.authentication import is_authentic
+from service.intake.context import runtime
+from service.intake.errors import ForbiddenPoolError, StoreUnavailableError, UnauthorizedError
+from service.intake.parsing import decode_body
+from service.intake.schemas import interpret
+from service.logs import log_event
+from service.store.engine import is_reachable
+from service.store.inbox import Delivery, record_delivery
+
+logger = logging.getLogger(__name__)
+
+blueprint = Blueprint("intake", __name__)
+
+POOL_HEADERS = ("x-authing-userpool-id", "x-genauth-userpool-id")
+
+
+@blueprint.post("/webhooks/genauth")
+def receive_webhook() -> tuple[dict[str, Any], int]:
+    state = runtime()
+    settings = state.settings.webhook
+    if not is_authentic(request.headers, settings.secrets):
+        log_event(logger, "webhook_unauthorized", level=logging.WARNING, remote=request.remote_addr)
+        raise UnauthorizedError()
+    raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH bounds this read (413)
+    body = decode_body(request.mimetype, raw)
+    interpretation = interpret(body)
+    header_pool = next((value for name in POOL_HEADERS if (value := request.headers.get(name))), None)
+    pools = {pool for pool in (header_pool, *interpretation.userpool_ids) if pool}
+    if settings.userpool_id and pools - {settings.userpool_id}:
+        log_event(logger, "webhook_wrong_userpool", level=logging.WARNING, event=interpretation.event_name)
+        raise ForbiddenPoolError()
+    delivery = Delivery(
+        event_name=interpretation.event_name,
+        userpool_id=settings.userpool_id or header_pool or next(iter(sorted(pools)), ""),
+        user_ids=interpretation.user_ids,
+        digest=hashlib.sha256(raw).hexdigest(),
+        content_type=request.mimetype,
+        outcome=interpretation.outcome,
+    )
+    try:
+        event_id = record_delivery(state.engine, delivery, now=time.time())
+    except sa.exc.SQLAlchemyError as error:
+        log_event(
+            logger,
+            "webhook_not_recorded",
+            level=logging.ERROR,
+            event=delivery.event_name,
+            error_type=type(error).__name__,
+        )
+        raise StoreUnavailableError() from error
+    log_event(
+        logger,
+        "webhook_received",
+        event_id=event_id,
+        event=delivery.event_name,
+        outcome=delivery.outcome,
+        users=len(delivery.user_ids),
+    )
+    return {
+        "success": True,
+        "eventId": event_id,
+        "event": delivery.event_name,
+        "outcome": delivery.outcome,
+        "queued": len(delivery.user_ids),
+    }, 200
+
+
+@blueprint.get("/healthz")
+def healthz() -> dict[str, Any]:
+    """Alive: the process answers."""
+    return {"status": "ok"}
+
+
+@blueprint.get("/readyz")
+def readyz() -> tuple[dict[str, Any], int]:
+    """Ready: the database answers and a policy is loaded."""
+    state = runtime()
+    database = is_reachable(state.engine)
+    checks = {
+        "database": "ok" if database else "unreachable",
+        "policy": f"{len(state.policy.rules)} rule(s) from {state.policy.source}",
+        "mode": state.settings.mode,
+    }
+    return {"status": "ok" if database else "unavailable", "checks": checks}, 200 if database else 503

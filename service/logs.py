@@ -1,0 +1,89 @@
+"""One structured logging pipeline to stdout: readable lines locally, one JSON object per line in a cluster.
+
+Log records carry a constant snake_case event name as their message and values as fields
+(``log_event(logger, "job_retry_scheduled", job_id=7, delay=4.2)``). Fields bound with ``bind`` (request id,
+job id) are added to every line logged inside the block. Callers log identifiers, never payloads or secrets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+_HANDLER_NAME = "mfa-enforcer"
+_bound: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_fields", default=None)
+
+
+def log_event(logger: logging.Logger, event: str, /, *, level: int = logging.INFO, **fields: Any) -> None:
+    """Log ``event`` with ``fields``."""
+    if logger.isEnabledFor(level):
+        logger.log(level, event, extra={"fields": fields})
+
+
+@contextlib.contextmanager
+def bind(**fields: Any) -> Iterator[None]:
+    """Add ``fields`` to every line logged in this block (in this thread or task)."""
+    token = _bound.set({**(_bound.get() or {}), **fields})
+    try:
+        yield
+    finally:
+        _bound.reset(token)
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = dict(_bound.get() or {})
+    fields.update(getattr(record, "fields", None) or {})
+    if record.exc_info and record.exc_info[1] is not None:
+        error = record.exc_info[1]
+        fields["error_type"] = type(error).__name__
+        fields["error"] = str(error)[:500]
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+            **_fields(record),
+        }
+        if record.exc_info and record.levelno >= logging.ERROR:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        pairs = " ".join(f"{key}={_short(value)}" for key, value in _fields(record).items())
+        line = f"{stamp} {record.levelname.lower():<7} {record.getMessage():<24} {pairs}".rstrip()
+        if record.exc_info and record.levelno >= logging.ERROR:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if " " not in text else json.dumps(text)
+
+
+def configure_logging(log_format: str = "console", level: str = "INFO") -> None:
+    """Send every logger to stdout in ``log_format`` (``console`` or ``json``)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else ConsoleFormatter())
+    handler.set_name(_HANDLER_NAME)
+    root = logging.getLogger()
+    # Replace only our own handler, so calling this twice (or under pytest's capture) is harmless.
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
+    root.setLevel(level)
+    # urllib3 logs every URL with its query (user ids); keep it quiet.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)

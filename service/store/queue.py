@@ -1,0 +1,194 @@
+"""The work queue: one row per (user pool, user), claimed under a lease.
+
+Enqueueing upserts, so a user touched many times while pending is reconciled once. Each enqueue bumps the
+row's ``version``; a worker that finishes a job deletes the row only if the version is the one it claimed, and
+otherwise makes it due again at once, so a change that arrived mid-reconcile is never lost. Claims take rows
+whose due time has come and whose lease is free or expired; PostgreSQL uses ``FOR UPDATE SKIP LOCKED`` so any
+number of workers never take the same user, SQLite serialises writers with ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from service.store.tables import work
+
+ERROR_MAX = 500
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed work row."""
+
+    id: int
+    userpool_id: str
+    user_id: str
+    version: int
+    attempts: int
+    reason: str
+    first_enqueued_at: float
+
+
+def enqueue(
+    connection: sa.Connection,
+    userpool_id: str,
+    user_ids: Iterable[str],
+    *,
+    reason: str,
+    now: float,
+    event_id: int | None = None,
+) -> int:
+    """Put users on the queue (or refresh their pending row); returns how many distinct users."""
+    unique_ids = list(dict.fromkeys(user_ids))
+    if not unique_ids:
+        return 0
+    rows = [
+        {
+            "userpool_id": userpool_id,
+            "user_id": user_id,
+            "state": "pending",
+            "version": 1,
+            "reason": reason,
+            "event_id": event_id,
+            "first_enqueued_at": now,
+            "enqueued_at": now,
+            "due_at": now,
+            "attempts": 0,
+        }
+        for user_id in unique_ids
+    ]
+    insert: Any = postgresql.insert(work) if connection.dialect.name == "postgresql" else sqlite.insert(work)
+    excluded = insert.excluded
+    is_fresh = sa.or_(work.c.state == "dead", work.c.attempts == 0)
+    statement = insert.values(rows).on_conflict_do_update(
+        index_elements=[work.c.userpool_id, work.c.user_id],
+        set_={
+            "version": work.c.version + 1,
+            "reason": excluded.reason,
+            "event_id": excluded.event_id,
+            "enqueued_at": excluded.enqueued_at,
+            # A dead row comes back to life; a row in retry backoff keeps its backoff.
+            "first_enqueued_at": sa.case(
+                (work.c.state == "dead", excluded.first_enqueued_at), else_=work.c.first_enqueued_at
+            ),
+            "attempts": sa.case((work.c.state == "dead", 0), else_=work.c.attempts),
+            "due_at": sa.case((is_fresh, excluded.due_at), else_=work.c.due_at),
+            "state": "pending",
+        },
+    )
+    connection.execute(statement)
+    return len(unique_ids)
+
+
+def claim(engine: sa.Engine, *, owner: str, limit: int, lease_seconds: float, now: float) -> list[Job]:
+    """Lease up to ``limit`` due rows to ``owner``; each claim counts as an attempt."""
+    candidates = (
+        sa.select(work.c.id)
+        .where(
+            work.c.state == "pending",
+            work.c.due_at <= now,
+            sa.or_(work.c.leased_until.is_(None), work.c.leased_until < now),
+        )
+        .order_by(work.c.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    statement = (
+        sa.update(work)
+        .where(work.c.id.in_(candidates.scalar_subquery()))
+        .values(leased_until=now + lease_seconds, lease_owner=owner, attempts=work.c.attempts + 1)
+        .returning(
+            work.c.id,
+            work.c.userpool_id,
+            work.c.user_id,
+            work.c.version,
+            work.c.attempts,
+            work.c.reason,
+            work.c.first_enqueued_at,
+        )
+    )
+    with engine.begin() as connection:
+        rows = connection.execute(statement).all()
+    return sorted((Job(*row) for row in rows), key=lambda job: job.id)
+
+
+def complete(connection: sa.Connection, job: Job, *, owner: str, now: float) -> bool:
+    """Finish a job: delete its row, or, if it was enqueued again meanwhile, make it due now.
+
+    Returns True when the row was deleted.
+    """
+    deleted = connection.execute(
+        sa.delete(work).where(work.c.id == job.id, work.c.version == job.version, work.c.lease_owner == owner)
+    ).rowcount
+    if deleted:
+        return True
+    connection.execute(
+        sa.update(work)
+        .where(work.c.id == job.id, work.c.lease_owner == owner)
+        .values(leased_until=None, lease_owner=None, attempts=0, due_at=now, last_error=None)
+    )
+    return False
+
+
+def retry_later(connection: sa.Connection, job: Job, *, owner: str, due_at: float, error: str) -> None:
+    """Release a job to be tried again at ``due_at``."""
+    connection.execute(
+        sa.update(work)
+        .where(work.c.id == job.id, work.c.lease_owner == owner)
+        .values(leased_until=None, lease_owner=None, due_at=due_at, last_error=error[:ERROR_MAX])
+    )
+
+
+def dead_letter(connection: sa.Connection, job: Job, *, owner: str, error: str) -> None:
+    """Park a job that ran out of attempts; it stays visible and can be replayed."""
+    connection.execute(
+        sa.update(work)
+        .where(work.c.id == job.id, work.c.lease_owner == owner)
+        .values(state="dead", leased_until=None, lease_owner=None, last_error=error[:ERROR_MAX])
+    )
+
+
+def release(engine: sa.Engine, jobs: Iterable[Job], *, owner: str, now: float) -> None:
+    """Give back jobs a stopping worker did not start, without counting the attempt."""
+    ids = [job.id for job in jobs]
+    if not ids:
+        return
+    with engine.begin() as connection:
+        connection.execute(
+            sa.update(work)
+            .where(work.c.id.in_(ids), work.c.lease_owner == owner)
+            .values(
+                leased_until=None,
+                lease_owner=None,
+                due_at=now,
+                attempts=sa.case((work.c.attempts > 0, work.c.attempts - 1), else_=0),
+            )
+        )
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """How much work is waiting."""
+
+    pending: int
+    leased: int
+    dead: int
+    oldest_due_at: float | None
+
+
+def queue_stats(engine: sa.Engine, *, now: float) -> QueueStats:
+    is_leased = sa.and_(work.c.leased_until.is_not(None), work.c.leased_until >= now)
+    statement = sa.select(
+        sa.func.count().filter(sa.and_(work.c.state == "pending", sa.not_(is_leased))),
+        sa.func.count().filter(sa.and_(work.c.state == "pending", is_leased)),
+        sa.func.count().filter(work.c.state == "dead"),
+        sa.func.min(work.c.due_at).filter(work.c.state == "pending"),
+    )
+    with engine.connect() as connection:
+        pending, leased, dead, oldest = connection.execute(statement).one()
+    return QueueStats(pending=pending, leased=leased, dead=dead, oldest_due_at=oldest)

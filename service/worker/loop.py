@@ -1,0 +1,190 @@
+"""The worker: claim due work, reconcile each user, then finish, retry or dead-letter the row.
+
+Runs as a thread inside the web process (single node) or as ``mfa-enforcer worker`` (its own process or
+pod). Temporary errors go back on the queue with exponential backoff and jitter (at least GenAuth's
+``Retry-After``); after ``max_attempts`` a row is dead-lettered with its last error. Permanent errors are
+recorded as a ``failed`` decision and not retried. A stop request lets the current job finish and releases
+the rest of the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from service.enforcement.reconciling import Reconciler
+from service.errors import PermanentError, TemporaryError
+from service.logs import bind, log_event
+from service.settings import WorkerSettings
+from service.store import queue
+from service.store.decisions import Decision, record_decision
+
+logger = logging.getLogger(__name__)
+
+STORE_ERROR_PAUSE_MAX = 30.0
+
+
+def default_owner() -> str:
+    """A lease owner name that tells operators which process holds a row."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+def retry_delay(
+    attempt: int,
+    settings: WorkerSettings,
+    *,
+    retry_after: float | None = None,
+    rng: Callable[[], float] = random.random,
+) -> float:
+    """Exponential backoff with equal jitter, never less than GenAuth's advice."""
+    ceiling = min(settings.backoff_max, settings.backoff_base * 2.0 ** max(0, attempt - 1))
+    delay = ceiling / 2 + float(rng()) * ceiling / 2
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, settings.backoff_max))
+    return delay
+
+
+class Worker:
+    """Drains the work queue with one ``Reconciler``."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        reconciler: Reconciler,
+        settings: WorkerSettings,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.reconciler = reconciler
+        self.settings = settings
+        self.owner = owner or default_owner()
+        self.clock = clock
+        self.stop_requested = threading.Event()
+
+    def run(self) -> None:
+        """Work until ``stop()``; survives a database that goes away and comes back."""
+        log_event(logger, "worker_started", owner=self.owner)
+        store_failures = 0
+        while not self.stop_requested.is_set():
+            try:
+                done = self.run_once()
+                store_failures = 0
+            except sa.exc.SQLAlchemyError as error:
+                store_failures += 1
+                pause = min(STORE_ERROR_PAUSE_MAX, 2.0**store_failures)
+                log_event(
+                    logger,
+                    "worker_store_unavailable",
+                    level=logging.WARNING,
+                    pause=pause,
+                    error_type=type(error).__name__,
+                )
+                self.stop_requested.wait(pause)
+                continue
+            if not done:
+                self.stop_requested.wait(self.settings.poll_interval)
+        log_event(logger, "worker_stopped", owner=self.owner)
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+
+    def run_once(self) -> int:
+        """Claim one batch and process it; returns how many jobs were processed."""
+        jobs = queue.claim(
+            self.engine,
+            owner=self.owner,
+            limit=self.settings.batch_size,
+            lease_seconds=self.settings.lease_seconds,
+            now=self.clock(),
+        )
+        for index, job in enumerate(jobs):
+            if self.stop_requested.is_set():
+                queue.release(self.engine, jobs[index:], owner=self.owner, now=self.clock())
+                return index
+            self.process(job)
+        return len(jobs)
+
+    def run_until_idle(self, *, max_rounds: int = 1000) -> int:
+        """Process due work until none is left (tests and one-shot runs); returns jobs processed."""
+        total = 0
+        for _ in range(max_rounds):
+            done = self.run_once()
+            if not done:
+                break
+            total += done
+        return total
+
+    def process(self, job: queue.Job) -> None:
+        with bind(job_id=job.id, user_id=job.user_id, attempt=job.attempts):
+            try:
+                decision = self.reconciler.reconcile(job)
+            except TemporaryError as error:
+                self._retry(job, error, error.retry_after)
+            except PermanentError as error:
+                self._finish(job, self._failure(job, error))
+            except Exception as error:
+                # A bug or an unexpected answer: keep the work, log loudly, retry with backoff.
+                logger.exception("job_crashed", extra={"fields": {}})
+                self._retry(job, error, None)
+            else:
+                self._finish(job, decision)
+
+    def _finish(self, job: queue.Job, decision: Decision) -> None:
+        now = self.clock()
+        with self.engine.begin() as connection:
+            record_decision(connection, decision, now=now)
+            deleted = queue.complete(connection, job, owner=self.owner, now=now)
+        log_event(
+            logger,
+            "decision_recorded",
+            action=decision.action,
+            rules=list(decision.rules),
+            before=list(decision.before),
+            after=list(decision.after),
+            requeued=not deleted,
+        )
+
+    def _retry(self, job: queue.Job, error: Exception, retry_after: float | None) -> None:
+        message = f"{type(error).__name__}: {error}"
+        if job.attempts >= self.settings.max_attempts:
+            with self.engine.begin() as connection:
+                queue.dead_letter(connection, job, owner=self.owner, error=message)
+                record_decision(connection, self._failure(job, error, dead=True), now=self.clock())
+            log_event(logger, "job_dead_lettered", level=logging.ERROR, error=message)
+            return
+        delay = retry_delay(job.attempts, self.settings, retry_after=retry_after)
+        with self.engine.begin() as connection:
+            queue.retry_later(connection, job, owner=self.owner, due_at=self.clock() + delay, error=message)
+        log_event(logger, "job_retry_scheduled", level=logging.WARNING, delay=round(delay, 2), error=message)
+
+    def _failure(self, job: queue.Job, error: Exception, *, dead: bool = False) -> Decision:
+        prefix = f"dead-lettered after {job.attempts} attempts: " if dead else "not retried: "
+        return Decision(
+            userpool_id=job.userpool_id,
+            user_id=job.user_id,
+            trigger=job.reason,
+            mode="audit" if self.reconciler.force_audit else "enforce",
+            action="failed",
+            rules=(),
+            required=(),
+            before=(),
+            after=(),
+            reason=prefix + str(error),
+            attempt=job.attempts,
+        )
+
+
+def start_in_thread(worker: Worker) -> threading.Thread:
+    """Run ``worker`` in a daemon thread (the single-node mode of ``serve``)."""
+    thread = threading.Thread(target=worker.run, name="mfa-enforcer-worker", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,165 @@
+"""The inbox, the work queue and decisions on a real SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from service.store import queue
+from service.store.decisions import Decision, decisions_for_user, record_decision
+from service.store.engine import create_engine, is_reachable, prepare_database
+from service.store.inbox import Delivery, record_delivery
+from service.store.tables import events, work
+
+
+@pytest.fixture
+def store(database_url):
+    engine = create_engine(database_url)
+    prepare_database(engine)
+    yield engine
+    engine.dispose()
+
+
+def delivery(*user_ids, event="login"):
+    return Delivery(event_name=event, userpool_id="pool", user_ids=tuple(user_ids), digest="d" * 64,
+                    content_type="application/json", outcome="queued" if user_ids else "ignored")
+
+
+def rows(engine, table):
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(sa.select(table).order_by(table.c.id))]
+
+
+def test_delivery_records_the_event_and_one_work_row_per_user(store):
+    """A delivery writes an event with ids only, and a work row per distinct user."""
+    event_id = record_delivery(store, delivery("u1", "u2", "u1"), now=100.0)
+    [event] = rows(store, events)
+    assert event["id"] == event_id and event["subject_ids"] == ["u1", "u2", "u1"]
+    assert sorted(row["user_id"] for row in rows(store, work)) == ["u1", "u2"]
+
+
+def test_repeated_deliveries_coalesce_into_one_row(store):
+    """Ten deliveries for one pending user leave one row whose version counts them."""
+    for second in range(10):
+        record_delivery(store, delivery("u1"), now=100.0 + second)
+    [row] = rows(store, work)
+    assert row["version"] == 10 and row["first_enqueued_at"] == 100.0 and row["enqueued_at"] == 109.0
+    assert len(rows(store, events)) == 10
+
+
+def test_claim_leases_due_rows_once(store):
+    """A claimed row is invisible to a second claim until its lease ends, then comes back."""
+    record_delivery(store, delivery("u1", "u2"), now=100.0)
+    first = queue.claim(store, owner="a", limit=10, lease_seconds=30, now=100.0)
+    assert {job.user_id for job in first} == {"u1", "u2"} and all(job.attempts == 1 for job in first)
+    assert queue.claim(store, owner="b", limit=10, lease_seconds=30, now=110.0) == []
+    again = queue.claim(store, owner="b", limit=10, lease_seconds=30, now=131.0)
+    assert {job.user_id for job in again} == {"u1", "u2"} and all(job.attempts == 2 for job in again)
+
+
+def test_rows_are_not_claimed_before_they_are_due(store):
+    """A row in retry backoff waits for its due time."""
+    record_delivery(store, delivery("u1"), now=100.0)
+    [job] = queue.claim(store, owner="a", limit=1, lease_seconds=30, now=100.0)
+    with store.begin() as connection:
+        queue.retry_later(connection, job, owner="a", due_at=150.0, error="GenAuthUnavailableError: down")
+    assert queue.claim(store, owner="a", limit=1, lease_seconds=30, now=149.0) == []
+    [retried] = queue.claim(store, owner="a", limit=1, lease_seconds=30, now=150.0)
+    assert retried.attempts == 2
+    assert rows(store, work)[0]["last_error"] == "GenAuthUnavailableError: down"
+
+
+def test_completing_deletes_the_row_unless_it_was_enqueued_again(store):
+    """A delivery that arrives mid-reconcile makes the row due again instead of being lost."""
+    record_delivery(store, delivery("u1", "u2"), now=100.0)
+    jobs = {job.user_id: job for job in queue.claim(store, owner="a", limit=10, lease_seconds=30, now=100.0)}
+    record_delivery(store, delivery("u2"), now=101.0)  # u2 changed while being reconciled
+    with store.begin() as connection:
+        assert queue.complete(connection, jobs["u1"], owner="a", now=102.0) is True
+        assert queue.complete(connection, jobs["u2"], owner="a", now=102.0) is False
+    [row] = rows(store, work)
+    assert (row["user_id"], row["leased_until"], row["attempts"], row["due_at"]) == ("u2", None, 0, 102.0)
+
+
+def test_a_worker_whose_lease_expired_cannot_ack_anothers_claim(store):
+    """After a lease expires and another worker claims the row, the first worker's ack changes nothing."""
+    record_delivery(store, delivery("u1"), now=100.0)
+    [stale] = queue.claim(store, owner="slow", limit=1, lease_seconds=10, now=100.0)
+    [fresh] = queue.claim(store, owner="fast", limit=1, lease_seconds=10, now=111.0)
+    with store.begin() as connection:
+        queue.complete(connection, stale, owner="slow", now=112.0)
+    assert rows(store, work)[0]["lease_owner"] == "fast"
+    with store.begin() as connection:
+        assert queue.complete(connection, fresh, owner="fast", now=113.0) is True
+    assert rows(store, work) == []
+
+
+def test_dead_letters_stay_visible_and_a_new_delivery_revives_them(store):
+    """A dead row is not claimed; a fresh delivery for the user makes it pending with a clean slate."""
+    record_delivery(store, delivery("u1"), now=100.0)
+    [job] = queue.claim(store, owner="a", limit=1, lease_seconds=30, now=100.0)
+    with store.begin() as connection:
+        queue.dead_letter(connection, job, owner="a", error="boom")
+    assert queue.claim(store, owner="a", limit=1, lease_seconds=30, now=200.0) == []
+    assert queue.queue_stats(store, now=200.0).dead == 1
+    record_delivery(store, delivery("u1"), now=300.0)
+    [revived] = queue.claim(store, owner="a", limit=1, lease_seconds=30, now=300.0)
+    assert revived.attempts == 1
+
+
+def test_release_returns_unstarted_jobs_without_spending_an_attempt(store):
+    """Jobs a stopping worker never started are due again at once with their attempt given back."""
+    record_delivery(store, delivery("u1"), now=100.0)
+    jobs = queue.claim(store, owner="a", limit=1, lease_seconds=30, now=100.0)
+    queue.release(store, jobs, owner="a", now=101.0)
+    [again] = queue.claim(store, owner="b", limit=1, lease_seconds=30, now=101.0)
+    assert again.attempts == 1
+
+
+def test_queue_stats_count_pending_leased_and_dead(store):
+    """Stats split waiting, leased and dead rows and give the oldest due time."""
+    record_delivery(store, delivery("u1", "u2", "u3"), now=100.0)
+    queue.claim(store, owner="a", limit=1, lease_seconds=30, now=100.0)
+    stats = queue.queue_stats(store, now=101.0)
+    assert (stats.pending, stats.leased, stats.dead, stats.oldest_due_at) == (2, 1, 0, 100.0)
+
+
+def test_decisions_are_recorded_and_read_newest_first(store):
+    """Decision rows keep rules, factors and reason; reading returns the newest first."""
+    for action in ("enforced", "none"):
+        with store.begin() as connection:
+            record_decision(connection, Decision(userpool_id="pool", user_id="u1", trigger="login", mode="enforce",
+                                                 action=action, rules=("finance-sms",), required=("SMS",),
+                                                 before=(), after=("SMS",), reason="r"), now=100.0)
+    latest = decisions_for_user(store, "u1")
+    assert [row["action"] for row in latest] == ["none", "enforced"]
+    assert latest[0]["rules"] == ["finance-sms"] and latest[0]["after"] == ["SMS"]
+
+
+def test_concurrent_claims_never_share_a_row(store):
+    """Eight threads claiming at once get disjoint sets of rows that together cover the queue."""
+    record_delivery(store, delivery(*[f"u{i}" for i in range(200)]), now=100.0)
+    claimed: list[list[str]] = []
+    barrier = threading.Barrier(8)
+
+    def claim_all(owner):
+        mine = []
+        barrier.wait()
+        while batch := queue.claim(store, owner=owner, limit=7, lease_seconds=60, now=100.0):
+            mine.extend(job.user_id for job in batch)
+        claimed.append(mine)
+
+    threads = [threading.Thread(target=claim_all, args=(f"w{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [user for mine in claimed for user in mine]
+    assert len(every) == len(set(every)) == 200
+
+
+def test_reachability_check(store):
+    """is_reachable answers True for a working database."""
+    assert is_reachable(store)

@@ -1,0 +1,202 @@
+"""The worker against the emulator: retries, dead letters, permanent failures, audit mode, API cost."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+import sqlalchemy as sa
+
+from service.app import build_worker, create_app
+from service.intake.context import EXTENSION
+from service.store import queue
+from service.store.decisions import decisions_for_user
+from service.store.inbox import Delivery, record_delivery
+from service.store.tables import work
+
+SET_MFA = "/api/v3/set-mfa-status"
+
+
+def enqueue(engine, *user_ids, pool="pool"):
+    record_delivery(engine, Delivery("login", pool, tuple(user_ids), "0" * 64, "application/json", "queued"),
+                    now=time.time())
+
+
+def drain(worker, engine, *, timeout=10.0):
+    """Run the worker until no row is pending (waiting out backoff delays) or dead."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.run_until_idle()
+        with engine.connect() as connection:
+            left = connection.execute(
+                sa.select(sa.func.count()).select_from(work).where(work.c.state == "pending")
+            ).scalar_one()
+        if not left:
+            return
+        time.sleep(0.01)
+    raise AssertionError("work did not drain")
+
+
+def work_rows(engine):
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(sa.select(work))]
+
+
+def test_temporary_errors_are_retried_until_enforced(worker, engine, emulator):
+    """A 500, a throttle and a dropped connection each cost an attempt; the user is enforced in the end."""
+    alice = emulator.users["fin.alice"]
+    emulator.faults.add("status_500", path="/api/v3/get-mfa-status", times=1)
+    emulator.faults.add("status_429", path="/api/v3/get-user", times=1)
+    emulator.faults.add("disconnect", path=SET_MFA, times=1)
+    enqueue(engine, alice)
+    drain(worker, engine)
+    [decision] = decisions_for_user(engine, alice)
+    assert decision["action"] == "enforced" and decision["attempt"] == 4
+    assert emulator.state.get_mfa(alice)["applicationMfa"][0]["mfaPolicy"] == "SMS"
+    assert work_rows(engine) == []
+
+
+def test_work_is_dead_lettered_after_the_retry_budget_and_revived_by_a_new_delivery(worker, engine, emulator):
+    """During an outage the row is retried max_attempts times, then parked with its error and a failed decision."""
+    alice = emulator.users["fin.alice"]
+    emulator.stop()
+    enqueue(engine, alice)
+    drain(worker, engine)
+    [row] = work_rows(engine)
+    assert row["state"] == "dead" and row["attempts"] == worker.settings.max_attempts
+    assert "GenAuthUnavailableError" in row["last_error"]
+    [decision] = decisions_for_user(engine, alice)
+    assert decision["action"] == "failed" and "dead-lettered after 4 attempts" in decision["reason"]
+
+    emulator.start()
+    enqueue(engine, alice)
+    drain(worker, engine)
+    assert decisions_for_user(engine, alice)[0]["action"] == "enforced"
+
+
+def test_permanent_errors_are_recorded_and_not_retried(worker, engine, emulator):
+    """When GenAuth refuses the write as invalid, one failed decision is recorded and the row is gone."""
+    alice = emulator.users["fin.alice"]
+    stored = emulator.state.get_mfa(alice)
+    emulator.state.set_mfa(alice, {**stored, "applicationMfa": [{"mfaPolicy": "WEBAUTHN", "status": 1, "sort": 0}]})
+    enqueue(engine, alice)
+    drain(worker, engine)
+    [decision] = decisions_for_user(engine, alice)
+    assert decision["action"] == "failed" and decision["reason"].startswith("not retried")
+    assert emulator.journal.count(SET_MFA) == 1
+    assert work_rows(engine) == []
+
+
+def test_deleted_user_is_a_decision_not_an_error(worker, engine, emulator):
+    """A user deleted before the worker reads them is recorded as gone; nothing is written or retried."""
+    erin = emulator.users["new.erin"]
+    emulator.state.delete_user(erin)
+    enqueue(engine, erin)
+    drain(worker, engine)
+    [decision] = decisions_for_user(engine, erin)
+    assert decision["action"] == "none" and "does not exist" in decision["reason"]
+
+
+def test_compliant_user_costs_three_reads_and_no_write(worker, engine, emulator):
+    """get-user, get-user-departments and get-mfa-status, and nothing else, for a compliant user."""
+    frank = emulator.users["fin.frank"]
+    emulator.journal.clear()
+    enqueue(engine, frank)
+    drain(worker, engine)
+    paths = [entry.path for entry in emulator.journal.entries() if entry.path != "/api/v3/get-management-token"]
+    assert sorted(paths) == ["/api/v3/get-mfa-status", "/api/v3/get-user", "/api/v3/get-user-departments"]
+
+
+def test_out_of_scope_user_costs_no_mfa_read(worker, engine, emulator):
+    """A user no rule matches costs the user and department reads only."""
+    dave = emulator.users["eng.dave"]
+    emulator.journal.clear()
+    enqueue(engine, dave)
+    drain(worker, engine)
+    paths = {entry.path for entry in emulator.journal.entries()} - {"/api/v3/get-management-token"}
+    assert paths == {"/api/v3/get-user", "/api/v3/get-user-departments"}
+
+
+@pytest.fixture
+def email_policy(tmp_path):
+    path = tmp_path / "policies.yaml"
+    path.write_text(
+        "policies:\n"
+        "  - name: acme-otp\n"
+        "    match: {email_domains: [acme.example]}\n"
+        "    require_mfa: [OTP]\n"
+        "  - name: finance-email-audit\n"
+        "    mode: audit\n"
+        "    match: {departments: [finance]}\n"
+        "    require_mfa: [EMAIL]\n"
+    )
+    return path
+
+
+def test_rules_that_need_no_departments_fetch_none(settings, emulator, tmp_path):
+    """With only an email-domain rule, no get-user-departments call is made."""
+    path = tmp_path / "email-only.yaml"
+    path.write_text("policies:\n  - name: acme-otp\n    match: {email_domains: [acme.example]}\n    require_mfa: [OTP]\n")
+    app = create_app(replace(settings, policy_file=path), configure_logs=False)
+    engine = app.extensions[EXTENSION].engine
+    worker = build_worker(app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy)
+    try:
+        emulator.journal.clear()
+        enqueue(engine, emulator.users["eng.dave"])
+        drain(worker, engine)
+        assert emulator.journal.count("/api/v3/get-user-departments") == 0
+        assert decisions_for_user(engine, emulator.users["eng.dave"])[0]["after"] == ["OTP"]
+    finally:
+        worker.reconciler.client.close()
+        engine.dispose()
+
+
+def test_audit_rule_records_what_it_would_do_and_writes_only_enforce_rules(settings, emulator, email_policy):
+    """An audit-mode rule adds nothing; its factor is reported as would-enable beside the enforced one."""
+    app = create_app(replace(settings, policy_file=email_policy), configure_logs=False)
+    engine = app.extensions[EXTENSION].engine
+    worker = build_worker(app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy)
+    alice = emulator.users["fin.alice"]
+    try:
+        enqueue(engine, alice)
+        drain(worker, engine)
+        [decision] = decisions_for_user(engine, alice)
+        assert decision["action"] == "enforced"
+        assert decision["required"] == ["EMAIL", "OTP"] and decision["after"] == ["OTP"]
+        assert "would enable EMAIL (audit)" in decision["reason"]
+        enabled = {e["mfaPolicy"] for e in emulator.state.get_mfa(alice)["applicationMfa"] if e["status"] == 1}
+        assert enabled == {"OTP"}
+    finally:
+        worker.reconciler.client.close()
+        engine.dispose()
+
+
+def test_global_audit_mode_changes_nothing(settings, emulator):
+    """ENFORCER_MODE=audit records would-enforce and never calls set-mfa-status."""
+    app = create_app(replace(settings, mode="audit"), configure_logs=False)
+    engine = app.extensions[EXTENSION].engine
+    worker = build_worker(app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy)
+    alice = emulator.users["fin.alice"]
+    try:
+        enqueue(engine, alice)
+        drain(worker, engine)
+        [decision] = decisions_for_user(engine, alice)
+        assert (decision["action"], decision["mode"]) == ("would-enforce", "audit")
+        assert emulator.journal.count(SET_MFA) == 0
+    finally:
+        worker.reconciler.client.close()
+        engine.dispose()
+
+
+def test_a_delivery_during_reconcile_is_not_lost(worker, engine, emulator):
+    """A delivery that arrives while the user is being reconciled makes the worker look at the user again."""
+    erin = emulator.users["new.erin"]
+    enqueue(engine, erin)
+    [job] = queue.claim(engine, owner=worker.owner, limit=1, lease_seconds=30, now=time.time())
+    enqueue(engine, erin)  # GenAuth reports a change while the worker holds the row
+    worker.process(job)  # this pass read her before the change: not in Finance yet
+    assert decisions_for_user(engine, erin)[0]["action"] == "none"
+    emulator.state.add_member(erin, "finance")  # the change it was told about
+    drain(worker, engine)
+    assert decisions_for_user(engine, erin)[0]["action"] == "enforced"

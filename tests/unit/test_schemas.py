@@ -1,0 +1,81 @@
+"""Envelope validation and subject extraction for each event the service acts on."""
+
+import pytest
+
+from service.intake.errors import InvalidDeliveryError
+from service.intake.schemas import interpret
+
+USER = {"id": "65a1f0c2e4b0a1b2c3d4e5f6", "userPoolId": "659f1e2d3c4b5a6978012345", "password": "hash", "salt": "s"}
+
+
+@pytest.mark.parametrize("event", ["login", "register", "user:created"])
+def test_user_object_events_name_the_user_in_data(event):
+    """login, register and user:created carry the user as data."""
+    result = interpret({"eventName": event, "data": USER})
+    assert (result.event_name, result.user_ids, result.outcome) == (event, (USER["id"],), "queued")
+    assert result.userpool_ids == (USER["userPoolId"],)
+
+
+@pytest.mark.parametrize("event", ["user:updated", "organization:member-added", "organization:member-removed"])
+def test_wrapped_user_events_name_data_user(event):
+    """user:updated and organization:member-* carry the user as data.user."""
+    result = interpret({"eventName": event, "data": {"user": USER, "node": {"code": "finance"}}})
+    assert result.user_ids == (USER["id"],)
+
+
+def test_bare_user_object_is_a_login():
+    """The guide's login example has no envelope; it is read as login."""
+    result = interpret(USER)
+    assert (result.event_name, result.user_ids) == ("login", (USER["id"],))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"eventName": "test", "data": {"description": "A test from GenAuth Webhook"}},
+        {"description": "A test from Authing Webhook"},
+    ],
+)
+def test_console_test_events_are_recognised(body):
+    """Both documented shapes of the console's test delivery are test events with no subjects."""
+    result = interpret(body)
+    assert (result.event_name, result.user_ids, result.outcome) == ("test", (), "test")
+
+
+def test_events_not_acted_on_are_ignored_without_validating_data():
+    """An event name the service does not act on is accepted as ignored."""
+    result = interpret({"eventName": "user:password-changed", "data": "anything"})
+    assert (result.event_name, result.user_ids, result.outcome) == ("user:password-changed", (), "ignored")
+
+
+def test_user_id_aliases_are_accepted():
+    """userId and _id stand in for id."""
+    assert interpret({"eventName": "login", "data": {"userId": "u-1"}}).user_ids == ("u-1",)
+    assert interpret({"eventName": "login", "data": {"_id": "u-2"}}).user_ids == ("u-2",)
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        ({"eventName": "login"}, {"data": ["Missing data for required field."]}),
+        ({"eventName": "login", "data": {"email": "x@y"}}, {"data": {"id": ["Missing data for required field."]}}),
+        ({"eventName": "login", "data": {"id": 42}}, {"data": {"id": ["Not a valid string."]}}),
+        ({"eventName": "login", "data": {"id": "has space"}}, {"data": {"id": ["Not a valid user id."]}}),
+        ({"eventName": "user:updated", "data": {"updates": {}}}, {"data": {"user": ["Missing data for required field."]}}),
+        ({"eventName": 7, "data": {}}, {"eventName": ["Not a valid string."]}),
+        ({"data": {}}, {"eventName": ["Missing data for required field."]}),
+    ],
+    ids=["no-data", "no-id", "numeric-id", "bad-id", "no-user", "numeric-event", "no-event"],
+)
+def test_invalid_deliveries_name_the_field(body, errors):
+    """Each invalid shape is refused with marshmallow's field errors."""
+    with pytest.raises(InvalidDeliveryError) as caught:
+        interpret(body)
+    assert caught.value.errors == errors
+
+
+@pytest.mark.parametrize("body", [[], "login", 42, None])
+def test_a_body_that_is_not_an_object_is_invalid(body):
+    """Lists, strings, numbers and null are not deliveries."""
+    with pytest.raises(InvalidDeliveryError):
+        interpret(body)
