@@ -22,17 +22,30 @@ errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 
 
-def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook signature
-    """Create the tables once in the master, before workers race to do it."""
+def on_starting(server):
+    """Check the settings and the policy once, then create the tables before workers race to do it.
+
+    A problem stops the master with one readable message instead of every worker failing to boot.
+    """
+    import sys
+
+    from service.errors import ConfigurationError
+    from service.policy import load_policy
     from service.settings import load_settings
     from service.store.engine import create_engine, prepare_database
 
-    engine = create_engine(load_settings(os.environ).database_url)
+    try:
+        settings = load_settings(os.environ)
+        load_policy(settings.policy_file)
+    except ConfigurationError as error:
+        print(f"mfa-enforcer: {error}", file=sys.stderr)
+        sys.exit(1)
+    engine = create_engine(settings.database_url)
     prepare_database(engine)
     engine.dispose()
 
 
-def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+def worker_exit(server, worker):
     """Let the in-process reconcile worker finish its current job."""
     from service.app import stop_worker
 

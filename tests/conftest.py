@@ -30,8 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
 PREVIOUS_SECRET = "previous-webhook-secret-9876543210"
 PG_SKIP_REASON = (
-    "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); "
-    ".ci/run sets it"
+    "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
 )
 
 

@@ -37,7 +37,6 @@ def run_sandbox() -> None:
     """Start the emulator and the service; serve until Ctrl-C or SIGTERM."""
     from genauth_emulator.sample import seed_sandbox
     from genauth_emulator.server import EmulatorServer
-
     from genauth_emulator.state import EmulatorState
 
     port = int(os.environ.get("PORT", "8000") or 8000)
@@ -116,7 +115,7 @@ def _info() -> dict[str, Any]:
 
 def _find_user(emulator_url: str, username: str) -> dict[str, Any]:
     try:
-        users = requests.get(f"{emulator_url}/_emulator/users", timeout=5).json()
+        users = requests.get(f"{emulator_url}/_emulator/users", timeout=5).json()["users"]
     except requests.RequestException as error:
         raise click.ClickException(
             f"the sandbox emulator at {emulator_url} does not answer: is `make run` on?"
@@ -181,7 +180,8 @@ def _report(info: dict[str, Any], user: dict[str, Any], *, since: float) -> None
                 click.echo(f"decision for {user.get('username')}: {row['action']} — {row['reason']}")
                 click.echo(f"  factors before {row['before'] or '[]'} → after {row['after'] or '[]'}")
                 mfa = requests.get(f"{info['emulator_url']}/_emulator/users/{user['userId']}/mfa", timeout=5).json()
-                click.echo(f"  GenAuth now stores: {json.dumps(mfa, ensure_ascii=False)}")
+                shown = {key: mfa.get(key) for key in ("applicationMfa", "mfaPhone", "mfaEmail")}
+                click.echo(f"  GenAuth now stores: {json.dumps(shown, ensure_ascii=False)}")
                 return
             time.sleep(0.2)  # polling another process's database; there is nothing to wait on
     finally:

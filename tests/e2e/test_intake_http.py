@@ -74,8 +74,9 @@ def test_malformed_json_is_400(live_service):
 
 def test_invalid_event_is_422_with_field_errors(live_service):
     """A login without a user id is 422 and names the missing field."""
-    body = assert_error(post(live_service, json.dumps({"eventName": "login", "data": {"email": "a@b"}})), 422,
-                        "invalid_delivery")
+    body = assert_error(
+        post(live_service, json.dumps({"eventName": "login", "data": {"email": "a@b"}})), 422, "invalid_delivery"
+    )
     assert body["errors"] == {"data": {"id": ["Missing data for required field."]}}
     assert stored_counts(live_service.engine) == (0, 0)
 

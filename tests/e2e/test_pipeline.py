@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from genauth_emulator.payloads import event_body
 from service.store.decisions import decisions_for_user
-from service.store.tables import decisions, events, work
+from service.store.tables import events, work
 
 SET_MFA = "/api/v3/set-mfa-status"
 GET_MFA = "/api/v3/get-mfa-status"
@@ -100,7 +100,9 @@ def test_moving_into_finance_enforces_and_moving_out_removes_nothing(live_servic
     """member-added to Finance enforces SMS; member-removed afterwards leaves the factor in place."""
     erin = emulator.users["new.erin"]
     emulator.state.add_member(erin, "finance")
-    live_service.sender.deliver(event_body(emulator.state, "organization:member-added", erin, department_code="finance"))
+    live_service.sender.deliver(
+        event_body(emulator.state, "organization:member-added", erin, department_code="finance")
+    )
     emulator.journal.wait_for(is_write_for(erin), timeout=10)
     wait_for_decision(live_service.engine, erin)
 

@@ -23,8 +23,14 @@ def store(database_url):
 
 
 def delivery(*user_ids, event="login"):
-    return Delivery(event_name=event, userpool_id="pool", user_ids=tuple(user_ids), digest="d" * 64,
-                    content_type="application/json", outcome="queued" if user_ids else "ignored")
+    return Delivery(
+        event_name=event,
+        userpool_id="pool",
+        user_ids=tuple(user_ids),
+        digest="d" * 64,
+        content_type="application/json",
+        outcome="queued" if user_ids else "ignored",
+    )
 
 
 def rows(engine, table):
@@ -130,9 +136,22 @@ def test_decisions_are_recorded_and_read_newest_first(store):
     """Decision rows keep rules, factors and reason; reading returns the newest first."""
     for action in ("enforced", "none"):
         with store.begin() as connection:
-            record_decision(connection, Decision(userpool_id="pool", user_id="u1", trigger="login", mode="enforce",
-                                                 action=action, rules=("finance-sms",), required=("SMS",),
-                                                 before=(), after=("SMS",), reason="r"), now=100.0)
+            record_decision(
+                connection,
+                Decision(
+                    userpool_id="pool",
+                    user_id="u1",
+                    trigger="login",
+                    mode="enforce",
+                    action=action,
+                    rules=("finance-sms",),
+                    required=("SMS",),
+                    before=(),
+                    after=("SMS",),
+                    reason="r",
+                ),
+                now=100.0,
+            )
     latest = decisions_for_user(store, "u1")
     assert [row["action"] for row in latest] == ["none", "enforced"]
     assert latest[0]["rules"] == ["finance-sms"] and latest[0]["after"] == ["SMS"]

@@ -19,8 +19,9 @@ SET_MFA = "/api/v3/set-mfa-status"
 
 
 def enqueue(engine, *user_ids, pool="pool"):
-    record_delivery(engine, Delivery("login", pool, tuple(user_ids), "0" * 64, "application/json", "queued"),
-                    now=time.time())
+    record_delivery(
+        engine, Delivery("login", pool, tuple(user_ids), "0" * 64, "application/json", "queued"), now=time.time()
+    )
 
 
 def drain(worker, engine, *, timeout=10.0):
@@ -137,10 +138,14 @@ def email_policy(tmp_path):
 def test_rules_that_need_no_departments_fetch_none(settings, emulator, tmp_path):
     """With only an email-domain rule, no get-user-departments call is made."""
     path = tmp_path / "email-only.yaml"
-    path.write_text("policies:\n  - name: acme-otp\n    match: {email_domains: [acme.example]}\n    require_mfa: [OTP]\n")
+    path.write_text(
+        "policies:\n  - name: acme-otp\n    match: {email_domains: [acme.example]}\n    require_mfa: [OTP]\n"
+    )
     app = create_app(replace(settings, policy_file=path), configure_logs=False)
     engine = app.extensions[EXTENSION].engine
-    worker = build_worker(app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy)
+    worker = build_worker(
+        app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy
+    )
     try:
         emulator.journal.clear()
         enqueue(engine, emulator.users["eng.dave"])
@@ -156,7 +161,9 @@ def test_audit_rule_records_what_it_would_do_and_writes_only_enforce_rules(setti
     """An audit-mode rule adds nothing; its factor is reported as would-enable beside the enforced one."""
     app = create_app(replace(settings, policy_file=email_policy), configure_logs=False)
     engine = app.extensions[EXTENSION].engine
-    worker = build_worker(app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy)
+    worker = build_worker(
+        app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy
+    )
     alice = emulator.users["fin.alice"]
     try:
         enqueue(engine, alice)
@@ -176,7 +183,9 @@ def test_global_audit_mode_changes_nothing(settings, emulator):
     """ENFORCER_MODE=audit records would-enforce and never calls set-mfa-status."""
     app = create_app(replace(settings, mode="audit"), configure_logs=False)
     engine = app.extensions[EXTENSION].engine
-    worker = build_worker(app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy)
+    worker = build_worker(
+        app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy
+    )
     alice = emulator.users["fin.alice"]
     try:
         enqueue(engine, alice)

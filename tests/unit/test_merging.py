@@ -39,8 +39,12 @@ def test_missing_factor_is_added_and_everything_else_kept():
     ]
     assert result.trigger_data["mfaPhone"] == "13800138000"
     assert result.trigger_data["mfaPhoneCountryCode"] == "+86"
-    unchanged = {k: v for k, v in result.trigger_data.items() if k not in ("applicationMfa", "mfaPhone", "mfaPhoneCountryCode")}
-    assert unchanged == {k: v for k, v in snapshot.items() if k not in ("applicationMfa", "mfaPhone", "mfaPhoneCountryCode")}
+    unchanged = {
+        k: v for k, v in result.trigger_data.items() if k not in ("applicationMfa", "mfaPhone", "mfaPhoneCountryCode")
+    }
+    assert unchanged == {
+        k: v for k, v in snapshot.items() if k not in ("applicationMfa", "mfaPhone", "mfaPhoneCountryCode")
+    }
     assert (result.before, result.after) == (("EMAIL",), ("SMS", "EMAIL"))
 
 
@@ -92,7 +96,9 @@ def test_email_factor_binds_the_profile_address():
 
 def test_empty_or_odd_trigger_data_is_tolerated():
     """No stored data, null applicationMfa and the single-object doc artefact all merge."""
-    assert merge_factors({}, ("OTP",), FACTS).trigger_data == {"applicationMfa": [{"mfaPolicy": "OTP", "status": 1, "sort": 0}]}
+    assert merge_factors({}, ("OTP",), FACTS).trigger_data == {
+        "applicationMfa": [{"mfaPolicy": "OTP", "status": 1, "sort": 0}]
+    }
     assert merge_factors({"applicationMfa": None}, ("OTP",), FACTS).added == ("OTP",)
     single = {"applicationMfa": {"mfaPolicy": "EMAIL", "status": 1}}
     assert enabled_factors(single) == ("EMAIL",)
@@ -101,6 +107,8 @@ def test_empty_or_odd_trigger_data_is_tolerated():
 
 def test_merge_never_removes_or_disables_factors():
     """Factors not required (enabled or not) are left exactly as they were."""
-    current = stored(applicationMfa=[{"mfaPolicy": "FACE", "status": 0, "sort": 0}, {"mfaPolicy": "EMAIL", "status": 1, "sort": 1}])
+    current = stored(
+        applicationMfa=[{"mfaPolicy": "FACE", "status": 0, "sort": 0}, {"mfaPolicy": "EMAIL", "status": 1, "sort": 1}]
+    )
     result = merge_factors(current, ("OTP",), FACTS)
     assert result.trigger_data["applicationMfa"][:2] == current["applicationMfa"]

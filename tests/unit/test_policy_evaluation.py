@@ -44,9 +44,7 @@ def make_rule(
     return Rule(name=name, description="", mode=mode, match=match, require_mfa=factors)
 
 
-def make_user(
-    *departments: Department, email: str | None = "alice@acme.example", fetched: bool = True
-) -> UserFacts:
+def make_user(*departments: Department, email: str | None = "alice@acme.example", fetched: bool = True) -> UserFacts:
     return UserFacts(user_id="u-1", email=email, departments=departments if fetched else None)
 
 
@@ -67,9 +65,7 @@ def test_department_matches_by_code_name_or_id(selector):
 
 def test_department_id_is_compared_exactly():
     """Ids are opaque: a selector differing only in case is not the same id."""
-    rule = Rule(
-        name="r", description="", mode="enforce", match=Match(departments=("DEP-FIN",)), require_mfa=("SMS",)
-    )
+    rule = Rule(name="r", description="", mode="enforce", match=Match(departments=("DEP-FIN",)), require_mfa=("SMS",))
     department = Department(department_id="dep-fin", code=None, name=None)
     assert not evaluate_one(rule, make_user(department)).results[0].matched
 
@@ -222,9 +218,7 @@ def test_force_audit_turns_every_requirement_into_audit_only():
 
 def test_missing_departments_fact_is_an_error_not_a_non_match():
     """A department rule evaluated without fetched departments raises MissingFactError naming rule, user."""
-    policy = Policy(
-        rules=(make_rule("finance-sms", departments=("finance",), email_domains=("other.example",)),)
-    )
+    policy = Policy(rules=(make_rule("finance-sms", departments=("finance",), email_domains=("other.example",)),))
     with pytest.raises(MissingFactError) as caught:
         evaluate(policy, make_user(fetched=False))
     error = caught.value
@@ -243,9 +237,7 @@ def test_departments_are_not_needed_when_no_rule_uses_them():
 
 def test_facts_needed_names_departments_when_any_rule_uses_them():
     """One department rule among others makes departments a needed fact."""
-    policy = Policy(
-        rules=(make_rule("a", email_domains=("acme.example",)), make_rule("b", departments=("finance",)))
-    )
+    policy = Policy(rules=(make_rule("a", email_domains=("acme.example",)), make_rule("b", departments=("finance",))))
     assert facts_needed(policy) == {Fact.DEPARTMENTS}
     assert facts_needed(Policy(rules=())) == frozenset()
 

@@ -323,8 +323,7 @@ def test_version_1_may_be_stated():
               require_mfa: [SMS]
               requires_mfa: [OTP]
             """,
-            "policies[0] (r): requires_mfa: unknown key; expected name, description, mode, match, "
-            "require_mfa",
+            "policies[0] (r): requires_mfa: unknown key; expected name, description, mode, match, require_mfa",
             id="unknown-rule-key",
         ),
         pytest.param(
@@ -397,8 +396,7 @@ def test_all_problems_are_collected_in_file_order():
         "policies[0] (b): mode: 'sometimes' is not one of enforce, audit",
         "policies[0] (b): match.departments: must list at least one department",
         "policies[0] (b): require_mfa[0]: 'SMSS' is not one of SMS, EMAIL, OTP, FACE",
-        "policies[2] (a): match.email_domains[0]: 'nodot' does not look like an email domain "
-        "(like corp.example.com)",
+        "policies[2] (a): match.email_domains[0]: 'nodot' does not look like an email domain (like corp.example.com)",
         "policies[2] (a): require_mfa: must list at least one factor",
     ]
 
@@ -429,8 +427,7 @@ def test_duplicate_rule_names_are_refused_ignoring_case():
         (
             "polices: []\n",
             [
-                "policies: missing; the file needs a 'policies' list "
-                "(write 'policies: []' to enforce nothing)",
+                "policies: missing; the file needs a 'policies' list (write 'policies: []' to enforce nothing)",
                 "polices: unknown key; expected policies (and optionally version)",
             ],
         ),

@@ -61,7 +61,10 @@ def test_user_id_aliases_are_accepted():
         ({"eventName": "login", "data": {"email": "x@y"}}, {"data": {"id": ["Missing data for required field."]}}),
         ({"eventName": "login", "data": {"id": 42}}, {"data": {"id": ["Not a valid string."]}}),
         ({"eventName": "login", "data": {"id": "has space"}}, {"data": {"id": ["Not a valid user id."]}}),
-        ({"eventName": "user:updated", "data": {"updates": {}}}, {"data": {"user": ["Missing data for required field."]}}),
+        (
+            {"eventName": "user:updated", "data": {"updates": {}}},
+            {"data": {"user": ["Missing data for required field."]}},
+        ),
         ({"eventName": 7, "data": {}}, {"eventName": ["Not a valid string."]}),
         ({"data": {}}, {"eventName": ["Missing data for required field."]}),
     ],

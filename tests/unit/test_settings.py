@@ -44,7 +44,13 @@ def test_malformed_values_are_reported_with_the_required():
     with pytest.raises(ConfigurationError) as caught:
         load_settings(environ)
     message = str(caught.value)
-    for fragment in ("PORT='eighty'", "ENFORCER_RUN_WORKER='maybe'", "ENFORCER_MODE='observe'", "GENAUTH_HOST", "7 problem(s)"):
+    for fragment in (
+        "PORT='eighty'",
+        "ENFORCER_RUN_WORKER='maybe'",
+        "ENFORCER_MODE='observe'",
+        "GENAUTH_HOST",
+        "7 problem(s)",
+    ):
         assert fragment in message
 
 

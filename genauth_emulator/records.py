@@ -1,0 +1,166 @@
+"""Plain records behind the emulator's user pool, and the helpers that mint ids and timestamps for them.
+
+`state.EmulatorState` owns instances of these and guards them with its lock; nothing here locks or knows
+about HTTP. Ids look like MongoDB ObjectIds (24 lowercase hex, seconds first) because GenAuth's do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+DEFAULT_PHOTO = "https://files.authing.co/authing-console/default-user-avatar.png"
+
+
+def new_object_id(now: float) -> str:
+    """Return a fresh 24-hex id: 4 bytes of epoch seconds, then 8 random bytes."""
+    return f"{int(now) & 0xFFFFFFFF:08x}{secrets.token_hex(8)}"
+
+
+def iso_timestamp(now: float) -> str:
+    """Format epoch seconds the way GenAuth does: ISO-8601 UTC with milliseconds and a `Z`."""
+    moment = datetime.fromtimestamp(now, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def b64url(raw: bytes) -> str:
+    """Encode bytes as unpadded base64url, the alphabet JWT segments use."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def fake_id_token(user_id: str, userpool_id: str, now: float) -> str:
+    """Return a JWT-shaped string like the `token` field GenAuth puts in webhook user objects."""
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = {"sub": user_id, "aud": userpool_id, "iat": int(now), "exp": int(now) + 1_209_600}
+    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{header}.{payload}.{b64url(secrets.token_bytes(32))}"
+
+
+@dataclass
+class Organization:
+    """An organization; its root department is an ordinary `Department` whose `parent_id` is None."""
+
+    code: str
+    name: str
+    id: str
+    root_id: str
+    created_at: str
+
+
+@dataclass
+class Department:
+    """One node of an organization's department tree."""
+
+    id: str
+    organization_code: str
+    code: str
+    name: str
+    parent_id: str | None
+    created_at: str
+    updated_at: str
+    description: str = ""
+
+    @property
+    def is_root(self) -> bool:
+        """True for the organization's root node."""
+        return self.parent_id is None
+
+
+@dataclass
+class Membership:
+    """A user's place in one department."""
+
+    department_id: str
+    joined_at: str
+    seq: int
+    is_main: bool
+    is_leader: bool = False
+
+
+@dataclass
+class UserRecord:
+    """A user: the v3 `UserDto` fields, the secrets only webhooks leak, memberships and MFA trigger data."""
+
+    profile: dict[str, Any]
+    password_hash: str
+    salt: str
+    encrypted_password: str
+    id_token: str
+    token_expired_at: str
+    mfa: dict[str, Any] = field(default_factory=dict)
+    custom_data: dict[str, Any] = field(default_factory=dict)
+    memberships: dict[str, Membership] = field(default_factory=dict)
+
+    @property
+    def user_id(self) -> str:
+        """The user's 24-hex id (`userId` in v3, `id` in webhooks)."""
+        return str(self.profile["userId"])
+
+    def main_department_id(self) -> str | None:
+        """The id of the department marked main, if the user belongs to any."""
+        for membership in self.memberships.values():
+            if membership.is_main:
+                return membership.department_id
+        return None
+
+
+def new_user_profile(user_id: str, timestamp: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Build a v3 `UserDto` with every documented field, defaults first, then `fields` on top."""
+    profile: dict[str, Any] = {
+        "userId": user_id,
+        "createdAt": timestamp,
+        "updatedAt": timestamp,
+        "status": "Activated",
+        "workStatus": "Active",
+        "externalId": None,
+        "email": None,
+        "phone": None,
+        "phoneCountryCode": None,
+        "username": None,
+        "name": None,
+        "nickname": None,
+        "photo": DEFAULT_PHOTO,
+        "loginsCount": 0,
+        "lastLogin": None,
+        "lastIp": None,
+        "gender": "U",
+        "emailVerified": False,
+        "phoneVerified": False,
+        "passwordLastSetAt": timestamp,
+        "birthdate": None,
+        "country": None,
+        "province": None,
+        "city": None,
+        "address": None,
+        "streetAddress": None,
+        "postalCode": None,
+        "company": None,
+        "browser": None,
+        "device": None,
+        "givenName": None,
+        "familyName": None,
+        "middleName": None,
+        "profile": None,
+        "preferredUsername": None,
+        "website": None,
+        "zoneinfo": None,
+        "locale": None,
+        "formatted": None,
+        "region": None,
+        "userSourceType": "adminCreated",
+        "userSourceId": None,
+        "lastLoginApp": None,
+        "mainDepartmentId": None,
+        "lastMfaTime": None,
+        "passwordSecurityLevel": 1,
+        "resetPasswordOnNextLogin": False,
+        "registerSource": ["import:manual"],
+        "statusChangedAt": timestamp,
+        "signedUp": timestamp,
+    }
+    profile.update(fields)
+    return profile

@@ -1,0 +1,236 @@
+"""The service as operators run it: gunicorn from the Procfile, `mfa-enforcer worker`, and the CLI, each as a
+real subprocess against the emulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from genauth_emulator.payloads import event_body
+from genauth_emulator.sender import WebhookSender
+from service.store.decisions import decisions_for_user
+from service.store.engine import create_engine, prepare_database
+from service.store.inbox import Delivery, record_delivery
+from tests.conftest import ROOT, WEBHOOK_SECRET
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def service_env(emulator, database_url, **extra):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GENAUTH_", "ENFORCER_"))}
+    env.update(
+        GENAUTH_HOST=emulator.url,
+        GENAUTH_ACCESS_KEY_ID=emulator.state.access_key_id,
+        GENAUTH_ACCESS_KEY_SECRET=emulator.state.access_key_secret,
+        GENAUTH_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        GENAUTH_USERPOOL_ID=emulator.state.userpool_id,
+        DATABASE_URL=database_url,
+        POLICY_FILE=str(ROOT / "config" / "policies.yaml"),
+        ENFORCER_POLL_INTERVAL="0.05",
+        LOG_FORMAT="json",
+    )
+    env.update(extra)
+    return env
+
+
+def wait_until(check, *, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop(process, sig=signal.SIGTERM, timeout=20.0):
+    process.send_signal(sig)
+    try:
+        return process.wait(timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_gunicorn_from_the_procfile_serves_and_enforces(emulator, database_url, tmp_path):
+    """The Procfile's web command accepts a delivery, its worker thread enforces, and SIGTERM stops it cleanly."""
+    port = free_port()
+    procfile = (ROOT / "Procfile").read_text()
+    assert "gunicorn --config config/gunicorn.conf.py 'service.app:create_app()'" in procfile
+    log = (tmp_path / "web.log").open("w")
+    process = subprocess.Popen(
+        [str(BIN / "gunicorn"), "--config", "config/gunicorn.conf.py", "service.app:create_app()"],
+        cwd=ROOT,
+        env=service_env(emulator, database_url, PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="2"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ready(url), what="gunicorn to answer /readyz")
+        alice = emulator.users["fin.alice"]
+        sender = WebhookSender(f"{url}/webhooks/genauth", WEBHOOK_SECRET, emulator.state.userpool_id)
+        assert sender.deliver(event_body(emulator.state, "login", alice)).status_code == 200
+        sender.close()
+        emulator.journal.wait_for(lambda e: e.path == "/api/v3/set-mfa-status", timeout=20)
+    finally:
+        assert stop(process) == 0
+        log.close()
+    output = (tmp_path / "web.log").read_text()
+    assert '"event": "decision_recorded"' in output
+
+
+def _ready(url):
+    try:
+        return requests.get(f"{url}/readyz", timeout=1).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_worker_command_enforces_and_stops_on_sigterm(emulator, database_url, tmp_path):
+    """`mfa-enforcer worker` drains queued work, then exits 0 on SIGTERM."""
+    engine = create_engine(database_url)
+    prepare_database(engine)
+    alice = emulator.users["fin.alice"]
+    record_delivery(
+        engine,
+        Delivery("login", emulator.state.userpool_id, (alice,), "0" * 64, "application/json", "queued"),
+        now=time.time(),
+    )
+    log = (tmp_path / "worker.log").open("w")
+    process = subprocess.Popen(
+        [str(BIN / "mfa-enforcer"), "worker"],
+        cwd=ROOT,
+        env=service_env(emulator, database_url),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: decisions_for_user(engine, alice), what="the worker's decision")
+    finally:
+        assert stop(process) == 0
+        log.close()
+        engine.dispose()
+    output = (tmp_path / "worker.log").read_text()
+    assert '"event": "worker_stopped"' in output
+
+
+def test_missing_settings_stop_startup_with_every_variable_named(tmp_path):
+    """With credentials half set, `serve` and `worker` refuse to start and list each missing variable."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GENAUTH_", "ENFORCER_"))}
+    env["GENAUTH_ACCESS_KEY_ID"] = "pool"
+    for command in ("serve", "worker"):
+        result = subprocess.run(
+            [str(BIN / "mfa-enforcer"), command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert result.returncode != 0
+        assert "GENAUTH_ACCESS_KEY_SECRET" in result.stderr and "GENAUTH_WEBHOOK_SECRET" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_policy_check_validates_files(tmp_path):
+    """`policy check` prints the rules of a good file and exits 1 naming the rule and field of a bad one."""
+    ok = subprocess.run(
+        [str(BIN / "mfa-enforcer"), "policy", "check", "config/policies.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert ok.returncode == 0 and "finance-sms (enforce)" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policies:\n  - name: finance-sms\n    match: {departments: [finance]}\n    require_mfa: [SMSS]\n")
+    result = subprocess.run(
+        [str(BIN / "mfa-enforcer"), "policy", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "finance-sms" in result.stderr and "require_mfa" in result.stderr and "SMSS" in result.stderr
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_bad_policy_file_stops_the_web_service(emulator, database_url, tmp_path):
+    """A policy file that does not validate stops gunicorn at startup with the rule and field named."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policies:\n  - name: x\n    match: {departments: [finance]}\n    require_mfa: []\n")
+    result = subprocess.run(
+        [str(BIN / "gunicorn"), "--config", "config/gunicorn.conf.py", "service.app:create_app()"],
+        cwd=ROOT,
+        env=service_env(
+            emulator, database_url, PORT=str(free_port()), HOST="127.0.0.1", POLICY_FILE=str(bad), WEB_CONCURRENCY="1"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "require_mfa" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sandbox_reaches_an_enforced_finance_user(tmp_path):
+    """`serve` without credentials starts the sandbox; `sandbox deliver fin.alice` prints an enforced decision."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GENAUTH_", "ENFORCER_"))}
+    env.pop("DATABASE_URL", None)
+    env.update(
+        PORT=str(free_port()),
+        ENFORCER_SANDBOX_EMULATOR_PORT=str(free_port()),
+        POLICY_FILE=str(ROOT / "config" / "policies.yaml"),
+    )
+    log = (tmp_path / "sandbox.log").open("w")
+    process = subprocess.Popen(
+        [str(BIN / "mfa-enforcer"), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_until(lambda: "Sandbox ready" in (tmp_path / "sandbox.log").read_text(), what="the sandbox banner")
+        result = subprocess.run(
+            [str(BIN / "mfa-enforcer"), "sandbox", "deliver", "fin.alice"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "decision for fin.alice: enforced" in result.stdout
+        assert '"mfaPolicy": "SMS"' in result.stdout
+        moved = subprocess.run(
+            [str(BIN / "mfa-enforcer"), "sandbox", "move", "new.erin", "finance"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert "decision for new.erin: enforced" in moved.stdout, moved.stderr
+    finally:
+        assert stop(process) == 0
+        log.close()
+    banner = (tmp_path / "sandbox.log").read_text()
+    assert "mfa-enforcer sandbox deliver fin.alice" in banner
