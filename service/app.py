@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from service.enforcement.reconciling import Reconciler
 from service.genauth.client import GenAuthClient
+from service.genauth.throttling import RateLimiter
 from service.intake.context import EXTENSION, Runtime
 from service.intake.errors import HttpError
 from service.intake.views import blueprint
@@ -67,7 +68,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
 
 def build_worker(settings: Settings, engine: Any, *, policy_getter: Any) -> Worker:
     """A worker with its own GenAuth client (one pooled session per worker thread)."""
-    client = GenAuthClient(settings.genauth)
+    limiter = RateLimiter(settings.genauth.rate_limit, settings.genauth.rate_burst)
+    client = GenAuthClient(settings.genauth, limiter=limiter)
     reconciler = Reconciler(client, policy_getter, force_audit=settings.is_audit)
     return Worker(engine, reconciler, settings.worker)
 

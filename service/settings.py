@@ -37,6 +37,10 @@ class GenAuthSettings:
     """Seconds to wait for a response once connected."""
     token_refresh_margin: float = 300.0
     """Seconds before a management token expires at which it is renewed."""
+    rate_limit: float = 20.0
+    """Average GenAuth calls per second from one process (0 turns pacing off)."""
+    rate_burst: int = 20
+    """Calls one process may make at once before pacing starts."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class WorkerSettings:
     """Seconds a claimed row stays invisible to other workers; a crashed worker's rows return after it."""
     max_attempts: int = 12
     """Attempts before a row is dead-lettered."""
+    max_age: float = 86400.0
+    """Seconds after its first delivery that a failing row is dead-lettered, whatever its attempts."""
     backoff_base: float = 2.0
     """Seconds of the first retry delay; doubled each attempt, with jitter."""
     backoff_max: float = 600.0
@@ -154,6 +160,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0:
+        raise ValueError(raw)
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -178,6 +191,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         access_key_secret=read.required("GENAUTH_ACCESS_KEY_SECRET", "the matching secret"),
         connect_timeout=read.parsed("GENAUTH_CONNECT_TIMEOUT", 3.05, _positive_float, "a positive number"),
         read_timeout=read.parsed("GENAUTH_READ_TIMEOUT", 10.0, _positive_float, "a positive number"),
+        rate_limit=read.parsed("GENAUTH_RATE_LIMIT", 20.0, _non_negative_float, "a number of calls per second"),
+        rate_burst=read.parsed("GENAUTH_RATE_BURST", 20, _positive_int, "a positive integer"),
     )
     secrets = tuple(
         s.strip() for s in read.required("GENAUTH_WEBHOOK_SECRET", "the webhook request key").split(",") if s.strip()
@@ -194,6 +209,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         batch_size=read.parsed("ENFORCER_BATCH_SIZE", defaults.batch_size, _positive_int, "a positive integer"),
         lease_seconds=read.parsed("ENFORCER_LEASE_SECONDS", defaults.lease_seconds, _positive_float, "seconds"),
         max_attempts=read.parsed("ENFORCER_MAX_ATTEMPTS", defaults.max_attempts, _positive_int, "a positive integer"),
+        max_age=read.parsed("ENFORCER_MAX_AGE", defaults.max_age, _positive_float, "seconds"),
         backoff_base=read.parsed("ENFORCER_BACKOFF_BASE", defaults.backoff_base, _positive_float, "seconds"),
         backoff_max=read.parsed("ENFORCER_BACKOFF_MAX", defaults.backoff_max, _positive_float, "seconds"),
     )

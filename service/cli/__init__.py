@@ -10,6 +10,7 @@ import click
 
 from service.cli.database import db
 from service.cli.policy import policy
+from service.cli.replay import dead_letters, replay
 from service.cli.sandbox import sandbox
 from service.cli.serving import serve, worker
 
@@ -25,3 +26,5 @@ main.add_command(worker)
 main.add_command(db)
 main.add_command(policy)
 main.add_command(sandbox)
+main.add_command(replay)
+main.add_command(dead_letters)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import click
-from sqlalchemy.engine import make_url
 
-from service.settings import DEFAULT_DATABASE_URL
-from service.store.engine import create_engine, prepare_database
+from service.cli.common import engine_from_environment
 
 
 @click.group()
@@ -19,8 +15,6 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Create the tables that do not exist yet (safe to run again)."""
-    url = os.environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
-    engine = create_engine(url)
-    prepare_database(engine)
+    engine = engine_from_environment()
     engine.dispose()
-    click.echo(f"database ready: {make_url(url).render_as_string(hide_password=True)}")
+    click.echo(f"database ready: {engine.url.render_as_string(hide_password=True)}")

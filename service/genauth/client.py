@@ -29,6 +29,7 @@ from service.genauth.errors import (
     GenAuthUserNotFoundError,
     trim,
 )
+from service.genauth.throttling import RateLimiter
 from service.settings import GenAuthSettings
 
 USER_NOT_FOUND_API_CODE = 2004
@@ -48,9 +49,11 @@ class GenAuthClient:
         settings: GenAuthSettings,
         *,
         session: requests.Session | None = None,
+        limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._limiter = limiter
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
         self._clock = clock
@@ -139,6 +142,8 @@ class GenAuthClient:
     ) -> tuple[Json, float | None]:
         url = self._settings.host + path
         timeout = (self._settings.connect_timeout, self._settings.read_timeout)
+        if self._limiter is not None:
+            self._limiter.acquire()
         try:
             response = self._session.request(
                 method, url, headers=headers, params=params, json=json_body, timeout=timeout

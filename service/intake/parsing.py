@@ -85,8 +85,8 @@ def _form(raw: bytes) -> dict[str, Any]:
     root: dict[str, Any] = {}
     for key, value in pairs:
         _assign(root, _path(key), value)
-    result = _listify(root)
-    assert isinstance(result, dict)
+    # The top level stays an object even when every field name is a number ("0=x").
+    result = {key: _listify(value) for key, value in root.items()}
     data = result.get("data")
     if isinstance(data, str) and data.lstrip()[:1] in ("{", "["):
         result["data"] = _json(data.encode("utf-8"))
@@ -110,7 +110,7 @@ def _assign(root: dict[str, Any], path: list[str], value: str) -> None:
         if segment == "":
             # "a[]=x": append, as the next free index.
             segment = str(len(node))
-        if segment.isdigit() and int(segment) > MAX_INDEX:
+        if _is_index(segment) and int(segment) > MAX_INDEX:
             raise MalformedBodyError(f"form list index {segment} is larger than {MAX_INDEX}")
         if is_last:
             if isinstance(node.get(segment), dict):
@@ -125,12 +125,17 @@ def _assign(root: dict[str, Any], path: list[str], value: str) -> None:
         node = child
 
 
+def _is_index(key: str) -> bool:
+    """Plain ASCII digits only: str.isdigit() also accepts "¹" and other digits int() refuses."""
+    return key.isascii() and key.isdigit()
+
+
 def _listify(node: Any) -> Any:
     """Objects whose keys are all indexes become lists (in index order); an empty string becomes null."""
     if isinstance(node, str):
         return None if node == "" else node
     assert isinstance(node, dict)
     converted = {key: _listify(value) for key, value in node.items()}
-    if converted and all(key.isdigit() for key in converted):
+    if converted and all(_is_index(key) for key in converted):
         return [converted[key] for key in sorted(converted, key=int)]
     return converted

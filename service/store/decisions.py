@@ -32,12 +32,14 @@ class Decision:
     attempt: int = 1
 
 
-def record_decision(connection: sa.Connection, decision: Decision, *, now: float) -> None:
+def record_decision(
+    connection: sa.Connection, decision: Decision, *, now: float, started_at: float | None = None
+) -> None:
     values: dict[str, Any] = asdict(decision)
     for key in ("rules", "required", "before", "after"):
         values[key] = list(values[key])
     values["reason"] = decision.reason[:1000]
-    connection.execute(sa.insert(decisions).values(decided_at=now, **values))
+    connection.execute(sa.insert(decisions).values(decided_at=now, started_at=started_at, **values))
 
 
 def decisions_for_user(engine: sa.Engine, user_id: str, *, limit: int = 50) -> list[dict[str, Any]]:

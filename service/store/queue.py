@@ -42,8 +42,12 @@ def enqueue(
     reason: str,
     now: float,
     event_id: int | None = None,
+    reset: bool = False,
 ) -> int:
-    """Put users on the queue (or refresh their pending row); returns how many distinct users."""
+    """Put users on the queue (or refresh their pending row); returns how many distinct users.
+
+    ``reset`` (replay) also makes a row in retry backoff due now with a fresh attempt budget.
+    """
     unique_ids = list(dict.fromkeys(user_ids))
     if not unique_ids:
         return 0
@@ -64,7 +68,9 @@ def enqueue(
     ]
     insert: Any = postgresql.insert(work) if connection.dialect.name == "postgresql" else sqlite.insert(work)
     excluded = insert.excluded
-    is_fresh = sa.or_(work.c.state == "dead", work.c.attempts == 0)
+    # A dead row (or any row, on replay) starts over; a row in retry backoff keeps its backoff.
+    is_revived = sa.true() if reset else work.c.state == "dead"
+    is_fresh = sa.or_(is_revived, work.c.attempts == 0)
     statement = insert.values(rows).on_conflict_do_update(
         index_elements=[work.c.userpool_id, work.c.user_id],
         set_={
@@ -72,11 +78,8 @@ def enqueue(
             "reason": excluded.reason,
             "event_id": excluded.event_id,
             "enqueued_at": excluded.enqueued_at,
-            # A dead row comes back to life; a row in retry backoff keeps its backoff.
-            "first_enqueued_at": sa.case(
-                (work.c.state == "dead", excluded.first_enqueued_at), else_=work.c.first_enqueued_at
-            ),
-            "attempts": sa.case((work.c.state == "dead", 0), else_=work.c.attempts),
+            "first_enqueued_at": sa.case((is_revived, excluded.first_enqueued_at), else_=work.c.first_enqueued_at),
+            "attempts": sa.case((is_revived, 0), else_=work.c.attempts),
             "due_at": sa.case((is_fresh, excluded.due_at), else_=work.c.due_at),
             "state": "pending",
         },

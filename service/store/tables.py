@@ -55,6 +55,7 @@ decisions = sa.Table(
     metadata,
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("decided_at", sa.Float, nullable=False, index=True),
+    sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("userpool_id", sa.String(64), nullable=False),
     sa.Column("user_id", sa.String(128), nullable=False),
     sa.Column("trigger", sa.String(100), nullable=False),

@@ -124,24 +124,25 @@ class Worker:
         return total
 
     def process(self, job: queue.Job) -> None:
+        started = self.clock()
         with bind(job_id=job.id, user_id=job.user_id, attempt=job.attempts):
             try:
                 decision = self.reconciler.reconcile(job)
             except TemporaryError as error:
                 self._retry(job, error, error.retry_after)
             except PermanentError as error:
-                self._finish(job, self._failure(job, error))
+                self._finish(job, self._failure(job, error), started)
             except Exception as error:
                 # A bug or an unexpected answer: keep the work, log loudly, retry with backoff.
                 logger.exception("job_crashed", extra={"fields": {}})
                 self._retry(job, error, None)
             else:
-                self._finish(job, decision)
+                self._finish(job, decision, started)
 
-    def _finish(self, job: queue.Job, decision: Decision) -> None:
+    def _finish(self, job: queue.Job, decision: Decision, started: float | None = None) -> None:
         now = self.clock()
         with self.engine.begin() as connection:
-            record_decision(connection, decision, now=now)
+            record_decision(connection, decision, now=now, started_at=started)
             deleted = queue.complete(connection, job, owner=self.owner, now=now)
         log_event(
             logger,
@@ -155,19 +156,25 @@ class Worker:
 
     def _retry(self, job: queue.Job, error: Exception, retry_after: float | None) -> None:
         message = f"{type(error).__name__}: {error}"
-        if job.attempts >= self.settings.max_attempts:
+        now = self.clock()
+        is_too_old = now - job.first_enqueued_at >= self.settings.max_age
+        if job.attempts >= self.settings.max_attempts or is_too_old:
             with self.engine.begin() as connection:
                 queue.dead_letter(connection, job, owner=self.owner, error=message)
-                record_decision(connection, self._failure(job, error, dead=True), now=self.clock())
+                record_decision(connection, self._failure(job, error, dead=True), now=now)
             log_event(logger, "job_dead_lettered", level=logging.ERROR, error=message)
             return
         delay = retry_delay(job.attempts, self.settings, retry_after=retry_after)
         with self.engine.begin() as connection:
-            queue.retry_later(connection, job, owner=self.owner, due_at=self.clock() + delay, error=message)
+            queue.retry_later(connection, job, owner=self.owner, due_at=now + delay, error=message)
         log_event(logger, "job_retry_scheduled", level=logging.WARNING, delay=round(delay, 2), error=message)
 
     def _failure(self, job: queue.Job, error: Exception, *, dead: bool = False) -> Decision:
-        prefix = f"dead-lettered after {job.attempts} attempts: " if dead else "not retried: "
+        prefix = (
+            f"dead-lettered after {job.attempts} attempt(s) over {self.clock() - job.first_enqueued_at:.0f} s: "
+            if dead
+            else "not retried: "
+        )
         return Decision(
             userpool_id=job.userpool_id,
             user_id=job.user_id,

@@ -68,7 +68,7 @@ def test_work_is_dead_lettered_after_the_retry_budget_and_revived_by_a_new_deliv
     assert row["state"] == "dead" and row["attempts"] == worker.settings.max_attempts
     assert "GenAuthUnavailableError" in row["last_error"]
     [decision] = decisions_for_user(engine, alice)
-    assert decision["action"] == "failed" and "dead-lettered after 4 attempts" in decision["reason"]
+    assert decision["action"] == "failed" and "dead-lettered after 4 attempt(s)" in decision["reason"]
 
     emulator.start()
     enqueue(engine, alice)

@@ -100,3 +100,14 @@ def test_too_many_form_fields_are_refused():
     raw = "&".join(f"f{i}=1" for i in range(6000)).encode()
     with pytest.raises(MalformedBodyError, match="fields"):
         decode_body(FORM, raw)
+
+
+def test_numeric_top_level_form_fields_stay_an_object():
+    """A form whose only field name is a number ("0=") is an object, not a list (found by fuzzing)."""
+    assert decode_body(FORM, b"0") == {"0": None}
+    assert decode_body(FORM, b"0=a&1=b") == {"0": "a", "1": "b"}
+
+
+def test_unicode_digits_are_names_not_list_indexes():
+    """Superscript and other non-ASCII digits are plain field names (found by fuzzing)."""
+    assert decode_body(FORM, "a[¹]=x&a[²]=y".encode()) == {"a": {"¹": "x", "²": "y"}}
