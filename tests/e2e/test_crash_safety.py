@@ -3,6 +3,7 @@ connection, and several workers sharing one PostgreSQL queue."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -246,7 +247,7 @@ def test_several_workers_share_a_burst_without_reconciling_a_user_twice_at_once(
     assert set(by_user) == set(users)
     for user, spans in by_user.items():
         spans.sort()
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end, f"user {user} was reconciled by two workers at once"
     shares = [(tmp_path / f"w{i}.log").read_text().count('"event": "decision_recorded"') for i in range(3)]
     assert sum(shares) >= 300 and all(shares), f"every worker should take a share: {shares}"
