@@ -71,7 +71,7 @@ class GenAuthClient:
 
     def get_user(self, user_id: str) -> Json:
         """The user's v3 record (``UserDto``)."""
-        data = self._call("GET", "/api/v3/get-user", params={"userId": user_id, "userIdType": "user_id"})
+        data = self.call("GET", "/api/v3/get-user", params={"userId": user_id, "userIdType": "user_id"})
         return _expect_object(data, "/api/v3/get-user")
 
     def list_user_departments(self, user_id: str) -> list[Json]:
@@ -86,7 +86,7 @@ class GenAuthClient:
                 "page": str(page),
                 "limit": str(PAGE_LIMIT),
             }
-            data = _expect_object(self._call("GET", endpoint, params=params), endpoint)
+            data = _expect_object(self.call("GET", endpoint, params=params), endpoint)
             items = data.get("list") or []
             if not isinstance(items, list):
                 raise _protocol_error(endpoint, "'list' is not an array")
@@ -98,7 +98,7 @@ class GenAuthClient:
 
     def get_mfa_status(self, user_id: str) -> Json:
         """The user's stored MFA trigger data, exactly as GenAuth returned it."""
-        data = self._call("GET", "/api/v3/get-mfa-status", params={"userId": user_id, "userIdType": "user_id"})
+        data = self.call("GET", "/api/v3/get-mfa-status", params={"userId": user_id, "userIdType": "user_id"})
         if data is None:
             return {}
         return _expect_object(data, "/api/v3/get-mfa-status")
@@ -106,13 +106,17 @@ class GenAuthClient:
     def set_mfa_status(self, user_id: str, trigger_data: Json) -> None:
         """Store the user's whole MFA trigger data (the caller has merged it with what was read)."""
         body = {"userId": user_id, "userIdType": "user_id", "mfaTriggerData": trigger_data}
-        self._call("POST", "/api/v3/set-mfa-status", json_body=body)
+        self.call("POST", "/api/v3/set-mfa-status", json_body=body)
 
     # -- plumbing ------------------------------------------------------------------------------------------
 
-    def _call(
+    def call(
         self, method: str, path: str, *, params: dict[str, str] | None = None, json_body: Json | None = None
     ) -> Any:
+        """Call any management endpoint and return its ``data``; modules for other endpoint groups build on this.
+
+        Query values must already be strings (``"true"`` for booleans); errors are those of this module.
+        """
         token = self._current_token()
         try:
             return self._send(method, path, token, params=params, json_body=json_body)
