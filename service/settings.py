@@ -75,6 +75,8 @@ class WorkerSettings:
     """Seconds of the first retry delay; doubled each attempt, with jitter."""
     backoff_max: float = 600.0
     """Upper bound of one retry delay, in seconds."""
+    reconcile_interval: float = 0.0
+    """Seconds between sweeps of every user in scope run by the worker itself; 0 turns them off."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_age=read.parsed("ENFORCER_MAX_AGE", defaults.max_age, _positive_float, "seconds"),
         backoff_base=read.parsed("ENFORCER_BACKOFF_BASE", defaults.backoff_base, _positive_float, "seconds"),
         backoff_max=read.parsed("ENFORCER_BACKOFF_MAX", defaults.backoff_max, _positive_float, "seconds"),
+        reconcile_interval=read.parsed("ENFORCER_RECONCILE_INTERVAL", 0.0, _non_negative_float, "seconds"),
     )
     settings = Settings(
         genauth=genauth,

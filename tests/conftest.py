@@ -139,10 +139,8 @@ class LiveService:
         return f"{self.url}/webhooks/genauth"
 
 
-@pytest.fixture
-def live_service(settings, emulator):
-    """The service over real HTTP on loopback, with its worker thread running."""
-    live_settings = replace(settings, worker=replace(settings.worker, run_in_web=True))
+def _serve(settings, emulator, *, run_worker):
+    live_settings = replace(settings, worker=replace(settings.worker, run_in_web=run_worker))
     application = create_app(live_settings, configure_logs=False)
     server = make_server("127.0.0.1", 0, application, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -152,6 +150,7 @@ def live_service(settings, emulator):
     try:
         yield LiveService(url=url, app=application, engine=application.extensions[EXTENSION].engine, sender=sender)
     finally:
+        sender.close()
         server.shutdown()
         server.server_close()
         stop_worker(application)
@@ -159,3 +158,15 @@ def live_service(settings, emulator):
         if worker is not None:
             worker.reconciler.client.close()
         application.extensions[EXTENSION].engine.dispose()
+
+
+@pytest.fixture
+def live_service(settings, emulator):
+    """The service over real HTTP on loopback, with its worker thread running."""
+    yield from _serve(settings, emulator, run_worker=True)
+
+
+@pytest.fixture
+def live_intake(settings, emulator):
+    """The service over real HTTP on loopback with no worker: deliveries stay on the queue for inspection."""
+    yield from _serve(settings, emulator, run_worker=False)

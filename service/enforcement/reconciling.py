@@ -31,9 +31,16 @@ class Reconciler:
         self.get_policy = get_policy
         self.force_audit = force_audit
 
-    def reconcile(self, job: Job) -> Decision:
+    def preview(self, userpool_id: str, user_id: str, *, trigger: str = "preview") -> Decision:
+        """What reconciling the user would decide, with nothing written (``enforced`` reads ``would-enforce``)."""
+        job = Job(
+            id=0, userpool_id=userpool_id, user_id=user_id, version=0, attempts=0, reason=trigger, first_enqueued_at=0.0
+        )
+        return self.reconcile(job, dry_run=True)
+
+    def reconcile(self, job: Job, *, dry_run: bool = False) -> Decision:
         policy = self.get_policy()
-        mode = "audit" if self.force_audit else "enforce"
+        mode = "audit" if self.force_audit or dry_run else "enforce"
 
         def decide(action: str, reason: str, **values: tuple[str, ...]) -> Decision:
             return Decision(
@@ -66,6 +73,8 @@ class Reconciler:
             if result.matched
         )
         current = self.client.get_mfa_status(job.user_id)
+        if dry_run:
+            required, wanted = (), wanted
         enforced = merge_factors(current, required, facts)
         if enforced.is_changed:
             self.client.set_mfa_status(job.user_id, enforced.trigger_data)

@@ -49,10 +49,13 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
     delivery = Delivery(
         event_name=interpretation.event_name,
         userpool_id=settings.userpool_id or header_pool or next(iter(sorted(pools)), ""),
-        user_ids=interpretation.user_ids,
+        user_ids=interpretation.subjects.users,
         digest=hashlib.sha256(raw).hexdigest(),
         content_type=request.mimetype,
         outcome=interpretation.outcome,
+        departments=interpretation.subjects.departments,
+        groups=interpretation.subjects.groups,
+        removed_user_ids=interpretation.subjects.removed,
     )
     try:
         event_id = record_delivery(state.engine, delivery, now=time.time())
@@ -72,6 +75,8 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
         event=delivery.event_name,
         outcome=delivery.outcome,
         users=len(delivery.user_ids),
+        expansions=len(delivery.departments) + len(delivery.groups),
+        removed=len(delivery.removed_user_ids),
     )
     return {
         "success": True,

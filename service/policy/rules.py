@@ -1,4 +1,4 @@
-"""The policy as plain values: which users a rule matches and which MFA factors they must have.
+"""The policy as plain values: which users a rule matches, which MFA factors they must have, who is exempt.
 
 ``loading`` builds these from the policy file; ``evaluation`` reads them; nothing here does I/O. The
 constructors re-check the invariants the loader guarantees, so a rule built by hand in code or tests cannot
@@ -7,9 +7,11 @@ silently mean something else (an empty match would otherwise match everyone).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 
-from service.policy.facts import Fact
+from service.policy.facts import Fact, Role
 
 #: The MFA factors a rule may require, in the order decisions list them.
 FACTORS: tuple[str, ...] = ("SMS", "EMAIL", "OTP", "FACE")
@@ -17,49 +19,205 @@ FACTORS: tuple[str, ...] = ("SMS", "EMAIL", "OTP", "FACE")
 #: ``enforce`` makes it so; ``audit`` only records what would be done.
 MODES: tuple[str, ...] = ("enforce", "audit")
 
-#: The keys ``Match`` understands, in file order.
-MATCH_KEYS: tuple[str, ...] = ("departments", "email_domains")
+#: v3 ``UserDto.status`` values.
+USER_STATUSES: tuple[str, ...] = ("Activated", "Suspended", "Deactivated", "Resigned", "Archived")
+
+#: v3 ``UserDto.userSourceType`` values (the SDK spells the last one ``sync``; both mean ``syncTask``).
+USER_SOURCE_TYPES: tuple[str, ...] = ("excel", "register", "adminCreated", "syncTask")
+
+#: The namespace (permission group) of a role given by its bare code.
+DEFAULT_NAMESPACE = "default"
+
+#: The keys of a match block that are conditions, in the order reasons list them.
+CONDITION_KEYS: tuple[str, ...] = (
+    "departments",
+    "groups",
+    "roles",
+    "email_domains",
+    "status",
+    "external_id",
+    "user_source_type",
+    "register_source",
+    "custom_data",
+    "all",
+    "any",
+    "not",
+)
+
+#: Every key a match block understands, in file order (``include_subdepartments`` qualifies ``departments``).
+MATCH_KEYS: tuple[str, ...] = ("departments", "include_subdepartments", *CONDITION_KEYS[1:])
+
+#: The operators of a value test (``external_id``, each ``custom_data`` key); exactly one per test.
+VALUE_OPERATORS: tuple[str, ...] = ("equals", "in", "exists")
+
+Scalar = str | int | float | bool
+"""A value a rule compares with: text, a number or a boolean."""
+
+
+@dataclass(frozen=True)
+class ValueTest:
+    """One test of a single value: ``equals`` one value, ``in`` a list of values, or ``exists`` (or not).
+
+    ``values`` holds the one value of ``equals`` and the values of ``in``; ``present`` is what ``exists``
+    asks for. A value exists when it is set and is not empty text.
+    """
+
+    operator: str
+    values: tuple[Scalar, ...] = ()
+    present: bool = True
+
+    def __post_init__(self) -> None:
+        if self.operator not in VALUE_OPERATORS:
+            raise ValueError(f"value test operator {self.operator!r} is not one of {', '.join(VALUE_OPERATORS)}")
+        expected = {"equals": len(self.values) == 1, "in": len(self.values) >= 1, "exists": not self.values}
+        if not expected[self.operator]:
+            raise ValueError(f"value test {self.operator!r} got {len(self.values)} value(s)")
+
+    @classmethod
+    def equal_to(cls, value: Scalar) -> ValueTest:
+        """``{equals: value}``."""
+        return cls("equals", (value,))
+
+    @classmethod
+    def one_of(cls, *values: Scalar) -> ValueTest:
+        """``{in: [values...]}``."""
+        return cls("in", tuple(values))
+
+    @classmethod
+    def exists(cls, present: bool = True) -> ValueTest:
+        """``{exists: present}``."""
+        return cls("exists", (), present)
 
 
 @dataclass(frozen=True)
 class Match:
-    """Which users a rule applies to: every key given must hold, each list means any-of.
+    """Which users a rule applies to: every condition given must hold; each list means any-of.
 
-    ``departments`` lists department ids (exact), codes or names (case-insensitive); members of
-    sub-departments match too. ``email_domains`` lists lower-case domains matched exactly (no subdomains).
+    - ``departments``: department ids (exact), codes or names (case-insensitive); members of sub-departments
+      match too unless ``include_subdepartments`` is False.
+    - ``email_domains``: lower-case domains matched exactly (no subdomains).
+    - ``groups``: user group codes; ``roles``: roles by code and namespace (both case-insensitive).
+    - ``status``, ``user_source_type``: any-of the user's value; ``register_source``: any-of against the
+      user's list; ``external_id``: a value test; ``custom_data``: ``(key, test)`` pairs, all must hold.
+    - ``all_of`` / ``any_of`` / ``negated``: the file's ``all`` / ``any`` / ``not``, nested match blocks.
     """
 
     departments: tuple[str, ...] = ()
     email_domains: tuple[str, ...] = ()
+    include_subdepartments: bool = True
+    groups: tuple[str, ...] = ()
+    roles: tuple[Role, ...] = ()
+    status: tuple[str, ...] = ()
+    external_id: ValueTest | None = None
+    user_source_type: tuple[str, ...] = ()
+    register_source: tuple[str, ...] = ()
+    custom_data: tuple[tuple[str, ValueTest], ...] = ()
+    all_of: tuple[Match, ...] = ()
+    any_of: tuple[Match, ...] = ()
+    negated: Match | None = None
 
     def __post_init__(self) -> None:
-        if not (self.departments or self.email_domains):
-            raise ValueError(f"a match needs at least one of {', '.join(MATCH_KEYS)}")
+        if not self.conditions:
+            raise ValueError(f"a match needs at least one of {', '.join(CONDITION_KEYS)}")
+        if not self.include_subdepartments and not self.departments:
+            raise ValueError("include_subdepartments applies only with departments")
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The file keys of the conditions this block gives, in ``CONDITION_KEYS`` order."""
+        given = {
+            "departments": bool(self.departments),
+            "groups": bool(self.groups),
+            "roles": bool(self.roles),
+            "email_domains": bool(self.email_domains),
+            "status": bool(self.status),
+            "external_id": self.external_id is not None,
+            "user_source_type": bool(self.user_source_type),
+            "register_source": bool(self.register_source),
+            "custom_data": bool(self.custom_data),
+            "all": bool(self.all_of),
+            "any": bool(self.any_of),
+            "not": self.negated is not None,
+        }
+        return tuple(key for key in CONDITION_KEYS if given[key])
+
+    def blocks(self) -> Iterator[Match]:
+        """This block and every block nested in it (``all``, ``any``, ``not``), depth first."""
+        yield self
+        for inner in (*self.all_of, *self.any_of, *((self.negated,) if self.negated else ())):
+            yield from inner.blocks()
 
     @property
     def needs(self) -> frozenset[Fact]:
-        """The facts beyond the user record that deciding this match requires."""
-        return frozenset({Fact.DEPARTMENTS}) if self.departments else frozenset()
+        """The facts beyond the user record that deciding this match requires, at any depth."""
+        needs: set[Fact] = set()
+        for block in self.blocks():
+            if block.departments:
+                needs.add(Fact.DEPARTMENTS)
+            if block.groups:
+                needs.add(Fact.GROUPS)
+            if block.roles:
+                needs.add(Fact.ROLES)
+            if block.custom_data:
+                needs.add(Fact.CUSTOM_DATA)
+        return frozenset(needs)
+
+    @property
+    def role_namespaces(self) -> frozenset[str]:
+        """The namespaces of every role this match mentions, at any depth."""
+        return frozenset(role.namespace for block in self.blocks() for role in block.roles)
+
+
+@dataclass(frozen=True)
+class Exemption:
+    """An exception to one rule: the listed users and members of the listed groups are exempt from it.
+
+    ``expires`` is the last day it applies (inclusive); after it the rule applies again.
+    """
+
+    reason: str
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    expires: date | None = None
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise ValueError("an exception needs a reason")
+        if not (self.users or self.groups):
+            raise ValueError("an exception needs users or groups")
+
+    def is_expired(self, today: date) -> bool:
+        """True once ``today`` is after ``expires``."""
+        return self.expires is not None and today > self.expires
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One named rule: users it matches must have every factor in ``require_mfa``."""
+    """One named rule: users it matches must have every factor in ``require_mfa``.
+
+    ``fallback`` lists, in order of preference, factors that may stand in for a required factor the user
+    cannot be given (SMS without a phone); ``exceptions`` exempt users or groups from this rule alone.
+    """
 
     name: str
     description: str
     mode: str
     match: Match
     require_mfa: tuple[str, ...]
+    fallback: tuple[str, ...] = ()
+    exceptions: tuple[Exemption, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"rule {self.name!r}: mode {self.mode!r} is not one of {', '.join(MODES)}")
         if not self.require_mfa:
             raise ValueError(f"rule {self.name!r}: require_mfa is empty")
-        unknown = [factor for factor in self.require_mfa if factor not in FACTORS]
+        unknown = [factor for factor in (*self.require_mfa, *self.fallback) if factor not in FACTORS]
         if unknown:
             raise ValueError(f"rule {self.name!r}: {unknown} are not among {', '.join(FACTORS)}")
+        overlap = [factor for factor in self.fallback if factor in self.require_mfa]
+        if overlap:
+            raise ValueError(f"rule {self.name!r}: fallback {overlap} are already required")
 
     @property
     def is_audit(self) -> bool:
@@ -68,7 +226,9 @@ class Rule:
 
     @property
     def needs(self) -> frozenset[Fact]:
-        """The facts beyond the user record that evaluating this rule requires."""
+        """The facts beyond the user record that evaluating this rule (and its exceptions) requires."""
+        if any(exemption.groups for exemption in self.exceptions):
+            return self.match.needs | {Fact.GROUPS}
         return self.match.needs
 
 
@@ -88,6 +248,14 @@ class Policy:
     def needs(self) -> frozenset[Fact]:
         """The facts the enforcer must gather before evaluating this policy for a user."""
         return frozenset().union(*(rule.needs for rule in self.rules))
+
+    @property
+    def role_namespaces(self) -> frozenset[str]:
+        """The namespaces to read the user's roles in (``get-user-roles`` once per namespace).
+
+        ``default`` stands for roles given by their bare code. Empty when no rule mentions roles.
+        """
+        return frozenset().union(*(rule.match.role_namespaces for rule in self.rules))
 
     def rule(self, name: str) -> Rule:
         """The rule called ``name``; ``KeyError`` when there is none."""

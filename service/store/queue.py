@@ -32,6 +32,7 @@ class Job:
     attempts: int
     reason: str
     first_enqueued_at: float
+    kind: str = "user"
 
 
 def enqueue(
@@ -43,6 +44,7 @@ def enqueue(
     now: float,
     event_id: int | None = None,
     reset: bool = False,
+    kind: str = "user",
 ) -> int:
     """Put users on the queue (or refresh their pending row); returns how many distinct users.
 
@@ -55,6 +57,7 @@ def enqueue(
         {
             "userpool_id": userpool_id,
             "user_id": user_id,
+            "kind": kind,
             "state": "pending",
             "version": 1,
             "reason": reason,
@@ -72,7 +75,7 @@ def enqueue(
     is_revived = sa.true() if reset else work.c.state == "dead"
     is_fresh = sa.or_(is_revived, work.c.attempts == 0)
     statement = insert.values(rows).on_conflict_do_update(
-        index_elements=[work.c.userpool_id, work.c.user_id],
+        index_elements=[work.c.userpool_id, work.c.kind, work.c.user_id],
         set_={
             "version": work.c.version + 1,
             "reason": excluded.reason,
@@ -113,6 +116,7 @@ def claim(engine: sa.Engine, *, owner: str, limit: int, lease_seconds: float, no
             work.c.attempts,
             work.c.reason,
             work.c.first_enqueued_at,
+            work.c.kind,
         )
     )
     with engine.begin() as connection:
@@ -195,3 +199,18 @@ def queue_stats(engine: sa.Engine, *, now: float) -> QueueStats:
     with engine.connect() as connection:
         pending, leased, dead, oldest = connection.execute(statement).one()
     return QueueStats(pending=pending, leased=leased, dead=dead, oldest_due_at=oldest)
+
+
+def drop_pending(connection: sa.Connection, userpool_id: str, user_ids: Iterable[str], *, now: float) -> int:
+    """Forget queued work for users who are gone; a row a worker holds right now finishes normally."""
+    ids = list(dict.fromkeys(user_ids))
+    if not ids:
+        return 0
+    return connection.execute(
+        sa.delete(work).where(
+            work.c.userpool_id == userpool_id,
+            work.c.kind == "user",
+            work.c.user_id.in_(ids),
+            sa.or_(work.c.leased_until.is_(None), work.c.leased_until < now),
+        )
+    ).rowcount

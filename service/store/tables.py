@@ -34,6 +34,7 @@ work = sa.Table(
     sa.Column("id", Id, primary_key=True, autoincrement=True),
     sa.Column("userpool_id", sa.String(64), nullable=False),
     sa.Column("user_id", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(12), nullable=False, server_default="user"),
     sa.Column("state", sa.String(10), nullable=False, server_default="pending"),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     sa.Column("reason", sa.String(100), nullable=False),
@@ -45,10 +46,14 @@ work = sa.Table(
     sa.Column("leased_until", sa.Float, nullable=True),
     sa.Column("lease_owner", sa.String(100), nullable=True),
     sa.Column("last_error", sa.String(500), nullable=True),
-    sa.UniqueConstraint("userpool_id", "user_id", name="work_user_unique"),
+    sa.UniqueConstraint("userpool_id", "kind", "user_id", name="work_subject_unique"),
     sa.Index("work_due", "state", "due_at"),
 )
-"""One row per (user pool, user) that needs reconciling; deliveries for a pending user coalesce into it."""
+"""One row per (user pool, subject) that needs looking at; deliveries for a pending subject coalesce into it.
+
+``kind`` is ``user`` for a user to reconcile, or ``department`` / ``group`` for a set of users that the worker
+first expands into user rows (a moved department, a group granted a role): the webhook cannot list them.
+"""
 
 decisions = sa.Table(
     "decisions",

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from service.enforcement.expansion import department_members, group_members
 from service.enforcement.reconciling import Reconciler
 from service.errors import PermanentError, TemporaryError
 from service.logs import bind, log_event
@@ -125,6 +126,9 @@ class Worker:
 
     def process(self, job: queue.Job) -> None:
         started = self.clock()
+        if job.kind != "user":
+            self._expand(job)
+            return
         with bind(job_id=job.id, user_id=job.user_id, attempt=job.attempts):
             try:
                 decision = self.reconciler.reconcile(job)
@@ -138,6 +142,24 @@ class Worker:
                 self._retry(job, error, None)
             else:
                 self._finish(job, decision, started)
+
+    def _expand(self, job: queue.Job) -> None:
+        """Enqueue every member of a department or group subject, then finish the subject's row."""
+        expand = department_members if job.kind == "department" else group_members
+        with bind(job_id=job.id, subject=f"{job.kind}:{job.user_id}", attempt=job.attempts):
+            try:
+                members = expand(self.reconciler.client, job.user_id)
+            except TemporaryError as error:
+                self._retry(job, error, error.retry_after)
+                return
+            except PermanentError as error:
+                members = []
+                log_event(logger, "expansion_failed", level=logging.WARNING, error=str(error))
+            now = self.clock()
+            with self.engine.begin() as connection:
+                queue.enqueue(connection, job.userpool_id, members, reason=job.reason, now=now)
+                queue.complete(connection, job, owner=self.owner, now=now)
+            log_event(logger, "subject_expanded", users=len(members))
 
     def _finish(self, job: queue.Job, decision: Decision, started: float | None = None) -> None:
         now = self.clock()

@@ -82,3 +82,66 @@ def test_a_body_that_is_not_an_object_is_invalid(body):
     """Lists, strings, numbers and null are not deliveries."""
     with pytest.raises(InvalidDeliveryError):
         interpret(body)
+
+
+def test_group_membership_events_name_every_user_object_or_id():
+    """group:member-* carry data.users as objects or, in custom-database pools, as bare ids."""
+    body = {"eventName": "group:member-added", "data": {"group": {"code": "g"}, "users": [USER, "u-2", USER]}}
+    result = interpret(body)
+    assert result.subjects.users == (USER["id"], "u-2")
+    assert result.userpool_ids == (USER["userPoolId"],)
+
+
+def test_role_events_name_users_and_groups_and_departments_to_expand():
+    """role:assigned lists user ids directly; group and department ids are expanded later by the worker."""
+    body = {"eventName": "role:assigned", "data": {"userIds": ["u1", "u1"], "groupIds": ["g1"], "nodeIds": ["d1"]}}
+    subjects = interpret(body).subjects
+    assert (subjects.users, subjects.groups, subjects.departments) == (("u1",), ("g1",), ("d1",))
+
+
+def test_node_moved_names_the_department_to_expand():
+    """organization:node-moved carries no members; the moved department is expanded by the worker."""
+    body = {"eventName": "organization:node-moved", "data": {"node": {"id": "d1"}, "parentNode": {"id": "p"}}}
+    subjects = interpret(body).subjects
+    assert (subjects.users, subjects.departments) == ((), ("d1",))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"eventName": "user:deleted", "data": {"users": [USER]}},
+        {"eventName": "user:deleted", "data": {"users": [USER["id"]]}},
+        {"eventName": "user:archived", "data": {"user": USER}},
+    ],
+    ids=["deleted", "deleted-custom-db", "archived"],
+)
+def test_deleted_and_archived_users_are_removed_not_reconciled(body):
+    """user:deleted and user:archived name users whose pending work is dropped."""
+    subjects = interpret(body).subjects
+    assert (subjects.users, subjects.removed) == ((), (USER["id"],))
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        (
+            {"eventName": "group:member-added", "data": {"users": [42]}},
+            {"data": {"users": {0: ["Not a user object or id."]}}},
+        ),
+        ({"eventName": "role:assigned", "data": {"userIds": "u1"}}, {"data": {"userIds": ["Not a valid list."]}}),
+        (
+            {"eventName": "organization:node-moved", "data": {}},
+            {"data": {"node": ["Missing data for required field."]}},
+        ),
+        (
+            {"eventName": "user:deleted", "data": {"users": ["has space"]}},
+            {"data": {"users": {0: ["Not a valid user id."]}}},
+        ),
+    ],
+    ids=["group-number", "role-not-list", "node-missing", "deleted-bad-id"],
+)
+def test_invalid_expansion_events_name_the_field(body, errors):
+    """Malformed group, role, node and deletion events are refused with field errors."""
+    with pytest.raises(InvalidDeliveryError) as caught:
+        interpret(body)
+    assert caught.value.errors == errors
