@@ -17,6 +17,7 @@ keepalive = 5
 limit_request_line = 4094
 limit_request_fields = 60
 limit_request_field_size = 8190
+control_socket_disable = True  # gunicorn 25+ would open one under $HOME; the root filesystem is read-only
 accesslog = "-"
 errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'

@@ -22,7 +22,7 @@ from service.intake.context import EXTENSION, Runtime
 from service.intake.errors import HttpError
 from service.intake.views import blueprint
 from service.logs import configure_logging, log_event
-from service.policy import load_policy
+from service.policy_source import PolicySource
 from service.settings import Settings, load_settings
 from service.store.engine import create_engine, prepare_database
 from service.worker.loop import Worker, start_in_thread
@@ -38,28 +38,28 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         settings = load_settings(os.environ)
     if configure_logs:
         configure_logging(settings.log_format, settings.log_level)
-    policy = load_policy(settings.policy_file)
+    policies = PolicySource(settings.policy_file, check_interval=settings.policy_check_interval)
     engine = create_engine(settings.database_url)
     prepare_database(engine)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION] = Runtime(settings=settings, engine=engine, policy=policy)
+    app.extensions[EXTENSION] = Runtime(settings=settings, engine=engine, policies=policies)
     app.register_blueprint(blueprint)
     app.register_error_handler(HttpError, _render_service_error)
     app.register_error_handler(HTTPException, _render_http_exception)
     app.register_error_handler(Exception, _render_unexpected)
 
     if settings.worker.run_in_web:
-        worker = build_worker(settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy)
+        worker = build_worker(settings, engine, policy_getter=policies.current)
         app.extensions[WORKER_EXTENSION] = worker
         app.extensions[WORKER_THREAD_EXTENSION] = start_in_thread(worker)
     log_event(
         logger,
         "app_started",
         mode=settings.mode,
-        rules=len(policy.rules),
+        rules=len(policies.current().rules),
         worker=settings.worker.run_in_web,
         genauth=settings.genauth.host,
     )

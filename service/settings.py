@@ -90,6 +90,8 @@ class Settings:
     """SQLAlchemy URL: sqlite:///… or postgresql+psycopg://…"""
     policy_file: Path = Path("config/policies.yaml")
     """The policy rules (YAML)."""
+    policy_check_interval: float = 5.0
+    """Seconds between checks of the policy file for changes (reloaded without a restart)."""
     mode: str = "enforce"
     """``enforce``, or ``audit`` to record decisions and change nothing whatever the rules say."""
     port: int = 8000
@@ -222,6 +224,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         worker=worker,
         database_url=read.text("DATABASE_URL", DEFAULT_DATABASE_URL),
         policy_file=Path(read.text("POLICY_FILE", "config/policies.yaml")),
+        policy_check_interval=read.parsed("ENFORCER_POLICY_CHECK_INTERVAL", 5.0, _positive_float, "seconds"),
         mode=read.choice("ENFORCER_MODE", "enforce", MODES),
         port=read.parsed("PORT", 8000, _port, "a TCP port"),
         log_format=read.choice("LOG_FORMAT", "console", ("console", "json")),

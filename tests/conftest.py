@@ -122,7 +122,7 @@ def engine(app):
 @pytest.fixture
 def worker(app, settings, engine):
     """A worker (not running) on the app's database, to drive step by step."""
-    running = build_worker(settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy)
+    running = build_worker(settings, engine, policy_getter=app.extensions[EXTENSION].policies.current)
     yield running
     running.reconciler.client.close()
 

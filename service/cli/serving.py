@@ -16,7 +16,8 @@ import click
 
 from service.app import build_worker
 from service.cli.common import settings_or_exit
-from service.policy import PolicyError, load_policy
+from service.policy import PolicyError
+from service.policy_source import PolicySource
 from service.settings import is_sandbox
 from service.store.engine import create_engine, prepare_database
 
@@ -42,12 +43,12 @@ def worker() -> None:
     """Run the worker until SIGTERM or Ctrl-C; the current job finishes first."""
     settings = settings_or_exit()
     try:
-        loaded = load_policy(settings.policy_file)
+        policies = PolicySource(settings.policy_file, check_interval=settings.policy_check_interval)
     except PolicyError as error:
         raise click.ClickException(str(error)) from error
     engine = create_engine(settings.database_url)
     prepare_database(engine)
-    running = build_worker(settings, engine, policy_getter=lambda: loaded)
+    running = build_worker(settings, engine, policy_getter=policies.current)
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
         running.stop()

@@ -9,6 +9,7 @@ which retries; a user who no longer exists is a decision, not an error.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, date, datetime
 from collections.abc import Callable
 
 from service.enforcement.facts import gather_facts
@@ -26,10 +27,19 @@ logger = logging.getLogger(__name__)
 class Reconciler:
     """Brings one user in line with the policy; one instance per worker thread (it owns a client)."""
 
-    def __init__(self, client: GenAuthClient, get_policy: Callable[[], Policy], *, force_audit: bool) -> None:
+    def __init__(
+        self,
+        client: GenAuthClient,
+        get_policy: Callable[[], Policy],
+        *,
+        force_audit: bool,
+        today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+    ) -> None:
         self.client = client
         self.get_policy = get_policy
         self.force_audit = force_audit
+        self.today = today
+        """Today's date (UTC) for exception expiry; tests pass a fixed one."""
 
     def preview(self, userpool_id: str, user_id: str, *, trigger: str = "preview") -> Decision:
         """What reconciling the user would decide, with nothing written (``enforced`` reads ``would-enforce``)."""
@@ -61,7 +71,7 @@ class Reconciler:
             facts = gather_facts(self.client, job.user_id, policy.needs)
         except GenAuthUserNotFoundError:
             return decide("none", "the user does not exist in GenAuth (deleted?)")
-        evaluation = evaluate(policy, facts, force_audit=self.force_audit)
+        evaluation = evaluate(policy, facts, force_audit=self.force_audit, today=self.today())
         rules = tuple(result.rule for result in evaluation.results if result.matched)
         if not rules:
             return decide("none", "no rule matches this user")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask import current_app
 
-from service.policy import Policy
+from service.policy_source import PolicySource
 from service.settings import Settings
 
 EXTENSION = "mfa_enforcer"
@@ -19,7 +19,7 @@ class Runtime:
 
     settings: Settings
     engine: sa.Engine
-    policy: Policy
+    policies: PolicySource
 
 
 def runtime() -> Runtime:

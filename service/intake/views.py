@@ -98,9 +98,13 @@ def readyz() -> tuple[dict[str, Any], int]:
     """Ready: the database answers and a policy is loaded."""
     state = runtime()
     database = is_reachable(state.engine)
-    checks = {
+    policy = state.policies.status()
+    checks: dict[str, Any] = {
         "database": "ok" if database else "unreachable",
-        "policy": f"{len(state.policy.rules)} rule(s) from {state.policy.source}",
+        "policy": f"{policy.rules} rule(s) from {policy.source}",
         "mode": state.settings.mode,
     }
+    if policy.error:
+        # Still ready: the last good rules are enforced. Operators see why the file on disk is not.
+        checks["policy_error"] = policy.error
     return {"status": "ok" if database else "unavailable", "checks": checks}, 200 if database else 503

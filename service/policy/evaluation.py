@@ -1,23 +1,27 @@
 """The decision: given the policy and what is known about one user, which MFA factors must the user have?
 
-Pure and deterministic; the worker calls ``evaluate`` after gathering the facts ``facts_needed`` names, and
-records the returned ``Evaluation`` (rules matched, why, factors required) as the decision.
+Pure and deterministic; the worker calls ``evaluate`` after gathering the facts ``facts_needed`` names (and
+the roles in ``policy.role_namespaces``), passing today's date for exception expiry, and records the
+returned ``Evaluation`` (rules matched, why, exemptions, factors required) as the decision.
 
-Matching, per rule (every key given must hold; each list means any-of):
-
-- ``departments``: a selector matches a department of the user by id (exact), code or name (case-insensitive),
-  or matches one of that department's ancestors the same way, so members of sub-departments are included.
-- ``email_domains``: the domain of the user's email equals one of them, ignoring case. Subdomains do not
-  match (``eu.corp.example.com`` is not ``corp.example.com``): a rule lists every domain it means.
+Per rule: the match decides whether the rule applies (see ``matching`` for how each condition compares).
+A matching rule whose exception covers the user (listed by id, or a member of a listed group, and not past
+its ``expires`` date) is *exempt*: it counts as matched but contributes no factors. The factors of every
+other matching rule are united; nothing is ever removed. Which factor actually gets enabled when a
+required one cannot be (the rule's ``fallback``) needs the user's current MFA data, so it is decided by
+``outcomes.rule_outcomes``, not here: the evaluation only carries the declarations.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
 
 from service.policy.errors import MissingFactError
-from service.policy.facts import Department, Fact, UserFacts
-from service.policy.rules import FACTORS, Match, Policy, Rule
+from service.policy.facts import Fact, UserFacts
+from service.policy.matching import judge
+from service.policy.rules import FACTORS, Exemption, Policy, Rule
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,9 @@ class RuleResult:
     """How one rule judged the user, with the reasons in words (why it matched, or why not).
 
     ``mode`` is the mode the rule counted in: its own, or ``audit`` when the evaluation forced it;
-    ``require_mfa`` repeats the rule's factors so a decision record reads on its own.
+    ``require_mfa`` and ``fallback`` repeat the rule's factors so a decision record reads on its own.
+    ``exempt`` rules matched (``matched`` is True) but an exception covers the user; ``exemption`` says which
+    and why. ``expired_exemptions`` lists exceptions that would have covered the user but have expired.
     """
 
     rule: str
@@ -33,119 +39,138 @@ class RuleResult:
     reasons: tuple[str, ...]
     mode: str = "enforce"
     require_mfa: tuple[str, ...] = ()
+    fallback: tuple[str, ...] = ()
+    exempt: bool = False
+    exemption: str | None = None
+    expired_exemptions: tuple[str, ...] = ()
+
+    @property
+    def applies(self) -> bool:
+        """True when the rule matched and no exception covers the user: its factors count."""
+        return self.matched and not self.exempt
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """The decision for one user.
 
-    ``required`` holds the factors of matched enforce-mode rules; ``audit_only`` those that only matched
-    audit-mode rules want (never repeating ``required``). Both are ordered as ``FACTORS``.
+    ``required`` holds the factors of applying (matched, not exempt) enforce-mode rules; ``audit_only`` those
+    that only applying audit-mode rules want (never repeating ``required``). Both are ordered as ``FACTORS``.
+    ``rule_factors`` maps each applying rule to its factors. ``fallbacks`` maps each factor of ``required``
+    and ``audit_only`` to the fallback factors that the applying rules requiring it declare (for ``required``
+    the enforce-mode rules, for ``audit_only`` the audit-mode ones), in rule order without repeats.
     """
 
     user_id: str
     results: tuple[RuleResult, ...]
     required: tuple[str, ...]
     audit_only: tuple[str, ...]
+    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    rule_factors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def matched_rules(self) -> tuple[str, ...]:
-        """Names of the rules that matched, in file order."""
+        """Names of the rules that matched (exempt ones included), in file order."""
         return tuple(result.rule for result in self.results if result.matched)
+
+    @property
+    def exempt_rules(self) -> tuple[str, ...]:
+        """Names of the rules that matched but from which the user is exempt, in file order."""
+        return tuple(result.rule for result in self.results if result.exempt)
+
+
+_FACT_FIELDS = {
+    Fact.DEPARTMENTS: "departments",
+    Fact.GROUPS: "groups",
+    Fact.ROLES: "roles",
+    Fact.CUSTOM_DATA: "custom_data",
+}
 
 
 def facts_needed(policy: Policy) -> frozenset[Fact]:
-    """The facts to gather for a user before ``evaluate``; the user record alone needs none."""
+    """The facts to gather for a user before ``evaluate``; the user record alone needs none.
+
+    With ``Fact.ROLES``, read the roles of every namespace in ``policy.role_namespaces``.
+    """
     return policy.needs
 
 
-def evaluate(policy: Policy, facts: UserFacts, *, force_audit: bool = False) -> Evaluation:
-    """Decide which factors ``facts.user_id`` must have. ``force_audit`` counts every rule as audit-only.
+def evaluate(policy: Policy, facts: UserFacts, *, today: date, force_audit: bool = False) -> Evaluation:
+    """Decide which factors ``facts.user_id`` must have.
 
-    Raises ``MissingFactError`` when a rule needs a fact that ``facts`` does not carry.
+    ``today`` decides which exceptions have expired (the caller passes the date; this function reads no
+    clock). ``force_audit`` counts every rule as audit-only. Raises ``MissingFactError`` when a rule needs a
+    fact that ``facts`` does not carry.
     """
     _check_facts(policy, facts)
-    results = tuple(_judge(rule, facts, force_audit=force_audit) for rule in policy.rules)
-    enforced = {f for result in results if result.matched and result.mode == "enforce" for f in result.require_mfa}
-    audited = {f for result in results if result.matched and result.mode == "audit" for f in result.require_mfa}
+    results = tuple(_judge(rule, facts, today=today, force_audit=force_audit) for rule in policy.rules)
+    enforcing = [result for result in results if result.applies and result.mode == "enforce"]
+    auditing = [result for result in results if result.applies and result.mode == "audit"]
+    enforced = {factor for result in enforcing for factor in result.require_mfa}
+    audited = {factor for result in auditing for factor in result.require_mfa} - enforced
+    required = tuple(factor for factor in FACTORS if factor in enforced)
+    audit_only = tuple(factor for factor in FACTORS if factor in audited)
+    fallbacks = {
+        **{factor: _declared_fallbacks(factor, enforcing) for factor in required},
+        **{factor: _declared_fallbacks(factor, auditing) for factor in audit_only},
+    }
     return Evaluation(
         user_id=facts.user_id,
         results=results,
-        required=tuple(factor for factor in FACTORS if factor in enforced),
-        audit_only=tuple(factor for factor in FACTORS if factor in audited - enforced),
+        required=required,
+        audit_only=audit_only,
+        fallbacks=fallbacks,
+        rule_factors={result.rule: result.require_mfa for result in results if result.applies},
     )
 
 
 def _check_facts(policy: Policy, facts: UserFacts) -> None:
     # Checked up front, not when a rule reaches the fact: whether the error shows must not depend on
-    # whether an earlier key of the rule already failed.
+    # whether an earlier condition of the rule already failed.
     for rule in policy.rules:
-        if Fact.DEPARTMENTS in rule.needs and facts.departments is None:
-            raise MissingFactError(Fact.DEPARTMENTS, rule=rule.name, user_id=facts.user_id)
+        for fact in sorted(rule.needs, key=lambda fact: list(Fact).index(fact)):
+            if getattr(facts, _FACT_FIELDS[fact]) is None:
+                raise MissingFactError(fact, rule=rule.name, user_id=facts.user_id)
 
 
-def _judge(rule: Rule, facts: UserFacts, *, force_audit: bool) -> RuleResult:
-    held: list[str] = []
-    failed: list[str] = []
-    for holds, reasons in _conditions(rule.match, facts):
-        (held if holds else failed).extend(reasons)
+def _judge(rule: Rule, facts: UserFacts, *, today: date, force_audit: bool) -> RuleResult:
+    matched, reasons = judge(rule.match, facts)
+    exemption: str | None = None
+    expired: list[str] = []
+    if matched:
+        for exception in rule.exceptions:
+            subject = _covers(exception, facts)
+            if subject is None:
+                continue
+            if exception.is_expired(today):
+                expired.append(f"exception expired {exception.expires}: {exception.reason} ({subject})")
+            elif exemption is None:
+                until = f" until {exception.expires}" if exception.expires else ""
+                exemption = f"exempt{until}: {exception.reason} ({subject})"
     return RuleResult(
         rule=rule.name,
-        matched=not failed,
-        reasons=tuple(failed or held),
+        matched=matched,
+        reasons=tuple(reasons),
         mode="audit" if force_audit else rule.mode,
         require_mfa=rule.require_mfa,
+        fallback=rule.fallback,
+        exempt=exemption is not None,
+        exemption=exemption,
+        expired_exemptions=tuple(expired),
     )
 
 
-def _conditions(match: Match, facts: UserFacts) -> list[tuple[bool, list[str]]]:
-    """Each key the match gives, as (holds, reasons)."""
-    conditions: list[tuple[bool, list[str]]] = []
-    if match.departments:
-        assert facts.departments is not None  # guaranteed by _check_facts
-        conditions.append(_match_departments(match.departments, facts.departments))
-    if match.email_domains:
-        conditions.append(_match_email_domain(match.email_domains, facts.email))
-    return conditions
-
-
-def _match_departments(selectors: tuple[str, ...], departments: tuple[Department, ...]) -> tuple[bool, list[str]]:
-    reasons: list[str] = []
-    for department in departments:
-        reason = _department_reason(selectors, department)
-        if reason is not None and reason not in reasons:
-            reasons.append(reason)
-    if reasons:
-        return True, reasons
-    return False, [f"not in any of departments [{', '.join(selectors)}]"]
-
-
-def _department_reason(selectors: tuple[str, ...], department: Department) -> str | None:
-    """Why ``department`` is selected, preferring the department itself over its ancestors."""
-    for selector in selectors:
-        if _is_selected(selector, (department.department_id,), (department.code, department.name)):
-            return f"department {selector}"
-    for selector in selectors:
-        if _is_selected(selector, department.ancestor_ids, (*department.ancestor_codes, *department.ancestor_names)):
-            return f"department {selector} (via ancestor of {_label(department)})"
+def _covers(exception: Exemption, facts: UserFacts) -> str | None:
+    """``user <id>`` or ``group <code>`` when ``exception`` names the user, else None."""
+    if facts.user_id in exception.users:
+        return f"user {facts.user_id}"
+    held = {code.strip().casefold() for code in facts.groups or ()}
+    for code in exception.groups:
+        if code.strip().casefold() in held:
+            return f"group {code}"
     return None
 
 
-def _is_selected(selector: str, ids: tuple[str, ...], codes_and_names: tuple[str | None, ...]) -> bool:
-    """Ids compare exactly (they are opaque); codes and names ignoring case and surrounding spaces."""
-    folded = selector.strip().casefold()
-    return selector in ids or any(text is not None and text.strip().casefold() == folded for text in codes_and_names)
-
-
-def _label(department: Department) -> str:
-    return department.code or department.name or department.department_id
-
-
-def _match_email_domain(domains: tuple[str, ...], email: str | None) -> tuple[bool, list[str]]:
-    local, at, domain = (email or "").strip().rpartition("@")
-    if not (local and at and domain):
-        return False, [f"no email address, so not in any of email domains [{', '.join(domains)}]"]
-    domain = domain.casefold()
-    if domain in {allowed.casefold() for allowed in domains}:
-        return True, [f"email domain {domain}"]
-    return False, [f"email domain {domain} is not one of [{', '.join(domains)}]"]
+def _declared_fallbacks(factor: str, results: list[RuleResult]) -> tuple[str, ...]:
+    declared = [fallback for result in results if factor in result.require_mfa for fallback in result.fallback]
+    return tuple(dict.fromkeys(declared))

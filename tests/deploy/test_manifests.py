@@ -7,6 +7,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from sqlalchemy.engine import make_url
 
 from tests.deploy import K8S, KUBERNETES_VERSION, NAMESPACE, PLACEHOLDER, SECRET_NAME, SECRET_TEMPLATE
 from tests.deploy.kustomize import load_documents
@@ -89,6 +90,9 @@ def test_secret_template_holds_placeholders_only():
     assert secret["metadata"]["name"] == SECRET_NAME
     assert secret["metadata"]["namespace"] == NAMESPACE
     assert "data" not in secret  # base64 would hide whatever is in it from review
-    assert set(secret["stringData"]) == REQUIRED_SECRET_KEYS
-    for key, value in secret["stringData"].items():
-        assert PLACEHOLDER in value, f"{key} does not look like a placeholder: {value!r}"
+    values = dict(secret["stringData"])
+    assert set(values) == REQUIRED_SECRET_KEYS
+    database_url = make_url(values.pop("DATABASE_URL"))
+    assert database_url.password == PLACEHOLDER
+    assert database_url.get_backend_name() == "postgresql"
+    assert values == dict.fromkeys(values, PLACEHOLDER)

@@ -41,7 +41,7 @@ def production_worker(app, engine, clock, **overrides):
     settings = app.extensions[EXTENSION].settings
     worker_settings = replace(settings.worker.__class__(), run_in_web=False, **overrides)
     made = build_worker(
-        replace(settings, worker=worker_settings), engine, policy_getter=lambda: app.extensions[EXTENSION].policy
+        replace(settings, worker=worker_settings), engine, policy_getter=app.extensions[EXTENSION].policies.current
     )
     return Worker(engine, made.reconciler, worker_settings, clock=clock)
 
@@ -131,7 +131,7 @@ def test_rate_limiter_paces_calls_after_the_burst():
 def test_worker_calls_are_paced_by_the_configured_rate(app, engine, emulator, settings):
     """With GENAUTH_RATE_LIMIT=20 and a burst of 1, 3 users (about 10 calls) take at least 0.4 s."""
     paced = replace(settings, genauth=replace(settings.genauth, rate_limit=20.0, rate_burst=1))
-    worker = build_worker(paced, engine, policy_getter=lambda: app.extensions[EXTENSION].policy)
+    worker = build_worker(paced, engine, policy_getter=app.extensions[EXTENSION].policies.current)
     users = [emulator.users[name] for name in ("fin.alice", "fin.bob", "eng.dave")]
     enqueue(engine, users, now=time.time())
     started = time.monotonic()

@@ -144,7 +144,7 @@ def test_rules_that_need_no_departments_fetch_none(settings, emulator, tmp_path)
     app = create_app(replace(settings, policy_file=path), configure_logs=False)
     engine = app.extensions[EXTENSION].engine
     worker = build_worker(
-        app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy
+        app.extensions[EXTENSION].settings, engine, policy_getter=app.extensions[EXTENSION].policies.current
     )
     try:
         emulator.journal.clear()
@@ -162,7 +162,7 @@ def test_audit_rule_records_what_it_would_do_and_writes_only_enforce_rules(setti
     app = create_app(replace(settings, policy_file=email_policy), configure_logs=False)
     engine = app.extensions[EXTENSION].engine
     worker = build_worker(
-        app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy
+        app.extensions[EXTENSION].settings, engine, policy_getter=app.extensions[EXTENSION].policies.current
     )
     alice = emulator.users["fin.alice"]
     try:
@@ -184,7 +184,7 @@ def test_global_audit_mode_changes_nothing(settings, emulator):
     app = create_app(replace(settings, mode="audit"), configure_logs=False)
     engine = app.extensions[EXTENSION].engine
     worker = build_worker(
-        app.extensions[EXTENSION].settings, engine, policy_getter=lambda: app.extensions[EXTENSION].policy
+        app.extensions[EXTENSION].settings, engine, policy_getter=app.extensions[EXTENSION].policies.current
     )
     alice = emulator.users["fin.alice"]
     try:
