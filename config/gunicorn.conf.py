@@ -6,6 +6,12 @@ below; the body itself is bounded by ENFORCER_MAX_BODY_BYTES inside the app (413
 """
 
 import os
+import tempfile
+
+# Metrics from every worker process are merged through files in this folder (prometheus_client's
+# multiprocess mode). It must exist before the workers import the service, so it is set here.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mfa-enforcer-metrics-")
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104 - a server binds all
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -53,3 +59,10 @@ def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
     if app is not None and hasattr(app, "extensions"):
         stop_worker(app)
+
+
+def child_exit(server, worker):
+    """Forget a dead worker's live gauges; its counters stay merged."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -100,6 +100,8 @@ class Settings:
     """``console`` (readable) or ``json`` (one object per line)."""
     log_level: str = "INFO"
     """Lowest level logged."""
+    metrics_port: int = 0
+    """Port on which ``mfa-enforcer worker`` serves /metrics (0: none; the web service always serves it)."""
 
     @property
     def is_audit(self) -> bool:
@@ -229,6 +231,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         port=read.parsed("PORT", 8000, _port, "a TCP port"),
         log_format=read.choice("LOG_FORMAT", "console", ("console", "json")),
         log_level=read.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+        metrics_port=read.parsed("ENFORCER_METRICS_PORT", 0, _port, "a TCP port"),
     )
     if read.problems:
         lines = "\n".join(f"  - {problem}" for problem in read.problems)

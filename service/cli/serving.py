@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 import click
+from prometheus_client import start_http_server
 
 from service.app import build_worker
 from service.cli.common import settings_or_exit
@@ -55,5 +56,7 @@ def worker() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)
     running.run()
     engine.dispose()

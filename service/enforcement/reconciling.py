@@ -9,8 +9,8 @@ which retries; a user who no longer exists is a decision, not an error.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 
 from service.enforcement.facts import gather_facts
 from service.enforcement.merging import MergeResult, enabled_factors, merge_factors, ordered_factors

@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from service import metrics
 from service.genauth.errors import (
     GenAuthAuthenticationError,
     GenAuthError,
@@ -148,6 +149,29 @@ class GenAuthClient:
         timeout = (self._settings.connect_timeout, self._settings.read_timeout)
         if self._limiter is not None:
             self._limiter.acquire()
+        started = time.perf_counter()
+        status = "error"
+        try:
+            envelope, retry_after = self._exchange(method, path, url, headers, params, json_body, timeout)
+            status = str(envelope.get("statusCode", "none"))
+            return envelope, retry_after
+        except GenAuthRateLimitedError:
+            status = "429"
+            raise
+        finally:
+            metrics.GENAUTH_CALLS.labels(endpoint=path, status=status).inc()
+            metrics.GENAUTH_SECONDS.labels(endpoint=path).observe(time.perf_counter() - started)
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        url: str,
+        headers: dict[str, str],
+        params: dict[str, str] | None,
+        json_body: Json | None,
+        timeout: tuple[float, float],
+    ) -> tuple[Json, float | None]:
         try:
             response = self._session.request(
                 method, url, headers=headers, params=params, json=json_body, timeout=timeout
@@ -221,6 +245,18 @@ class GenAuthClient:
         self._token = token
         self._token_expires_at = self._clock() + lifetime - margin
         self._userpool_id = scoped_userpool_id(token)
+
+    def probe(self, url: str) -> int | None:
+        """GET ``url`` as this service sees it (5 s, no redirects): its HTTP status, or None if unreachable.
+
+        ``webhooks subscribe`` uses it to warn about a webhook URL GenAuth will probably not reach either.
+        """
+        try:
+            response = self._session.get(url, timeout=5.0, allow_redirects=False)
+        except requests.RequestException:
+            return None
+        response.close()
+        return response.status_code
 
 
 def _unwrap(envelope: Json, path: str, retry_after: float | None = None) -> Any:

@@ -13,8 +13,9 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, request
+from flask import Blueprint, Response, g, request
 
+from service import metrics
 from service.intake.authentication import is_authentic
 from service.intake.context import runtime
 from service.intake.errors import ForbiddenPoolError, StoreUnavailableError, UnauthorizedError
@@ -23,6 +24,7 @@ from service.intake.schemas import interpret
 from service.logs import log_event
 from service.store.engine import is_reachable
 from service.store.inbox import Delivery, record_delivery
+from service.store.queue import queue_stats
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
     raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH bounds this read (413)
     body = decode_body(request.mimetype, raw)
     interpretation = interpret(body)
+    g.event_name = interpretation.event_name
     header_pool = next((value for name in POOL_HEADERS if (value := request.headers.get(name))), None)
     pools = {pool for pool in (header_pool, *interpretation.userpool_ids) if pool}
     if settings.userpool_id and pools - {settings.userpool_id}:
@@ -59,6 +62,7 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
     )
     try:
         event_id = record_delivery(state.engine, delivery, now=time.time())
+        g.outcome = delivery.outcome
     except sa.exc.SQLAlchemyError as error:
         log_event(
             logger,
@@ -85,6 +89,52 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
         "outcome": delivery.outcome,
         "queued": len(delivery.user_ids),
     }, 200
+
+
+@blueprint.before_request
+def _start_clock() -> None:
+    g.started = time.perf_counter()
+
+
+@blueprint.after_request
+def _count_delivery(response: Response) -> Response:
+    """Every answer to a delivery is counted, by event and outcome (or the error it got)."""
+    if request.endpoint == "intake.receive_webhook":
+        outcome = g.get("outcome") or _ERROR_OUTCOMES.get(response.status_code, f"http_{response.status_code}")
+        metrics.DELIVERIES.labels(event=g.get("event_name", "-"), outcome=outcome).inc()
+        metrics.ACK_SECONDS.observe(time.perf_counter() - g.get("started", time.perf_counter()))
+    return response
+
+
+_ERROR_OUTCOMES = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "wrong_userpool",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    500: "error",
+    503: "store_unavailable",
+}
+
+
+@blueprint.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Prometheus exposition: this service's counters plus queue gauges read from the database."""
+    engine = runtime().engine
+    body, content_type = metrics.render(metrics.DatabaseCollector(lambda now: _database_gauges(engine, now)))
+    return Response(body, content_type=content_type)
+
+
+def _database_gauges(engine: sa.Engine, now: float) -> dict[str, float | None]:
+    stats = queue_stats(engine, now=now)
+    oldest = None if stats.oldest_due_at is None else max(0.0, now - stats.oldest_due_at)
+    return {
+        "queue_depth": stats.pending,
+        "queue_leased": stats.leased,
+        "queue_oldest_due_age_seconds": oldest or 0.0,
+        "dead_letters": stats.dead,
+    }
 
 
 @blueprint.get("/healthz")

@@ -1,33 +1,72 @@
-"""MFA policy: which factors each user must have. Pure: no I/O beyond reading the policy file it is given.
+"""MFA policy: which factors each user must have. Pure: no I/O beyond reading the files it is given.
 
 policy = load_policy(Path("config/policies.yaml"))     # PolicyError lists every problem
-facts = UserFacts(...)                                 # gather facts_needed(policy), nothing more
-decision = evaluate(policy, facts)                     # decision.required, decision.audit_only
+facts = UserFacts(...)                                 # gather policy.needs (roles: policy.role_namespaces)
+evaluation = evaluate(policy, facts, today=date.today())   # .required, .audit_only, .results (why)
+outcomes = rule_outcomes(evaluation, facts, enabled, mfa_phone, mfa_email)   # per rule: enforce [SMS], ...
+
+``policy test`` suites (``suites``, ``testing``) check a policy against fixture users and expected outcomes.
 """
 
-from service.policy.errors import MissingFactError, PolicyError
+from service.policy.describing import describe_match, describe_rule
+from service.policy.errors import MissingFactError, PolicyError, SuiteError
 from service.policy.evaluation import Evaluation, RuleResult, evaluate, facts_needed
-from service.policy.facts import Department, Fact, UserFacts
+from service.policy.facts import Department, Fact, Role, UserFacts
 from service.policy.loading import FORMAT_VERSION, load_policy, parse_policy
-from service.policy.rules import FACTORS, MATCH_KEYS, MODES, Match, Policy, Rule
+from service.policy.outcomes import OUTCOME_KINDS, Outcome, contact_problem, factors_to_add, rule_outcomes
+from service.policy.rules import (
+    CONDITION_KEYS,
+    DEFAULT_NAMESPACE,
+    FACTORS,
+    MATCH_KEYS,
+    MODES,
+    Exemption,
+    Match,
+    Policy,
+    Rule,
+    ValueTest,
+)
+from service.policy.suites import Case, Expectation, Suite, load_suite, parse_suite
+from service.policy.testing import CaseResult, SuiteResult, run_suite
 
 __all__ = [
+    "CONDITION_KEYS",
+    "DEFAULT_NAMESPACE",
     "FACTORS",
     "FORMAT_VERSION",
     "MATCH_KEYS",
     "MODES",
+    "OUTCOME_KINDS",
+    "Case",
+    "CaseResult",
     "Department",
     "Evaluation",
+    "Exemption",
+    "Expectation",
     "Fact",
     "Match",
     "MissingFactError",
+    "Outcome",
     "Policy",
     "PolicyError",
+    "Role",
     "Rule",
     "RuleResult",
+    "Suite",
+    "SuiteError",
+    "SuiteResult",
     "UserFacts",
+    "ValueTest",
+    "contact_problem",
+    "describe_match",
+    "describe_rule",
     "evaluate",
+    "factors_to_add",
     "facts_needed",
     "load_policy",
+    "load_suite",
     "parse_policy",
+    "parse_suite",
+    "rule_outcomes",
+    "run_suite",
 ]

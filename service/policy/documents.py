@@ -8,6 +8,7 @@ match.all[1].custom_data.level: expected one of equals, in, exists``.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,9 @@ def kind(value: object) -> str:
         int: "a number",
         float: "a number",
     }
-    name = kinds.get(type(value), "a date" if hasattr(value, "isoformat") else f"a {type(value).__name__}")
+    if isinstance(value, date):
+        return f"a date ({value.isoformat()})"
+    name = kinds.get(type(value), f"a {type(value).__name__}")
     text = repr(value)
     return name if len(text) > 40 or isinstance(value, dict | list) else f"{name} ({text})"
 

@@ -3,9 +3,11 @@
     ServiceError
     ├── ConfigurationError
     │   └── PolicyError         the policy file does not validate; the service cannot start
+    ├── SuiteError              a ``policy test`` suite does not validate
     └── MissingFactError        a rule needs a fact the caller did not gather (a programming error)
 
-``loading`` raises ``PolicyError``; ``evaluation`` raises ``MissingFactError``.
+``loading`` raises ``PolicyError``; ``suites`` raises ``SuiteError``; ``evaluation`` raises
+``MissingFactError``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ class PolicyError(ConfigurationError):
         self.problems: list[str] = list(problems) or ["invalid"]
         lines = "\n".join(f"  {problem}" for problem in self.problems)
         super().__init__(f"invalid policy file {source}:\n{lines}")
+
+
+class SuiteError(ServiceError):
+    """A policy test suite is invalid."""
+
+    reason = "invalid_suite"
+
+    def __init__(self, source: str, problems: Iterable[str]) -> None:
+        self.source = source
+        self.problems: list[str] = list(problems) or ["invalid"]
+        lines = "\n".join(f"  {problem}" for problem in self.problems)
+        super().__init__(f"invalid test suite {source}:\n{lines}")
 
 
 class MissingFactError(ServiceError):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from service import metrics
 from service.enforcement.expansion import department_members, group_members
 from service.enforcement.reconciling import Reconciler
 from service.errors import PermanentError, TemporaryError
@@ -159,6 +160,7 @@ class Worker:
             with self.engine.begin() as connection:
                 queue.enqueue(connection, job.userpool_id, members, reason=job.reason, now=now)
                 queue.complete(connection, job, owner=self.owner, now=now)
+            metrics.JOBS.labels(result="expanded").inc()
             log_event(logger, "subject_expanded", users=len(members))
 
     def _finish(self, job: queue.Job, decision: Decision, started: float | None = None) -> None:
@@ -166,6 +168,8 @@ class Worker:
         with self.engine.begin() as connection:
             record_decision(connection, decision, now=now, started_at=started)
             deleted = queue.complete(connection, job, owner=self.owner, now=now)
+        metrics.record_decision(decision.rules, decision.action)
+        metrics.JOBS.labels(result="done" if deleted else "requeued").inc()
         log_event(
             logger,
             "decision_recorded",
@@ -184,11 +188,14 @@ class Worker:
             with self.engine.begin() as connection:
                 queue.dead_letter(connection, job, owner=self.owner, error=message)
                 record_decision(connection, self._failure(job, error, dead=True), now=now)
+            metrics.JOBS.labels(result="dead_lettered").inc()
+            metrics.record_decision((), "failed")
             log_event(logger, "job_dead_lettered", level=logging.ERROR, error=message)
             return
         delay = retry_delay(job.attempts, self.settings, retry_after=retry_after)
         with self.engine.begin() as connection:
             queue.retry_later(connection, job, owner=self.owner, due_at=now + delay, error=message)
+        metrics.JOBS.labels(result="retry_scheduled").inc()
         log_event(logger, "job_retry_scheduled", level=logging.WARNING, delay=round(delay, 2), error=message)
 
     def _failure(self, job: queue.Job, error: Exception, *, dead: bool = False) -> Decision:

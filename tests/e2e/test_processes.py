@@ -20,6 +20,7 @@ from service.store.decisions import decisions_for_user
 from service.store.engine import create_engine, prepare_database
 from service.store.inbox import Delivery, record_delivery
 from tests.conftest import ROOT, WEBHOOK_SECRET
+from tests.e2e.test_metrics import sample
 
 BIN = Path(sys.executable).parent
 
@@ -84,9 +85,14 @@ def test_gunicorn_from_the_procfile_serves_and_enforces(emulator, database_url, 
         wait_until(lambda: _ready(url), what="gunicorn to answer /readyz")
         alice = emulator.users["fin.alice"]
         sender = WebhookSender(f"{url}/webhooks/genauth", WEBHOOK_SECRET, emulator.state.userpool_id)
-        assert sender.deliver(event_body(emulator.state, "login", alice)).status_code == 200
+        for _ in range(6):
+            assert sender.deliver(event_body(emulator.state, "login", alice)).status_code == 200
         sender.close()
         emulator.journal.wait_for(lambda e: e.path == "/api/v3/set-mfa-status", timeout=20)
+        # Two worker processes answered; every scrape, whichever process serves it, counts all six.
+        for _ in range(4):
+            text = requests.get(f"{url}/metrics", timeout=5).text
+            assert sample(text, "mfa_enforcer_deliveries_total", event="login", outcome="queued") == 6
     finally:
         assert stop(process) == 0
         log.close()
