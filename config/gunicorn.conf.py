@@ -26,7 +26,20 @@ limit_request_field_size = 8190
 control_socket_disable = True  # gunicorn 25+ would open one under $HOME; the root filesystem is read-only
 accesslog = "-"
 errorlog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms %({x-request-id}o)s'
+# gunicorn's own lines and its access log go through the service's formatter (LOG_FORMAT=json|console).
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"service": {"()": "service.logs.formatter_from_environment"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "service", "stream": "ext://sys.stdout"}},
+    # The service adds its own handler to the root logger in create_app(); gunicorn must not add another.
+    "root": {"level": "INFO", "handlers": []},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
+}
 
 
 def on_starting(server):

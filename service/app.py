@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
+import uuid
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from service.enforcement.reconciling import Reconciler
@@ -21,7 +23,7 @@ from service.genauth.throttling import RateLimiter
 from service.intake.context import EXTENSION, Runtime
 from service.intake.errors import HttpError
 from service.intake.views import blueprint
-from service.logs import configure_logging, log_event
+from service.logs import bind_request, configure_logging, log_event, unbind_request
 from service.policy_source import PolicySource
 from service.settings import Settings, load_settings
 from service.store.engine import create_engine, prepare_database
@@ -47,6 +49,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = Runtime(settings=settings, engine=engine, policies=policies)
     app.register_blueprint(blueprint)
+    app.before_request(_bind_request_id)
+    app.after_request(_send_request_id)
+    app.teardown_request(_unbind_request_id)
     app.register_error_handler(HttpError, _render_service_error)
     app.register_error_handler(HTTPException, _render_http_exception)
     app.register_error_handler(Exception, _render_unexpected)
@@ -85,6 +90,27 @@ def stop_worker(app: Flask, *, wait: float = 30.0) -> None:
     thread = app.extensions.get(WORKER_THREAD_EXTENSION)
     if isinstance(thread, threading.Thread):
         thread.join(wait)
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+def _bind_request_id() -> None:
+    """Every log line of a request carries its id: the caller's X-Request-Id if sane, else a fresh one."""
+    offered = request.headers.get("X-Request-Id", "")
+    g.request_id = offered if _REQUEST_ID.match(offered) else uuid.uuid4().hex
+    g.log_token = bind_request(request_id=g.request_id)
+
+
+def _send_request_id(response: Response) -> Response:
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    return response
+
+
+def _unbind_request_id(_error: BaseException | None) -> None:
+    token = g.pop("log_token", None)
+    if token is not None:
+        unbind_request(token)
 
 
 def _body(code: str, status: int, message: str, errors: Any = None) -> tuple[dict[str, Any], int]:

@@ -36,8 +36,25 @@ def bind(**fields: Any) -> Iterator[None]:
         _bound.reset(token)
 
 
+def bind_request(**fields: Any) -> contextvars.Token[dict[str, Any] | None]:
+    """Like ``bind``, for a block that spans two callbacks (Flask's before and teardown request)."""
+    return _bound.set({**(_bound.get() or {}), **fields})
+
+
+def unbind_request(token: contextvars.Token[dict[str, Any] | None]) -> None:
+    _bound.reset(token)
+
+
+# gunicorn's access log passes its "atoms" as the record's args; these become fields.
+_ACCESS_ATOMS = {"m": "method", "U": "path", "s": "status", "M": "duration_ms", "B": "bytes", "h": "remote"}
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields: dict[str, Any] = dict(_bound.get() or {})
+    if record.name == "gunicorn.access" and isinstance(record.args, dict):
+        atoms = record.args
+        fields.update({name: atoms.get(atom) for atom, name in _ACCESS_ATOMS.items()})
+        fields["request_id"] = atoms.get("{x-request-id}o") or None
     fields.update(getattr(record, "fields", None) or {})
     if record.exc_info and record.exc_info[1] is not None:
         error = record.exc_info[1]
@@ -46,15 +63,22 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
+def _event(record: logging.LogRecord) -> str:
+    if record.name == "gunicorn.access":
+        return "http_request"
+    return record.getMessage()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": record.getMessage(),
-            **_fields(record),
+            "event": _event(record),
         }
+        # A field never overwrites the line's own keys (a field named "event" would hide the event name).
+        entry.update({key: value for key, value in _fields(record).items() if key not in entry})
         if record.exc_info and record.levelno >= logging.ERROR:
             entry["traceback"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
@@ -64,7 +88,7 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         pairs = " ".join(f"{key}={_short(value)}" for key, value in _fields(record).items())
-        line = f"{stamp} {record.levelname.lower():<7} {record.getMessage():<24} {pairs}".rstrip()
+        line = f"{stamp} {record.levelname.lower():<7} {_event(record):<24} {pairs}".rstrip()
         if record.exc_info and record.levelno >= logging.ERROR:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -87,3 +111,10 @@ def configure_logging(log_format: str = "console", level: str = "INFO") -> None:
     # urllib3 logs every URL with its query (user ids); keep it quiet.
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def formatter_from_environment() -> logging.Formatter:
+    """The formatter LOG_FORMAT asks for; gunicorn's ``logconfig_dict`` uses it for its own loggers."""
+    import os
+
+    return JsonFormatter() if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else ConsoleFormatter()

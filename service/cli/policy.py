@@ -1,13 +1,26 @@
-"""``mfa-enforcer policy check [FILE]``: validate a policy file and print the rules as the service reads them."""
+"""``mfa-enforcer policy check [FILE]`` and ``policy test SUITE [--policy FILE]``.
+
+``check`` validates a policy file and prints the rules as the service reads them. ``test`` runs a YAML test
+suite (fixture users and the outcome each rule should have; format in docs/policy.md) and exits 0 when
+every case passes, 1 when any fails, 2 when the suite or the policy file does not validate.
+"""
 
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 
 import click
 
-from service.policy import PolicyError, load_policy
+from service.policy import PolicyError, SuiteError, describe_rule, load_policy, load_suite, run_suite
+
+DEFAULT_POLICY_FILE = "config/policies.yaml"
+
+
+def default_policy_path() -> Path:
+    """``$POLICY_FILE``, else ``config/policies.yaml``."""
+    return Path(os.environ.get("POLICY_FILE", "").strip() or DEFAULT_POLICY_FILE)
 
 
 @click.group()
@@ -19,20 +32,45 @@ def policy() -> None:
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 def check(path: Path | None) -> None:
     """Validate PATH (default: $POLICY_FILE or config/policies.yaml); exit 1 with every problem."""
-    path = path or Path(os.environ.get("POLICY_FILE", "").strip() or "config/policies.yaml")
+    path = path or default_policy_path()
     try:
         loaded = load_policy(path)
     except PolicyError as error:
         click.echo(str(error), err=True)
         raise SystemExit(1) from error
     click.echo(f"{path}: {len(loaded.rules)} rule(s)")
+    today = date.today()
     for rule in loaded.rules:
-        match = ", ".join(
-            f"{key} any of [{', '.join(values)}]"
-            for key, values in (
-                ("departments", rule.match.departments),
-                ("email_domains", rule.match.email_domains),
-            )
-            if values
-        )
-        click.echo(f"- {rule.name} ({rule.mode}): users with {match} must have {', '.join(rule.require_mfa)}")
+        first, *rest = describe_rule(rule, today=today)
+        click.echo(f"- {first}")
+        for line in rest:
+            click.echo(f"  {line}")
+
+
+@policy.command("test")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--policy",
+    "policy_path",
+    type=click.Path(path_type=Path),
+    help="Policy file to test (default: the suite's `policy`, else $POLICY_FILE or config/policies.yaml).",
+)
+def run_tests(path: Path, policy_path: Path | None) -> None:
+    """Run the test suite PATH: PASS/FAIL per case, then `N passed, M failed`; exit 1 on any failure."""
+    try:
+        suite = load_suite(path)
+    except SuiteError as error:
+        click.echo(str(error), err=True)
+        raise SystemExit(2) from error
+    policy_file = policy_path or suite.policy or default_policy_path()
+    try:
+        loaded = load_policy(policy_file)
+        result = run_suite(suite, loaded, today=date.today())
+    except (PolicyError, SuiteError) as error:
+        click.echo(str(error), err=True)
+        raise SystemExit(2) from error
+    click.echo(f"{path}: {len(suite.cases)} case(s) against {policy_file}")
+    for line in result.lines():
+        click.echo(line)
+    if result.failed:
+        raise SystemExit(1)

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from service.errors import TemporaryError
 from service.genauth import directory
@@ -31,6 +31,8 @@ from service.policy.rules import Rule
 POOL_KEY = "pool"
 RETRY_ATTEMPTS = 5
 RETRY_DELAY_MAX = 60.0
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -344,21 +346,30 @@ class Sweeper:
         if self.on_progress is not None:
             self.on_progress(self.snapshot())
 
-    def retrying(self, call: Callable[[], Any]) -> Any:
-        """``call()``, retried with exponential backoff (at least GenAuth's Retry-After) on temporary errors."""
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            try:
-                return call()
-            except TemporaryError as error:
-                if attempt == RETRY_ATTEMPTS:
-                    raise
-                delay = min(RETRY_DELAY_MAX, max(self.retry_base * 2 ** (attempt - 1), error.retry_after or 0.0))
-                if self.stop.wait(delay):
-                    raise SweepStoppedError() from error
-        raise AssertionError("unreachable")
+    def retrying(self, call: Callable[[], _T]) -> _T:
+        """``call()`` with this sweeper's retries and stop signal (``call_with_retries``)."""
+        return call_with_retries(call, stop=self.stop, base=self.retry_base)
 
     def _listed(self) -> int:
         return sum(self.ledger.progress(source.key).listed for source in self.plan.sources)
+
+
+def call_with_retries(call: Callable[[], _T], *, stop: threading.Event, base: float = 1.0) -> _T:
+    """``call()``, retried with exponential backoff (at least GenAuth's Retry-After) on temporary errors.
+
+    Gives up with the last ``TemporaryError`` after ``RETRY_ATTEMPTS``; ``SweepStoppedError`` if ``stop`` is
+    set while waiting.
+    """
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            return call()
+        except TemporaryError as error:
+            if attempt == RETRY_ATTEMPTS:
+                raise
+            delay = min(RETRY_DELAY_MAX, max(base * 2 ** (attempt - 1), error.retry_after or 0.0))
+            if stop.wait(delay):
+                raise SweepStoppedError() from error
+    raise AssertionError("unreachable")
 
 
 def _expected(progress: SourceProgress) -> int:

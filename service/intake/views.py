@@ -47,7 +47,7 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
     header_pool = next((value for name in POOL_HEADERS if (value := request.headers.get(name))), None)
     pools = {pool for pool in (header_pool, *interpretation.userpool_ids) if pool}
     if settings.userpool_id and pools - {settings.userpool_id}:
-        log_event(logger, "webhook_wrong_userpool", level=logging.WARNING, event=interpretation.event_name)
+        log_event(logger, "webhook_wrong_userpool", level=logging.WARNING, event_name=interpretation.event_name)
         raise ForbiddenPoolError()
     delivery = Delivery(
         event_name=interpretation.event_name,
@@ -68,7 +68,7 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
             logger,
             "webhook_not_recorded",
             level=logging.ERROR,
-            event=delivery.event_name,
+            event_name=delivery.event_name,
             error_type=type(error).__name__,
         )
         raise StoreUnavailableError() from error
@@ -76,7 +76,7 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
         logger,
         "webhook_received",
         event_id=event_id,
-        event=delivery.event_name,
+        event_name=delivery.event_name,
         outcome=delivery.outcome,
         users=len(delivery.user_ids),
         expansions=len(delivery.departments) + len(delivery.groups),

@@ -277,7 +277,7 @@ class ValueTestField(fields.Field[ValueTest]):
 def value_test(value: Any, *, text_only: bool = False) -> ValueTest:
     """Load one value test, raising ``ValidationError`` with messages by key."""
     if not isinstance(value, Mapping):
-        hint = "" if isinstance(value, list) or value is None else f" (like {{equals: {value!r}}})"
+        hint = "" if isinstance(value, list) or value is None else f" (like {{equals: {value}}})"
         raise ValidationError(f"expected a mapping with one of {_OPERATORS}{hint}")
     schema = _TextValueTestSchema() if text_only else _ValueTestSchema()
     result: ValueTest = schema.load(value)
@@ -333,30 +333,35 @@ class MatchSchema(Schema):
     register_source = list_of(Word("a register source like import:manual"), "register source")
     custom_data = CustomData()
     all_ = fields.List(
-        fields.Nested(lambda: MatchSchema(), error_messages={"null": "expected a match block, got nothing"}),
+        fields.Nested(lambda: _NestedMatchSchema(), error_messages={"null": "expected a match block, got nothing"}),
         data_key="all",
         validate=validate.Length(min=1, error="must list at least one match block"),
         error_messages={"null": "must list at least one match block", "invalid": "expected a list of match blocks"},
     )
     any_ = fields.List(
-        fields.Nested(lambda: MatchSchema(), error_messages={"null": "expected a match block, got nothing"}),
+        fields.Nested(lambda: _NestedMatchSchema(), error_messages={"null": "expected a match block, got nothing"}),
         data_key="any",
         validate=validate.Length(min=1, error="must list at least one match block"),
         error_messages={"null": "must list at least one match block", "invalid": "expected a list of match blocks"},
     )
     not_ = fields.Nested(
-        lambda: MatchSchema(),
+        lambda: _NestedMatchSchema(),
         data_key="not",
         error_messages={"null": f"must not be empty; give a match block with any of {_CONDITIONS}"},
     )
 
+    #: What an empty block is told: a rule's own match, or a block nested in all/any/not.
+    empty_message = f"give at least one of {_CONDITIONS}; a rule matching every user is not supported"
+
     @validates_schema
     def _has_a_condition(self, data: dict[str, Any], **kwargs: Any) -> None:
-        conditions = [key for key in data if key != "include_subdepartments"]
-        if not conditions:
+        if not [key for key in data if key != "include_subdepartments"]:
             # A rule for everyone is too big a step to take by leaving a key out; there is no such rule.
-            raise ValidationError(f"give at least one of {_CONDITIONS}; a rule matching every user is not supported")
-        if "include_subdepartments" in data and "departments" not in data:
+            raise ValidationError(self.empty_message)
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _subdepartments_need_departments(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        if isinstance(original, Mapping) and "include_subdepartments" in original and "departments" not in original:
             raise ValidationError("applies only together with departments", field_name="include_subdepartments")
 
     @post_load
@@ -378,6 +383,10 @@ class MatchSchema(Schema):
         )
 
 
+class _NestedMatchSchema(MatchSchema):
+    empty_message = f"an empty match block is not allowed; give at least one of {_CONDITIONS}"
+
+
 class ExceptionSchema(Schema):
     error_messages = {  # noqa: RUF012
         "unknown": f"unknown key; expected {', '.join(EXCEPTION_KEYS)}",
@@ -389,9 +398,9 @@ class ExceptionSchema(Schema):
     reason = Word("a reason", required=True, error_messages={"required": "missing; say why they are exempt"})
     expires = Day()
 
-    @validates_schema
-    def _names_someone(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if not (data.get("users") or data.get("groups")):
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _names_someone(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        if isinstance(original, Mapping) and "users" not in original and "groups" not in original:
             raise ValidationError("give users or groups (or both) to exempt")
 
     @post_load

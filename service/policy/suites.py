@@ -349,7 +349,14 @@ class _CaseSchema(Schema):
 
     name = Word("a case name", required=True)
     today = Day()
-    user = fields.Nested(_UserSchema, required=True, error_messages={"null": "expected a mapping describing the user"})
+    user = fields.Nested(
+        _UserSchema,
+        required=True,
+        error_messages={
+            "required": "missing; describe the user (email, departments, mfa, ...)",
+            "null": "expected a mapping describing the user",
+        },
+    )
     expect = _ExpectField(required=True)
 
     @post_load

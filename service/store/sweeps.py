@@ -294,15 +294,15 @@ def open_sweep(
         if resumable is not None:
             connection.execute(sa.update(sweeps).where(sweeps.c.id == resumable.id).values(owner=owner, updated_at=now))
             progress = {
-                row.source_key: SourceRow(next_page=row.next_page, total=row.total, listed=row.listed, done=bool(row.done))
+                row.source_key: SourceRow(
+                    next_page=row.next_page, total=row.total, listed=row.listed, done=bool(row.done)
+                )
                 for row in connection.execute(sa.select(sweep_sources).where(sweep_sources.c.sweep_id == resumable.id))
             }
             return resumable, progress, True
         sweep_id = connection.execute(
             sa.insert(sweeps)
-            .values(
-                scope=scope, fingerprint=fingerprint, state="running", started_at=now, updated_at=now, owner=owner
-            )
+            .values(scope=scope, fingerprint=fingerprint, state="running", started_at=now, updated_at=now, owner=owner)
             .returning(sweeps.c.id)
         ).scalar_one()
         if source_keys:
@@ -353,10 +353,7 @@ def _prune(connection: sa.Connection) -> None:
     """Keep the newest ``KEEP_SWEEPS`` sweeps that are over; older ones go with their details."""
     old = list(
         connection.execute(
-            sa.select(sweeps.c.id)
-            .where(sweeps.c.state != "running")
-            .order_by(sweeps.c.id.desc())
-            .offset(KEEP_SWEEPS)
+            sa.select(sweeps.c.id).where(sweeps.c.state != "running").order_by(sweeps.c.id.desc()).offset(KEEP_SWEEPS)
         ).scalars()
     )
     if old:

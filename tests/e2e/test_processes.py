@@ -3,6 +3,7 @@ real subprocess against the emulator."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -98,6 +99,12 @@ def test_gunicorn_from_the_procfile_serves_and_enforces(emulator, database_url, 
         log.close()
     output = (tmp_path / "web.log").read_text()
     assert '"event": "decision_recorded"' in output
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert len(lines) == len(output.splitlines()), "every line, gunicorn's included, is JSON"
+    received = [line for line in lines if line["event"] == "webhook_received"]
+    accessed = {line["request_id"] for line in lines if line["event"] == "http_request" and line["method"] == "POST"}
+    assert received and all(line["request_id"] in accessed for line in received), "one request id per request"
+    assert all("job_id" in line for line in lines if line["event"] == "decision_recorded")
 
 
 def _ready(url):
