@@ -37,7 +37,7 @@ WORKER_THREAD_EXTENSION = "mfa_enforcer_worker_thread"
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Flask:
     if settings is None:
-        settings = load_settings(os.environ)
+        settings = load_settings(os.environ, role="web")
     if configure_logs:
         configure_logging(settings.log_format, settings.log_level)
     policies = PolicySource(settings.policy_file, check_interval=settings.policy_check_interval)

@@ -75,6 +75,8 @@ class WorkerSettings:
     """Seconds of the first retry delay; doubled each attempt, with jitter."""
     backoff_max: float = 600.0
     """Upper bound of one retry delay, in seconds."""
+    heartbeat_file: str = "/tmp/mfa-enforcer-worker.alive"  # noqa: S108 - /tmp is the writable volume in the image
+    """File the worker touches every round and after every job; ``mfa-enforcer worker-alive`` reads it."""
     reconcile_interval: float = 0.0
     """Seconds between sweeps of every user in scope run by the worker itself; 0 turns them off."""
 
@@ -119,9 +121,9 @@ class _Reader:
         value = self.environ.get(name, "").strip()
         return value or default
 
-    def required(self, name: str, why: str) -> str:
+    def required(self, name: str, why: str, is_needed: bool = True) -> str:
         value = self.environ.get(name, "").strip()
-        if not value:
+        if not value and is_needed:
             self.problems.append(f"{name} is not set ({why})")
         return value
 
@@ -185,23 +187,37 @@ def is_sandbox(environ: Mapping[str, str]) -> bool:
     return not environ.get("GENAUTH_ACCESS_KEY_ID", "").strip()
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read the production settings; raise ``ConfigurationError`` listing every missing or bad variable."""
+ROLES = ("all", "web", "worker")
+
+
+def load_settings(environ: Mapping[str, str], *, role: str = "all") -> Settings:
+    """Read the production settings; raise ``ConfigurationError`` listing every missing or bad variable.
+
+    ``role`` says what the process does, so it is asked only for the secrets it uses: ``web`` needs the webhook
+    secret (and the GenAuth credentials only when it runs the worker thread), ``worker`` needs the GenAuth
+    credentials, ``all`` needs both.
+    """
+    assert role in ROLES, role
     read = _Reader(environ)
+    runs_worker = read.parsed("ENFORCER_RUN_WORKER", True, _boolean, "true or false")
+    needs_genauth = role in ("all", "worker") or runs_worker
+    needs_webhook = role in ("all", "web")
     host = read.text("GENAUTH_HOST", DEFAULT_GENAUTH_HOST).rstrip("/")
     if not host.startswith(("https://", "http://")):
         read.problems.append(f"GENAUTH_HOST={host!r} is not an http(s) URL")
     genauth = GenAuthSettings(
         host=host,
-        access_key_id=read.required("GENAUTH_ACCESS_KEY_ID", "user-pool id or admin access key id"),
-        access_key_secret=read.required("GENAUTH_ACCESS_KEY_SECRET", "the matching secret"),
+        access_key_id=read.required("GENAUTH_ACCESS_KEY_ID", "user-pool id or admin access key id", needs_genauth),
+        access_key_secret=read.required("GENAUTH_ACCESS_KEY_SECRET", "the matching secret", needs_genauth),
         connect_timeout=read.parsed("GENAUTH_CONNECT_TIMEOUT", 3.05, _positive_float, "a positive number"),
         read_timeout=read.parsed("GENAUTH_READ_TIMEOUT", 10.0, _positive_float, "a positive number"),
         rate_limit=read.parsed("GENAUTH_RATE_LIMIT", 20.0, _non_negative_float, "a number of calls per second"),
         rate_burst=read.parsed("GENAUTH_RATE_BURST", 20, _positive_int, "a positive integer"),
     )
     secrets = tuple(
-        s.strip() for s in read.required("GENAUTH_WEBHOOK_SECRET", "the webhook request key").split(",") if s.strip()
+        s.strip()
+        for s in read.required("GENAUTH_WEBHOOK_SECRET", "the webhook request key", needs_webhook).split(",")
+        if s.strip()
     )
     webhook = WebhookSettings(
         secrets=secrets,
@@ -210,7 +226,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     )
     defaults = WorkerSettings()
     worker = WorkerSettings(
-        run_in_web=read.parsed("ENFORCER_RUN_WORKER", True, _boolean, "true or false"),
+        run_in_web=runs_worker,
         poll_interval=read.parsed("ENFORCER_POLL_INTERVAL", defaults.poll_interval, _positive_float, "seconds"),
         batch_size=read.parsed("ENFORCER_BATCH_SIZE", defaults.batch_size, _positive_int, "a positive integer"),
         lease_seconds=read.parsed("ENFORCER_LEASE_SECONDS", defaults.lease_seconds, _positive_float, "seconds"),
@@ -218,6 +234,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_age=read.parsed("ENFORCER_MAX_AGE", defaults.max_age, _positive_float, "seconds"),
         backoff_base=read.parsed("ENFORCER_BACKOFF_BASE", defaults.backoff_base, _positive_float, "seconds"),
         backoff_max=read.parsed("ENFORCER_BACKOFF_MAX", defaults.backoff_max, _positive_float, "seconds"),
+        heartbeat_file=read.text("ENFORCER_HEARTBEAT_FILE", defaults.heartbeat_file),
         reconcile_interval=read.parsed("ENFORCER_RECONCILE_INTERVAL", 0.0, _non_negative_float, "seconds"),
     )
     settings = Settings(

@@ -10,9 +10,11 @@ import click
 
 from service.cli.database import db
 from service.cli.policy import policy
+from service.cli.reconcile import reconcile
 from service.cli.replay import dead_letters, replay
 from service.cli.sandbox import sandbox
-from service.cli.serving import serve, worker
+from service.cli.serving import serve, worker, worker_alive
+from service.cli.webhooks import webhooks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,8 +25,11 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(worker)
+main.add_command(worker_alive)
 main.add_command(db)
 main.add_command(policy)
 main.add_command(sandbox)
 main.add_command(replay)
 main.add_command(dead_letters)
+main.add_command(reconcile)
+main.add_command(webhooks)

@@ -17,9 +17,9 @@ from service.settings import DEFAULT_DATABASE_URL, Settings, load_settings
 from service.store.engine import create_engine, prepare_database
 
 
-def settings_or_exit(*, logs: bool = True) -> Settings:
+def settings_or_exit(*, logs: bool = True, role: str = "all") -> Settings:
     try:
-        settings = load_settings(os.environ)
+        settings = load_settings(os.environ, role=role)
     except ConfigurationError as error:
         raise click.ClickException(error.message) from error
     if logs:

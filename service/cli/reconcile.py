@@ -2,13 +2,13 @@
 evaluate them and print the plan without enqueueing or writing anything).
 
 It catches whatever webhooks missed. Scope and paging are ``service.enforcement.scoping``; the enqueueing
-sweep, its lock and its resumable progress are ``service.worker.sweeping``. The worker then reconciles each
+sweep, its lock and its resumable progress are ``service.worker.sweeping``; the worker then reconciles each
 user through the one enforcement path. Progress goes to stderr (a bar on a terminal, a line every 500 users
-or 10 s otherwise); the summary to stdout, as JSON with ``--json``. Ctrl-C (or SIGTERM) stops after the page
-in hand; running the command again resumes.
+or 10 s otherwise), the summary to stdout (JSON with ``--json``). Ctrl-C or SIGTERM stops after the page in
+hand, and running the command again resumes.
 
 Exit codes: 0 done; 1 failed (GenAuth or the database; progress is kept); 2 bad usage or settings; 3 another
-sweep holds the lock; 128 + signal number when interrupted.
+sweep holds the lock; 128 + the signal number when interrupted (130 for Ctrl-C).
 """
 
 from __future__ import annotations
@@ -18,32 +18,32 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 import click
 import sqlalchemy as sa
 
 from service.cli.common import settings_or_exit
-from service.cli.progress import ProgressDisplay
 from service.enforcement.reconciling import Reconciler
 from service.enforcement.scoping import (
     DepartmentResolver,
     MemoryLedger,
+    Progress,
     ScopePlan,
     Sweeper,
     SweepStoppedError,
     call_with_retries,
     plan_scope,
 )
-from service.errors import ServiceError, TemporaryError
+from service.errors import ServiceError
 from service.genauth.client import GenAuthClient
 from service.genauth.throttling import RateLimiter
 from service.policy.errors import PolicyError
 from service.policy.loading import load_policy
-from service.policy.rules import Rule
+from service.policy.rules import Policy, Rule
 from service.settings import Settings
 from service.store.decisions import Decision
 from service.store.engine import create_engine, prepare_database
@@ -53,15 +53,23 @@ from service.worker.sweeping import StoredSweep, SweepBusyError, SweepResult, us
 EXIT_FAILED = 1
 EXIT_BUSY = 3
 OUTCOMES = ("compliant", "to_enforce", "unsatisfiable", "exempt", "failed", "not_matched")
+_OUTCOME_OF_ACTION = {
+    "would-enforce": "to_enforce",
+    "enforced": "to_enforce",
+    "unsatisfiable": "unsatisfiable",
+    "exempt": "exempt",
+    "failed": "failed",
+}
 PLAN_LINES = 50
+PLAIN_EVERY_USERS = 500
+PLAIN_EVERY_SECONDS = 10.0
+BAR_WIDTH = 24
 
 
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM arrived; ``signum`` says which."""
+class SweepBusyExit(click.ClickException):
+    """Another sweep holds the lock: exit code 3, so a CronJob run shows it did not sweep."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
+    exit_code = EXIT_BUSY
 
 
 @click.command()
@@ -80,18 +88,20 @@ def reconcile(dry_run: bool, as_json: bool, rule_name: str | None, restart: bool
     rules = _select_rules(policy.rules, rule_name)
     if not rules:
         _emit(
-            as_json, {"dry_run": dry_run, "finished": True, "in_scope": 0, "rules": {}}, "no rules: nobody is in scope"
+            as_json,
+            {"dry_run": dry_run, "finished": True, "in_scope": 0, "rules": {}},
+            ["no rules: nobody is in scope"],
         )
         return
     display = ProgressDisplay(sys.stderr, enabled=not quiet)
-    limiter = RateLimiter(settings.genauth.rate_limit, settings.genauth.rate_burst)
-    client = GenAuthClient(settings.genauth, limiter=limiter)
-    stop = threading.Event()
+    client = GenAuthClient(
+        settings.genauth, limiter=RateLimiter(settings.genauth.rate_limit, settings.genauth.rate_burst)
+    )
     started = time.monotonic()
     try:
-        with _stop_on_signals(stop) as received:
+        with _stop_on_signals() as (stop, received):
             if dry_run:
-                summary, code = _dry_run(settings, client, rules, display, stop, received)
+                summary, code = _dry_run(settings, client, policy, rules, display, stop, received)
             else:
                 summary, code = _sweep(settings, client, rules, rule_name, restart, display, stop, received)
     finally:
@@ -114,8 +124,9 @@ def _select_rules(rules: tuple[Rule, ...], name: str | None) -> tuple[Rule, ...]
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
-    """Ctrl-C or SIGTERM sets ``stop`` (the sweep ends after the page in hand); a second Ctrl-C aborts."""
+def _stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
+    """Ctrl-C or SIGTERM sets the event (the sweep ends after the page in hand); a second Ctrl-C aborts."""
+    stop = threading.Event()
     received: list[int] = []
 
     def _handle(signum: int, _frame: FrameType | None) -> None:
@@ -126,14 +137,14 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[list[int]]:
 
     previous = {signum: signal.signal(signum, _handle) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield received
+        yield stop, received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
 def _interrupted_code(received: list[int]) -> int:
-    return 128 + (received[0] if received else signal.SIGINT)
+    return 128 + int(received[0] if received else signal.SIGINT)
 
 
 # -- the enqueueing sweep -----------------------------------------------------------------------------------
@@ -167,12 +178,11 @@ def _sweep(
         sweep.start()
         sweep.step()
     except SweepBusyError as busy:
-        holder = busy.holder
-        raise click.ClickException(
-            f"another reconcile sweep is running (lock held by {holder.owner} until "
-            f"{time.strftime('%H:%M:%S', time.localtime(holder.expires_at))}, renewed while it works); "
-            "not starting a second one. Try again when it has finished."
-        ) from busy if False else _exit_with(EXIT_BUSY, busy)
+        until = time.strftime("%H:%M:%S", time.localtime(busy.holder.expires_at))
+        raise SweepBusyExit(
+            f"another reconcile sweep is running (lock held by {busy.holder.owner}, renewed while it works, "
+            f"now until {until}); not starting a second one. Try again when it has finished."
+        ) from busy
     except SweepStoppedError:
         code = _interrupted_code(received)
     except (ServiceError, SweepLockLostError, sa.exc.SQLAlchemyError) as error:
@@ -182,19 +192,11 @@ def _sweep(
         code = EXIT_FAILED
     finally:
         sweep.close()
+    try:
+        result = sweep.result()
+    finally:
         engine.dispose()
-    if sweep.sweeper is None:  # interrupted while planning
-        raise click.ClickException("interrupted before the sweep started; nothing was enqueued")
-    return _sweep_summary(sweep.result(), interrupted=bool(received)), code
-
-
-def _exit_with(code: int, error: SweepBusyError) -> click.ClickException:
-    failure = click.ClickException(
-        f"another reconcile sweep is running (lock held by {error.holder.owner}, renewed while it works); "
-        "not starting a second one. Try again when it has finished."
-    )
-    failure.exit_code = code
-    return failure
+    return _sweep_summary(result, interrupted=bool(received)), code
 
 
 def _sweep_summary(result: SweepResult, *, interrupted: bool) -> dict[str, Any]:
@@ -209,99 +211,225 @@ def _sweep_summary(result: SweepResult, *, interrupted: bool) -> dict[str, Any]:
         "enqueued": result.in_scope,
         "enqueued_this_run": result.enqueued,
         "decided_by": "worker",
+        **dict.fromkeys(OUTCOMES),
+        "rules": {name: {"in_scope": count} for name, count in result.rule_counts.items()},
+        **_plan_fields(result.plan),
+        "pages": result.pages,
     }
-    summary.update(dict.fromkeys(OUTCOMES))
-    summary["rules"] = {name: {"in_scope": count} for name, count in result.rule_counts.items()}
-    summary.update(_plan_fields(result.plan))
-    summary["pages"] = result.pages
     return summary
 
 
-# -- the dry run ----------------------------------------------------------------------------------------------
+# -- the dry run --------------------------------------------------------------------------------------------
 
 
 def _dry_run(
     settings: Settings,
     client: GenAuthClient,
+    policy: Policy,
     rules: tuple[Rule, ...],
     display: ProgressDisplay,
     stop: threading.Event,
     received: list[int],
 ) -> tuple[dict[str, Any], int]:
-    names = {rule.name for rule in rules}
-    reconciler = Reconciler(
-        client,
-        lambda: load_policy(settings.policy_file) if False else policy_of(rules, settings),
-        force_audit=settings.is_audit,
-    )
+    # Each user is previewed against the whole policy: that is what the worker will decide for them.
+    reconciler = Reconciler(client, lambda: policy, force_audit=settings.is_audit)
+    userpool_id = userpool_id_for(settings)
+    base = settings.worker.backoff_base
     ledger = MemoryLedger()
     outcome_of: dict[str, str] = {}
     changes: list[dict[str, Any]] = []
-    userpool_id = userpool_id_for(settings)
 
     def evaluate(user_ids: list[str]) -> None:
         for user_id in user_ids:
             if stop.is_set():
                 raise SweepStoppedError()
             try:
-                decision = call_with_retries(
-                    lambda user_id=user_id: reconciler.preview(userpool_id, user_id, trigger="reconcile-dry-run"),
-                    stop=stop,
-                    base=settings.worker.backoff_base,
-                )
+                decision = call_with_retries(_previewer(reconciler, userpool_id, user_id), stop=stop, base=base)
             except ServiceError as error:
                 outcome_of[user_id] = "failed"
-                changes.append({"user_id": user_id, "outcome": "failed", "reason": _reason(error)})
+                changes.append({"user_id": user_id, "outcome": "failed", "action": "failed", "reason": _reason(error)})
                 continue
-            outcome = _outcome(decision, names)
-            outcome_of[user_id] = outcome
-            if outcome not in ("compliant", "not_matched"):
-                changes.append(_change(decision, outcome))
+            outcome_of[user_id] = _outcome(decision)
+            if outcome_of[user_id] not in ("compliant", "not_matched"):
+                changes.append(_change(decision, outcome_of[user_id]))
 
     code = 0
-    plan: ScopePlan | None = None
     sweeper: Sweeper | None = None
     try:
-        plan = call_with_retries(
-            lambda: plan_scope(rules, DepartmentResolver(client)), stop=stop, base=settings.worker.backoff_base
-        )
-        sweeper = Sweeper(
-            client,
-            plan,
-            ledger,
-            on_new_users=evaluate,
-            on_progress=display.update,
-            stop=stop,
-            retry_base=settings.worker.backoff_base,
-        )
+        plan = call_with_retries(lambda: plan_scope(rules, DepartmentResolver(client)), stop=stop, base=base)
+    except SweepStoppedError as stopped:
+        raise click.ClickException("interrupted before the plan was made") from stopped
+    except ServiceError as error:
+        raise click.ClickException(f"dry run failed: {_reason(error)}") from error
+    sweeper = Sweeper(
+        client, plan, ledger, on_new_users=evaluate, on_progress=display.update, stop=stop, retry_base=base
+    )
+    try:
         sweeper.run()
     except SweepStoppedError:
         code = _interrupted_code(received)
     except ServiceError as error:
         click.echo(f"dry run failed: {_reason(error)}", err=True)
         code = EXIT_FAILED
-    if plan is None:
-        raise click.ClickException("interrupted before the plan was made" if received else "no plan was made")
-    summary: dict[str, Any] = {
-        "dry_run": True,
-        "finished": sweeper is not None and sweeper.is_finished and code == 0,
-        "interrupted": bool(received),
-        "in_scope": ledger.in_scope(),
-        "enqueued": 0,
-    }
-    counted = {outcome: 0 for outcome in OUTCOMES}
-    for outcome in outcome_of.values():
-        counted[outcome] = counted.get(outcome, 0) + 1
-    summary.update(counted)
-    per_rule: dict[str, dict[str, int]] = {rule.name: {"in_scope": 0, **dict.fromkeys(OUTCOMES, 0)} for rule in rules}
+    counts = dict.fromkeys(OUTCOMES, 0)
+    per_rule = {rule.name: {"in_scope": 0, **dict.fromkeys(OUTCOMES, 0)} for rule in rules}
     for user_id, in_rules in ledger.rules_of.items():
         outcome = outcome_of.get(user_id)
+        if outcome is not None:
+            counts[outcome] += 1
         for name in in_rules:
             per_rule[name]["in_scope"] += 1
             if outcome is not None:
-                per_rule[name][outcome] = per_rule[name].get(outcome, 0) + 1
-    summary["rules"] = per_rule
-    summary.update(_plan_fields(plan))
-    summary["pages"] = sweeper.pages if sweeper is not None else 0
-    summary["changes"] = changes
+                per_rule[name][outcome] += 1
+    summary: dict[str, Any] = {
+        "dry_run": True,
+        "finished": sweeper.is_finished and code == 0,
+        "interrupted": bool(received),
+        "in_scope": ledger.in_scope(),
+        "enqueued": 0,
+        **counts,
+        "rules": per_rule,
+        **_plan_fields(plan),
+        "pages": sweeper.pages,
+        "changes": changes,
+    }
     return summary, code
+
+
+def _previewer(reconciler: Reconciler, userpool_id: str, user_id: str) -> Callable[[], Decision]:
+    return lambda: reconciler.preview(userpool_id, user_id, trigger="reconcile-dry-run")
+
+
+def _outcome(decision: Decision) -> str:
+    if decision.action == "none":
+        return "compliant" if decision.rules else "not_matched"
+    return _OUTCOME_OF_ACTION.get(decision.action, "failed")
+
+
+def _change(decision: Decision, outcome: str) -> dict[str, Any]:
+    return {
+        "user_id": decision.user_id,
+        "outcome": outcome,
+        "action": decision.action,
+        "rules": list(decision.rules),
+        "required": list(decision.required),
+        "before": list(decision.before),
+        "reason": decision.reason,
+    }
+
+
+# -- output -------------------------------------------------------------------------------------------------
+
+
+def _plan_fields(plan: ScopePlan) -> dict[str, Any]:
+    return {
+        "listings": [{"key": s.key, "label": s.label, "rules": list(s.rules)} for s in plan.sources],
+        "unresolved": [{"rule": rule, "department": selector} for rule, selector in plan.unresolved],
+    }
+
+
+def _reason(error: BaseException) -> str:
+    return str(error) or type(error).__name__
+
+
+def _emit(as_json: bool, summary: dict[str, Any], lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def _describe(summary: dict[str, Any]) -> list[str]:
+    """The human summary: scope, outcomes (dry run) or what was enqueued, per rule, and the plan."""
+    lines: list[str] = []
+    for item in summary.get("unresolved", []):
+        lines.append(f"warning: rule {item['rule']}: department {item['department']!r} matched no department")
+    lines.append("Listings read:")
+    lines.extend(f"  {item['label']}  [{', '.join(item['rules'])}]" for item in summary.get("listings", []))
+    state = "finished" if summary.get("finished") else "INTERRUPTED (run again to resume)"
+    if summary["dry_run"]:
+        lines.append(f"Dry run {state}: nothing was enqueued or written.")
+        state = "so far" if not summary.get("finished") else ""
+        lines.append(f"{summary['in_scope']} user(s) in scope {state}".rstrip())
+        lines.extend(f"  {name.replace('_', ' '):<14} {summary[name]}" for name in OUTCOMES)
+        lines.append("Per rule:")
+        for name, counts in summary["rules"].items():
+            detail = ", ".join(f"{counts[o]} {o.replace('_', ' ')}" for o in OUTCOMES if counts.get(o))
+            lines.append(f"  {name}: {counts['in_scope']} in scope" + (f" ({detail})" if detail else ""))
+        changes = summary.get("changes", [])
+        if changes:
+            lines.append("Plan (users the worker would change or cannot):")
+            for change in changes[:PLAN_LINES]:
+                lines.append(f"  {change['outcome']:<13} {change['user_id']}  {change.get('reason', '')}")
+            if len(changes) > PLAN_LINES:
+                lines.append(f"  … and {len(changes) - PLAN_LINES} more (--json lists them all)")
+        return lines
+    resumed = " (resumed)" if summary.get("resumed") else ""
+    lines.append(
+        f"Sweep #{summary['sweep_id']}{resumed} {state}: {summary['in_scope']} user(s) in scope, "
+        f"{summary['enqueued']} enqueued ({summary['enqueued_this_run']} by this run). "
+        "The worker decides what each one needs."
+    )
+    lines.extend(f"  {name}: {counts['in_scope']} in scope" for name, counts in summary["rules"].items())
+    return lines
+
+
+class ProgressDisplay:
+    """Progress on ``stream``: a redrawn bar with count, rate and ETA on a terminal; plain lines otherwise."""
+
+    def __init__(self, stream: TextIO, *, enabled: bool = True, clock: Any = time.monotonic) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.is_tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.clock = clock
+        self._last_drawn = 0.0
+        self._last_line_at = clock()
+        self._last_line_listed = 0
+        self._drawn = False
+
+    def update(self, progress: Progress) -> None:
+        if not self.enabled:
+            return
+        now = self.clock()
+        if self.is_tty:
+            if now - self._last_drawn >= 0.1:
+                self._last_drawn = now
+                self.stream.write("\r" + _bar(progress) + "\x1b[K")
+                self.stream.flush()
+                self._drawn = True
+            return
+        if (
+            progress.listed - self._last_line_listed >= PLAIN_EVERY_USERS
+            or now - self._last_line_at >= PLAIN_EVERY_SECONDS
+        ):
+            self._last_line_listed, self._last_line_at = progress.listed, now
+            self.stream.write("reconcile: " + _counts(progress) + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+
+def _bar(progress: Progress) -> str:
+    fraction = min(1.0, progress.listed / progress.expected) if progress.expected else 0.0
+    filled = int(fraction * BAR_WIDTH)
+    return f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] " + _counts(progress)
+
+
+def _counts(progress: Progress) -> str:
+    expected = "?" if progress.expected is None else str(progress.expected)
+    eta = "-" if progress.eta is None else _duration(progress.eta)
+    return f"{progress.listed}/{expected} listed, {progress.in_scope} in scope, {progress.rate:.1f} users/s, ETA {eta}"
+
+
+def _duration(value: float) -> str:
+    seconds = round(value)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -19,7 +20,7 @@ from service.app import build_worker
 from service.cli.common import settings_or_exit
 from service.policy import PolicyError
 from service.policy_source import PolicySource
-from service.settings import is_sandbox
+from service.settings import WorkerSettings, is_sandbox
 from service.store.engine import create_engine, prepare_database
 
 GUNICORN_CONFIG = Path("config/gunicorn.conf.py")
@@ -33,7 +34,9 @@ def serve() -> None:
 
         run_sandbox()
         return
-    settings_or_exit(logs=False)  # fail here, once, with the full list, rather than in every gunicorn worker
+    settings_or_exit(
+        logs=False, role="web"
+    )  # fail here, once, with the full list, rather than in every gunicorn worker
     gunicorn = Path(sys.executable).with_name("gunicorn")
     arguments = [str(gunicorn), "--config", str(GUNICORN_CONFIG), "service.app:create_app()"]
     os.execv(arguments[0], arguments)  # noqa: S606 - replaces this process with gunicorn, as in production
@@ -42,7 +45,7 @@ def serve() -> None:
 @click.command()
 def worker() -> None:
     """Run the worker until SIGTERM or Ctrl-C; the current job finishes first."""
-    settings = settings_or_exit()
+    settings = settings_or_exit(role="worker")
     try:
         policies = PolicySource(settings.policy_file, check_interval=settings.policy_check_interval)
     except PolicyError as error:
@@ -60,3 +63,17 @@ def worker() -> None:
         start_http_server(settings.metrics_port)
     running.run()
     engine.dispose()
+
+
+@click.command(name="worker-alive")
+@click.option("--max-age", default=300.0, show_default=True, help="Seconds since the worker's last heartbeat.")
+def worker_alive(max_age: float) -> None:
+    """Exit 0 when the worker on this host showed a heartbeat recently (a Kubernetes liveness probe)."""
+    path = Path(os.environ.get("ENFORCER_HEARTBEAT_FILE", "").strip() or WorkerSettings().heartbeat_file)
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError as error:
+        raise click.ClickException(f"no worker heartbeat at {path}") from error
+    if age > max_age:
+        raise click.ClickException(f"the worker's last heartbeat was {age:.0f} s ago (limit {max_age:.0f} s)")
+    click.echo(f"worker alive: heartbeat {age:.1f} s ago")

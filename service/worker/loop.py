@@ -9,6 +9,7 @@ the rest of the batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -16,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -77,6 +79,7 @@ class Worker:
         log_event(logger, "worker_started", owner=self.owner)
         store_failures = 0
         while not self.stop_requested.is_set():
+            self._beat()
             try:
                 done = self.run_once()
                 store_failures = 0
@@ -96,6 +99,13 @@ class Worker:
                 self.stop_requested.wait(self.settings.poll_interval)
         log_event(logger, "worker_stopped", owner=self.owner)
 
+    def _beat(self) -> None:
+        """Touch the heartbeat file, so a liveness probe can tell a stuck worker from a busy one."""
+        if self.settings.heartbeat_file:
+            # A missing folder must not stop the work; the probe will say so.
+            with contextlib.suppress(OSError):
+                Path(self.settings.heartbeat_file).touch()
+
     def stop(self) -> None:
         self.stop_requested.set()
 
@@ -113,6 +123,7 @@ class Worker:
                 queue.release(self.engine, jobs[index:], owner=self.owner, now=self.clock())
                 return index
             self.process(job)
+            self._beat()
         return len(jobs)
 
     def run_until_idle(self, *, max_rounds: int = 1000) -> int:

@@ -29,6 +29,7 @@ from service.enforcement.scoping import (
     ScopePlan,
     SourceProgress,
     Sweeper,
+    call_with_retries,
     plan_scope,
 )
 from service.errors import ServiceError
@@ -189,7 +190,11 @@ class StoredSweep:
             raise SweepBusyError(holder)
         self._locked = True
         try:
-            plan = plan_scope(self.rules, DepartmentResolver(self.client))
+            plan = call_with_retries(
+                lambda: plan_scope(self.rules, DepartmentResolver(self.client)),
+                stop=self.stop or threading.Event(),
+                base=self.retry_base,
+            )
             sweep, rows, self.resumed = sweeps.open_sweep(
                 self.engine,
                 scope=self.scope,

@@ -146,7 +146,11 @@ def test_missing_settings_stop_startup_with_every_variable_named(tmp_path):
     """With credentials half set, `serve` and `worker` refuse to start and list each missing variable."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GENAUTH_", "ENFORCER_"))}
     env["GENAUTH_ACCESS_KEY_ID"] = "pool"
-    for command in ("serve", "worker"):
+    expected = {
+        "serve": ("GENAUTH_ACCESS_KEY_SECRET", "GENAUTH_WEBHOOK_SECRET"),
+        "worker": ("GENAUTH_ACCESS_KEY_SECRET",),
+    }
+    for command, missing in expected.items():
         result = subprocess.run(
             [str(BIN / "mfa-enforcer"), command],
             cwd=tmp_path,
@@ -157,7 +161,8 @@ def test_missing_settings_stop_startup_with_every_variable_named(tmp_path):
             check=False,
         )
         assert result.returncode != 0
-        assert "GENAUTH_ACCESS_KEY_SECRET" in result.stderr and "GENAUTH_WEBHOOK_SECRET" in result.stderr
+        assert all(name in result.stderr for name in missing)
+        assert f"{len(missing)} problem(s)" in result.stderr, "a worker is not asked for the webhook secret"
         assert "Traceback" not in result.stderr
 
 
@@ -247,3 +252,34 @@ def test_sandbox_reaches_an_enforced_finance_user(tmp_path):
         log.close()
     banner = (tmp_path / "sandbox.log").read_text()
     assert "mfa-enforcer sandbox deliver fin.alice" in banner
+
+
+def test_worker_alive_reads_the_heartbeat(emulator, database_url, tmp_path):
+    """worker-alive fails with no heartbeat, passes while the worker runs, and fails once it is stale."""
+    heartbeat = tmp_path / "alive"
+    env = service_env(emulator, database_url, ENFORCER_HEARTBEAT_FILE=str(heartbeat))
+
+    def probe(*extra):
+        return subprocess.run(
+            [str(BIN / "mfa-enforcer"), "worker-alive", *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    assert probe().returncode == 1 and "no worker heartbeat" in probe().stderr
+    log = (tmp_path / "worker.log").open("w")
+    process = subprocess.Popen(
+        [str(BIN / "mfa-enforcer"), "worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_until(heartbeat.exists, what="the first heartbeat")
+        assert probe().returncode == 0
+    finally:
+        assert stop(process) == 0
+        log.close()
+    os.utime(heartbeat, (time.time() - 1000, time.time() - 1000))
+    stale = probe("--max-age", "300")
+    assert stale.returncode == 1 and "last heartbeat" in stale.stderr

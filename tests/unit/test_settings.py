@@ -82,3 +82,15 @@ def test_retry_delay_grows_exponentially_with_jitter_and_honours_retry_after():
     assert retry_delay(3, worker, rng=lambda: 1.0) == worker.backoff_base * 4
     assert retry_delay(50, worker, rng=lambda: 1.0) == worker.backoff_max
     assert retry_delay(1, worker, retry_after=30.0, rng=lambda: 0.0) == 30.0
+
+
+def test_each_role_is_asked_only_for_the_secrets_it_uses():
+    """A web process without the worker needs no GenAuth credentials; a worker needs no webhook secret."""
+    web_only = {"GENAUTH_WEBHOOK_SECRET": "hook", "ENFORCER_RUN_WORKER": "false"}
+    assert load_settings(web_only, role="web").webhook.secrets == ("hook",)
+    with pytest.raises(ConfigurationError, match="GENAUTH_ACCESS_KEY_ID"):
+        load_settings({"GENAUTH_WEBHOOK_SECRET": "hook"}, role="web")  # runs the worker thread by default
+    worker = {"GENAUTH_ACCESS_KEY_ID": "pool", "GENAUTH_ACCESS_KEY_SECRET": "secret"}
+    assert load_settings(worker, role="worker").webhook.secrets == ()
+    with pytest.raises(ConfigurationError, match="GENAUTH_WEBHOOK_SECRET"):
+        load_settings(worker, role="all")

@@ -1,0 +1,282 @@
+"""``mfa-enforcer webhooks subscribe | list | test``: the GenAuth webhook that feeds this service.
+
+``subscribe`` creates our webhook (JSON, the first ``GENAUTH_WEBHOOK_SECRET``, exactly the events the loaded
+rules need: ``service.genauth.webhooks.events_for``) or updates the one that already has the URL, so running
+it twice leaves one webhook. ``list`` shows ours and whether each is in the state the service needs.
+``test`` makes GenAuth send its test event (``trigger-webhook``) and reports what the service answered and
+whether the event was recorded in the service's ``events`` table (so it needs the service's ``DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import sqlalchemy as sa
+
+from service.cli.common import settings_or_exit
+from service.errors import ServiceError
+from service.genauth.client import GenAuthClient
+from service.genauth.webhooks import (
+    JSON_CONTENT_TYPE,
+    WEBHOOK_NAME,
+    Webhook,
+    events_for,
+    list_webhooks,
+    subscribe,
+    trigger_webhook,
+)
+from service.policy.errors import PolicyError
+from service.policy.loading import load_policy
+from service.policy.rules import Policy
+from service.settings import Settings
+from service.store.engine import create_engine, prepare_database
+from service.store.tables import events
+
+WEBHOOK_PATH = "/webhooks/genauth"
+TEST_EVENT = "test"
+
+
+@click.group()
+def webhooks() -> None:
+    """Manage the GenAuth webhook that sends events to this service."""
+
+
+def _load(settings: Settings) -> Policy:
+    try:
+        return load_policy(settings.policy_file)
+    except PolicyError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _client(settings: Settings) -> GenAuthClient:
+    return GenAuthClient(settings.genauth)
+
+
+@webhooks.command(name="subscribe")
+@click.option("--url", required=True, help="The service's webhook URL, e.g. https://mfa.example.com/webhooks/genauth")
+@click.option("--name", default=WEBHOOK_NAME, show_default=True, help="The webhook's name in GenAuth.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def subscribe_command(url: str, name: str, as_json: bool) -> None:
+    """Create our GenAuth webhook for URL, or update the one that has it (running it twice leaves one)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
+    settings = settings_or_exit(logs=False)
+    policy = _load(settings)
+    wanted = events_for(policy)
+    client = _client(settings)
+    try:
+        warnings = _url_warnings(client, url)
+        done = subscribe(client, url=url, events=wanted, secret=settings.webhook.secrets[0], name=name)
+    except ServiceError as error:
+        raise click.ClickException(f"GenAuth refused or failed: {error}") from error
+    finally:
+        client.close()
+    duplicates = [webhook.webhook_id for webhook in done.duplicates]
+    if duplicates:
+        warnings.append(
+            f"{len(duplicates)} other webhook(s) also send to this URL ({', '.join(duplicates)}): each event "
+            "would arrive more than once; delete them in the GenAuth console"
+        )
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"outcome": done.outcome, "webhook": _describe(done.webhook, settings, policy), "warnings": warnings},
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"{done.outcome} webhook {done.webhook.webhook_id} ({done.webhook.name}) -> {done.webhook.url}")
+    click.echo(f"  content type {JSON_CONTENT_TYPE}; request key: the first value of GENAUTH_WEBHOOK_SECRET")
+    click.echo(f"  events: {', '.join(done.webhook.events)}")
+    click.echo(f"Check it end to end with: mfa-enforcer webhooks test --url {url}")
+
+
+def _url_warnings(client: GenAuthClient, url: str) -> list[str]:
+    warnings: list[str] = []
+    if urlsplit(url).scheme != "https":
+        warnings.append(f"{url} is not HTTPS: GenAuth would send the webhook secret and user data in clear")
+    if urlsplit(url).path.rstrip("/") != WEBHOOK_PATH:
+        warnings.append(f"the service receives webhooks at {WEBHOOK_PATH}; {url} has another path")
+    status = client.probe(url)
+    if status is None:
+        warnings.append(f"{url} is unreachable from here; if GenAuth cannot reach it either, no event will arrive")
+    elif status == 404 or status >= 500:
+        warnings.append(f"{url} answers HTTP {status} to a GET; is the service running at that address?")
+    return warnings
+
+
+@webhooks.command(name="list")
+@click.option("--all", "show_all", is_flag=True, help="Every webhook of the user pool, not only ours.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def list_command(show_all: bool, as_json: bool) -> None:
+    """Show our webhooks (named mfa-enforcer or sending to /webhooks/genauth) and whether each is right."""
+    settings = settings_or_exit(logs=False)
+    policy = _load(settings)
+    client = _client(settings)
+    try:
+        found = list_webhooks(client)
+    except ServiceError as error:
+        raise click.ClickException(f"GenAuth refused or failed: {error}") from error
+    finally:
+        client.close()
+    shown = [webhook for webhook in found if show_all or _is_ours(webhook)]
+    described = [_describe(webhook, settings, policy) for webhook in shown]
+    if as_json:
+        click.echo(json.dumps({"webhooks": described}, indent=2))
+        return
+    if not described:
+        click.echo("no webhook sends to this service yet: run `mfa-enforcer webhooks subscribe --url …`")
+        return
+    for item in described:
+        state = "ok" if not item["problems"] else "; ".join(item["problems"])
+        click.echo(f"{item['webhookId']}  {item['name']}  {item['url']}")
+        click.echo(f"  {'enabled' if item['enabled'] else 'DISABLED'}, {item['contentType']}, secret {item['secret']}")
+        click.echo(f"  events: {', '.join(item['events'])}")
+        click.echo(f"  state: {state}")
+
+
+def _is_ours(webhook: Webhook) -> bool:
+    return webhook.name == WEBHOOK_NAME or urlsplit(webhook.url).path.rstrip("/") == WEBHOOK_PATH
+
+
+def _describe(webhook: Webhook, settings: Settings, policy: Policy) -> dict[str, Any]:
+    """The webhook as ``list`` shows it, with what is wrong for this service (never the secret itself)."""
+    secrets = settings.webhook.secrets
+    if webhook.secret is None:
+        key_state = "not shown by GenAuth"
+    elif webhook.secret == secrets[0]:
+        key_state = "current"
+    elif webhook.secret in secrets:
+        key_state = "previous (rotating: run subscribe to move it to the current one)"
+    else:
+        key_state = "UNKNOWN to this service"
+    wanted = events_for(policy)
+    missing = [event for event in wanted if event not in webhook.events]
+    problems = []
+    if not webhook.enabled:
+        problems.append("disabled")
+    if webhook.content_type != JSON_CONTENT_TYPE:
+        problems.append(f"content type {webhook.content_type} (we ask for {JSON_CONTENT_TYPE})")
+    if missing:
+        problems.append(f"missing events {', '.join(missing)}")
+    if key_state.startswith("UNKNOWN"):
+        problems.append("its secret is not in GENAUTH_WEBHOOK_SECRET: deliveries are refused with 401")
+    return {
+        "webhookId": webhook.webhook_id,
+        "name": webhook.name,
+        "url": webhook.url,
+        "enabled": webhook.enabled,
+        "contentType": webhook.content_type,
+        "events": list(webhook.events),
+        "missingEvents": missing,
+        "extraEvents": [event for event in webhook.events if event not in wanted],
+        "secret": key_state,
+        "problems": problems,
+        "updatedAt": webhook.updated_at,
+    }
+
+
+@webhooks.command(name="test")
+@click.option("--url", help="Which of our webhooks to test (needed when there are several).")
+@click.option("--wait", default=10.0, show_default=True, type=click.FloatRange(0, 300), help="Seconds to wait for it.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def test_command(url: str | None, wait: float, as_json: bool) -> None:
+    """Make GenAuth send its test event; report whether it arrived and the service accepted it."""
+    settings = settings_or_exit(logs=False)
+    client = _client(settings)
+    engine = create_engine(settings.database_url)
+    try:
+        prepare_database(engine)
+        webhook = _choose(list_webhooks(client), url)
+        before = _last_test_event_id(engine)
+        triggered_at = time.time()
+        response = trigger_webhook(client, webhook.webhook_id)
+        recorded = _wait_for_test_event(engine, after_id=before, wait=wait)
+    except ServiceError as error:
+        raise click.ClickException(f"GenAuth refused or failed: {error}") from error
+    except sa.exc.SQLAlchemyError as error:
+        raise click.ClickException(f"cannot read the service's database (DATABASE_URL): {error}") from error
+    finally:
+        client.close()
+        engine.dispose()
+    answered = isinstance(response, dict) and response.get("success") is True
+    accepted = recorded is not None
+    verdict = _verdict(accepted, answered, response)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "webhookId": webhook.webhook_id,
+                    "url": webhook.url,
+                    "triggeredAt": triggered_at,
+                    "response": response,
+                    "recorded": recorded,
+                    "accepted": accepted,
+                    "verdict": verdict,
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(f"triggered GenAuth's test delivery of webhook {webhook.webhook_id} -> {webhook.url}")
+        click.echo(f"  the service answered: {json.dumps(response)}")
+        if recorded is not None:
+            click.echo(f"  recorded as event #{recorded['id']} ({recorded['outcome']})")
+        click.echo(verdict)
+    if not accepted:
+        raise SystemExit(1)
+
+
+def _choose(found: list[Webhook], url: str | None) -> Webhook:
+    candidates = [webhook for webhook in found if (webhook.url == url if url else _is_ours(webhook))]
+    if not candidates:
+        where = f"with URL {url}" if url else "of ours"
+        raise click.ClickException(f"no webhook {where}: run `mfa-enforcer webhooks subscribe --url …` first")
+    if len(candidates) > 1 and not url:
+        urls = ", ".join(webhook.url for webhook in candidates)
+        raise click.UsageError(f"several webhooks are ours ({urls}); say which with --url")
+    return candidates[0]
+
+
+def _last_test_event_id(engine: sa.Engine) -> int:
+    statement = sa.select(sa.func.max(events.c.id)).where(events.c.event_name == TEST_EVENT)
+    with engine.connect() as connection:
+        return int(connection.execute(statement).scalar() or 0)
+
+
+def _wait_for_test_event(engine: sa.Engine, *, after_id: int, wait: float) -> dict[str, Any] | None:
+    """The first ``test`` event recorded after ``after_id``, polling for up to ``wait`` seconds."""
+    statement = (
+        sa.select(events.c.id, events.c.received_at, events.c.outcome, events.c.userpool_id)
+        .where(events.c.event_name == TEST_EVENT, events.c.id > after_id)
+        .order_by(events.c.id)
+        .limit(1)
+    )
+    deadline = time.monotonic() + wait
+    while True:
+        with engine.connect() as connection:
+            row = connection.execute(statement).first()
+        if row is not None:
+            return dict(row._mapping)
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.2)
+
+
+def _verdict(accepted: bool, answered: bool, response: Any) -> str:
+    if accepted:
+        return "accepted: the test event arrived and the service recorded it"
+    if isinstance(response, dict) and response.get("status") == 401:
+        return "REJECTED: the service refused the secret; run `mfa-enforcer webhooks subscribe` to set it"
+    if answered:
+        return "NOT RECORDED: the service answered, but not in this DATABASE_URL; is it the service's database?"
+    if response is None:
+        return "DID NOT ARRIVE: GenAuth got no answer from the URL (unreachable from GenAuth, or timed out)"
+    return "REJECTED: the service did not accept the test event (see its answer above)"
