@@ -43,7 +43,7 @@ logconfig_dict = {
 
 
 def on_starting(server):
-    """Check the settings and the policy once, then create the tables before workers race to do it.
+    """Check the settings, the policy and the schema once (upgrading it if allowed), before workers start.
 
     A problem stops the master with one readable message instead of every worker failing to boot.
     """
@@ -52,17 +52,20 @@ def on_starting(server):
     from service.errors import ConfigurationError
     from service.policy import load_policy
     from service.settings import load_settings
-    from service.store.engine import create_engine, prepare_database
+    from service.store.engine import create_engine
+    from service.store.migrating import ensure_schema
 
     try:
-        settings = load_settings(os.environ)
+        settings = load_settings(os.environ, role="web")
         load_policy(settings.policy_file)
+        engine = create_engine(settings.database_url)
+        try:
+            ensure_schema(engine, migrate=settings.migrate_on_start)
+        finally:
+            engine.dispose()
     except ConfigurationError as error:
         print(f"mfa-enforcer: {error}", file=sys.stderr)
         sys.exit(1)
-    engine = create_engine(settings.database_url)
-    prepare_database(engine)
-    engine.dispose()
 
 
 def worker_exit(server, worker):

@@ -26,7 +26,8 @@ from service.intake.views import blueprint
 from service.logs import bind_request, configure_logging, log_event, unbind_request
 from service.policy_source import PolicySource
 from service.settings import Settings, load_settings
-from service.store.engine import create_engine, prepare_database
+from service.store.engine import create_engine
+from service.store.migrating import ensure_schema
 from service.worker.loop import Worker, start_in_thread
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         configure_logging(settings.log_format, settings.log_level)
     policies = PolicySource(settings.policy_file, check_interval=settings.policy_check_interval)
     engine = create_engine(settings.database_url)
-    prepare_database(engine)
+    ensure_schema(engine, migrate=settings.migrate_on_start)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes

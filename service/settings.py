@@ -102,6 +102,8 @@ class Settings:
     """``console`` (readable) or ``json`` (one object per line)."""
     log_level: str = "INFO"
     """Lowest level logged."""
+    migrate_on_start: bool = False
+    """Upgrade the schema at startup instead of refusing to start on an old one (single node only)."""
     metrics_port: int = 0
     """Port on which ``mfa-enforcer worker`` serves /metrics (0: none; the web service always serves it)."""
 
@@ -249,6 +251,7 @@ def load_settings(environ: Mapping[str, str], *, role: str = "all") -> Settings:
         log_format=read.choice("LOG_FORMAT", "console", ("console", "json")),
         log_level=read.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
         metrics_port=read.parsed("ENFORCER_METRICS_PORT", 0, _port, "a TCP port"),
+        migrate_on_start=read.parsed("ENFORCER_MIGRATE_ON_START", False, _boolean, "true or false"),
     )
     if read.problems:
         lines = "\n".join(f"  - {problem}" for problem in read.problems)

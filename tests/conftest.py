@@ -103,6 +103,7 @@ def settings(emulator, database_url):
         ),
         database_url=database_url,
         policy_file=ROOT / "config" / "policies.yaml",
+        migrate_on_start=True,
     )
 
 

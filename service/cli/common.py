@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from service.errors import ConfigurationError
 from service.logs import configure_logging
 from service.settings import DEFAULT_DATABASE_URL, Settings, load_settings
-from service.store.engine import create_engine, prepare_database
+from service.store.engine import create_engine
+from service.store.migrating import ensure_schema
 
 
 def settings_or_exit(*, logs: bool = True, role: str = "all") -> Settings:
@@ -27,11 +28,18 @@ def settings_or_exit(*, logs: bool = True, role: str = "all") -> Settings:
     return settings
 
 
-def engine_from_environment() -> sa.Engine:
-    """An engine for ``DATABASE_URL`` alone: commands that only touch the database need no credentials."""
+def engine_from_environment(*, migrate: bool = False) -> sa.Engine:
+    """An engine for ``DATABASE_URL`` alone: commands that only touch the database need no credentials.
+
+    The schema is upgraded when ``migrate`` (``db upgrade``), else it must already be current.
+    """
     url = os.environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
     engine = create_engine(url)
-    prepare_database(engine)
+    try:
+        ensure_schema(engine, migrate=migrate)
+    except ConfigurationError as error:
+        engine.dispose()
+        raise click.ClickException(error.message) from error
     return engine
 
 

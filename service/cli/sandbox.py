@@ -57,6 +57,7 @@ def run_sandbox() -> None:
         "GENAUTH_USERPOOL_ID": state.userpool_id,
         "DATABASE_URL": os.environ.get("DATABASE_URL", "").strip() or f"sqlite:///{DATABASE_FILE}",
         "ENFORCER_RUN_WORKER": "true",
+        "ENFORCER_MIGRATE_ON_START": "true",
         "ENFORCER_POLL_INTERVAL": os.environ.get("ENFORCER_POLL_INTERVAL", "0.2"),
     }
     try:

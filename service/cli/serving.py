@@ -18,10 +18,12 @@ from prometheus_client import start_http_server
 
 from service.app import build_worker
 from service.cli.common import settings_or_exit
+from service.errors import ConfigurationError
 from service.policy import PolicyError
 from service.policy_source import PolicySource
 from service.settings import WorkerSettings, is_sandbox
-from service.store.engine import create_engine, prepare_database
+from service.store.engine import create_engine
+from service.store.migrating import ensure_schema, upgrade
 
 GUNICORN_CONFIG = Path("config/gunicorn.conf.py")
 
@@ -34,9 +36,13 @@ def serve() -> None:
 
         run_sandbox()
         return
-    settings_or_exit(
-        logs=False, role="web"
-    )  # fail here, once, with the full list, rather than in every gunicorn worker
+    # Fail here, once, with the full list of problems, rather than in every gunicorn worker.
+    settings = settings_or_exit(logs=False, role="web")
+    engine = create_engine(settings.database_url)
+    try:
+        upgrade(engine)  # `make run` prepares the database; production runs `db upgrade` as its release step
+    finally:
+        engine.dispose()
     gunicorn = Path(sys.executable).with_name("gunicorn")
     arguments = [str(gunicorn), "--config", str(GUNICORN_CONFIG), "service.app:create_app()"]
     os.execv(arguments[0], arguments)  # noqa: S606 - replaces this process with gunicorn, as in production
@@ -51,7 +57,10 @@ def worker() -> None:
     except PolicyError as error:
         raise click.ClickException(str(error)) from error
     engine = create_engine(settings.database_url)
-    prepare_database(engine)
+    try:
+        ensure_schema(engine, migrate=settings.migrate_on_start)
+    except ConfigurationError as error:
+        raise click.ClickException(error.message) from error
     running = build_worker(settings, engine, policy_getter=policies.current)
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:

@@ -13,8 +13,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from service.store.tables import metadata
-
 SQLITE_BUSY_TIMEOUT_MS = 15000
 
 
@@ -53,8 +51,10 @@ def _sqlite_engine(url: str, database: str | None) -> sa.Engine:
 
 
 def prepare_database(engine: sa.Engine) -> None:
-    """Create the tables that do not exist yet (idempotent)."""
-    metadata.create_all(engine)
+    """Bring the schema up to date (idempotent): the migrations, from wherever the database is."""
+    from service.store.migrating import upgrade
+
+    upgrade(engine)
 
 
 def is_reachable(engine: sa.Engine) -> bool:

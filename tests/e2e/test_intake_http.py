@@ -115,13 +115,24 @@ def test_no_payload_secret_or_webhook_secret_reaches_logs_or_database(live_servi
     secrets += [WEBHOOK_SECRET, emulator.state.access_key_secret]
     for encoding in ("json", "form-brackets"):
         assert live_service.sender.deliver(body, encoding=encoding).status_code == 200
-    post(live_service, json.dumps({"eventName": "login", "data": {"id": 5, "password": secrets[0]}}))  # a 422
+    responses = [
+        post(live_service, json.dumps({"eventName": "login", "data": {"id": 5, "password": secrets[0]}})),  # 422
+        post(live_service, json.dumps({"eventName": "login", "data": {"id": secrets[1]}})[:-3]),  # 400
+        post(live_service, "eventName=login&data[" + secrets[0] + "]=x", content_type="text/plain"),  # 415
+        post(live_service, json.dumps(body), headers={"x-authing-token": secrets[3][:-1]}),  # 401
+    ]
+    assert [r.status_code for r in responses] == [422, 400, 415, 401]
     wait_for_decision(live_service.engine, bob)
     dumped = []
     with live_service.engine.connect() as connection:
         for table in (events, work, decisions):
             dumped += [json.dumps(dict(row._mapping), default=str) for row in connection.execute(sa.select(table))]
-    haystacks = {"logs": caplog.text, "database": "\n".join(dumped)}
+    haystacks = {
+        "logs": caplog.text,
+        "database": "\n".join(dumped),
+        "error responses": "\n".join(r.text for r in responses),
+        "metrics": requests.get(f"{live_service.url}/metrics", timeout=5).text,
+    }
     for where, text in haystacks.items():
         for secret in secrets:
             assert secret not in text, f"a secret reached the {where}"

@@ -43,6 +43,7 @@ def service_env(emulator, database_url, **extra):
         DATABASE_URL=database_url,
         POLICY_FILE=str(ROOT / "config" / "policies.yaml"),
         ENFORCER_POLL_INTERVAL="0.05",
+        ENFORCER_MIGRATE_ON_START="true",
         LOG_FORMAT="json",
     )
     env.update(extra)
@@ -283,3 +284,56 @@ def test_worker_alive_reads_the_heartbeat(emulator, database_url, tmp_path):
     os.utime(heartbeat, (time.time() - 1000, time.time() - 1000))
     stale = probe("--max-age", "300")
     assert stale.returncode == 1 and "last heartbeat" in stale.stderr
+
+
+def test_web_and_worker_refuse_an_old_schema_and_db_upgrade_fixes_it(emulator, database_url, tmp_path):
+    """On an empty database gunicorn and the worker stop, naming `db upgrade`; after it, the worker starts."""
+    env = service_env(
+        emulator,
+        database_url,
+        ENFORCER_MIGRATE_ON_START="false",
+        PORT=str(free_port()),
+        HOST="127.0.0.1",
+        WEB_CONCURRENCY="1",
+    )
+    web = subprocess.run(
+        [str(BIN / "gunicorn"), "--config", "config/gunicorn.conf.py", "service.app:create_app()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert web.returncode != 0 and "mfa-enforcer db upgrade" in web.stderr
+    worker = subprocess.run(
+        [str(BIN / "mfa-enforcer"), "worker"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert worker.returncode != 0 and "mfa-enforcer db upgrade" in worker.stderr
+    status = subprocess.run(
+        [str(BIN / "mfa-enforcer"), "db", "status"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert status.returncode == 1 and "schema revision none" in status.stdout
+    upgraded = subprocess.run(
+        [str(BIN / "mfa-enforcer"), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert upgraded.returncode == 0 and "upgraded from empty" in upgraded.stdout
+    again = subprocess.run(
+        [str(BIN / "mfa-enforcer"), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert "up to date" in again.stdout
+    log = (tmp_path / "worker.log").open("w")
+    process = subprocess.Popen(
+        [str(BIN / "mfa-enforcer"), "worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_until(lambda: "worker_started" in (tmp_path / "worker.log").read_text(), what="the worker to start")
+    finally:
+        assert stop(process) == 0
+        log.close()

@@ -1,0 +1,79 @@
+"""Schema migrations (Alembic, configured in code): upgrade, and refuse to run on an out-of-date schema.
+
+``mfa-enforcer db upgrade`` (the Procfile's ``release``, the Kubernetes migration Job) calls ``upgrade``.
+The web service and the worker call ``check_schema`` at startup and stop with a message saying what to run,
+unless ``ENFORCER_MIGRATE_ON_START`` lets a single-node deployment upgrade itself. A database made by the first
+release, before migrations existed, is recognised and stamped as revision 0001 before upgrading.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from service.errors import ConfigurationError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+FIRST_REVISION = "0001"
+
+
+class SchemaOutOfDateError(ConfigurationError):
+    """The database schema is older (or newer) than this code."""
+
+    reason = "schema_out_of_date"
+
+
+def _config(connection: sa.Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the schema to ``revision``; returns (before, after)."""
+    before = current_revision(engine)
+    with engine.begin() as connection:
+        if before is None and sa.inspect(connection).has_table("work"):
+            # Made by the first release with create_all, before migrations existed.
+            command.stamp(_config(connection), FIRST_REVISION)
+    with engine.begin() as connection:
+        command.upgrade(_config(connection), revision)
+    return before, current_revision(engine)
+
+
+def check_schema(engine: sa.Engine) -> None:
+    """Raise ``SchemaOutOfDateError`` unless the schema is exactly what this code needs."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    state = "has no tables yet" if current is None else f"is at revision {current}"
+    raise SchemaOutOfDateError(
+        f"the database schema {state} and this version needs {head}: run `mfa-enforcer db upgrade` "
+        "(or set ENFORCER_MIGRATE_ON_START=true on a single node)"
+    )
+
+
+def ensure_schema(engine: sa.Engine, *, migrate: bool) -> None:
+    """At startup: upgrade when allowed to, else insist the schema is current."""
+    if migrate:
+        upgrade(engine)
+    else:
+        check_schema(engine)
