@@ -1,23 +1,24 @@
 """Reconcile one user against the policy and return the decision to record.
 
 The worker calls ``Reconciler.reconcile`` for each claimed job. It reads the user's current state from GenAuth
-(so the event that caused the job does not matter: level-triggered), evaluates the pure policy, and writes
-``set-mfa-status`` only when a required factor is missing. Temporary GenAuth errors propagate to the worker,
-which retries; a user who no longer exists is a decision, not an error.
+(so the event that caused the job does not matter: level-triggered), evaluates the pure policy, works out
+each matching rule's outcome (``service.policy.outcomes``: fallbacks, exemptions, unsatisfiable factors), and
+writes ``set-mfa-status`` only when an enforce-mode rule needs a factor the user lacks. Temporary GenAuth
+errors propagate to the worker, which retries; a user who no longer exists is a decision, not an error.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 
 from service.enforcement.facts import gather_facts
-from service.enforcement.merging import MergeResult, enabled_factors, merge_factors, ordered_factors
+from service.enforcement.merging import enabled_factors, merge_factors, ordered_factors
 from service.genauth.client import GenAuthClient
 from service.genauth.errors import GenAuthUserNotFoundError
 from service.logs import log_event
-from service.policy import Policy, evaluate
+from service.policy import Outcome, Policy, evaluate, factors_to_add, rule_outcomes
 from service.store.decisions import Decision
 from service.store.queue import Job
 
@@ -44,81 +45,126 @@ class Reconciler:
     def preview(self, userpool_id: str, user_id: str, *, trigger: str = "preview") -> Decision:
         """What reconciling the user would decide, with nothing written (``enforced`` reads ``would-enforce``)."""
         job = Job(
-            id=0, userpool_id=userpool_id, user_id=user_id, version=0, attempts=0, reason=trigger, first_enqueued_at=0.0
+            id=0,
+            userpool_id=userpool_id,
+            user_id=user_id,
+            version=0,
+            attempts=0,
+            reason=trigger,
+            first_enqueued_at=0.0,
         )
         return self.reconcile(job, dry_run=True)
 
     def reconcile(self, job: Job, *, dry_run: bool = False) -> Decision:
         policy = self.get_policy()
-        mode = "audit" if self.force_audit or dry_run else "enforce"
+        is_audit = self.force_audit or dry_run
 
-        def decide(action: str, reason: str, **values: tuple[str, ...]) -> Decision:
+        def decide(
+            action: str,
+            reason: str,
+            *,
+            rules: tuple[str, ...] = (),
+            required: tuple[str, ...] = (),
+            before: tuple[str, ...] = (),
+            after: tuple[str, ...] = (),
+            outcomes: dict[str, str] | None = None,
+        ) -> Decision:
             return Decision(
                 userpool_id=job.userpool_id,
                 user_id=job.user_id,
                 trigger=job.reason,
-                mode=mode,
+                mode="audit" if is_audit else "enforce",
                 action=action,
                 reason=reason,
                 attempt=job.attempts,
-                rules=values.get("rules", ()),
-                required=values.get("required", ()),
-                before=values.get("before", ()),
-                after=values.get("after", ()),
+                rules=rules,
+                required=required,
+                before=before,
+                after=after,
+                outcomes=outcomes or {},
             )
 
         try:
-            facts = gather_facts(self.client, job.user_id, policy.needs)
+            facts = gather_facts(self.client, job.user_id, policy)
         except GenAuthUserNotFoundError:
             return decide("none", "the user does not exist in GenAuth (deleted?)")
         evaluation = evaluate(policy, facts, force_audit=self.force_audit, today=self.today())
-        rules = tuple(result.rule for result in evaluation.results if result.matched)
-        if not rules:
+        matched = [result for result in evaluation.results if result.matched]
+        if not matched:
             return decide("none", "no rule matches this user")
-        required = evaluation.required
-        wanted = ordered_factors({*evaluation.required, *evaluation.audit_only})
-        why = "; ".join(
-            f"{result.rule}: {', '.join(result.reasons) or 'matched'}"
-            for result in evaluation.results
-            if result.matched
-        )
         current = self.client.get_mfa_status(job.user_id)
-        if dry_run:
-            required, wanted = (), wanted
-        enforced = merge_factors(current, required, facts)
-        if enforced.is_changed:
-            self.client.set_mfa_status(job.user_id, enforced.trigger_data)
-            log_event(logger, "mfa_enforced", user_id=job.user_id, factors=list(enforced.added))
-        audited = merge_factors(enforced.trigger_data, wanted, facts)
-        action, outcome = _describe(enforced, audited)
+        before = enabled_factors(current)
+        outcomes = rule_outcomes(
+            evaluation,
+            facts,
+            before,
+            mfa_phone=_text(current.get("mfaPhone")),
+            mfa_email=_text(current.get("mfaEmail")),
+        )
+        to_enforce = () if is_audit else factors_to_add(outcomes.values(), "enforce")
+        to_audit = tuple(
+            factor
+            for factor in ordered_factors(
+                {*factors_to_add(outcomes.values(), "audit"), *factors_to_add(outcomes.values(), "enforce")}
+            )
+            if factor not in to_enforce
+        )
+        merged = merge_factors(current, to_enforce, facts)
+        if merged.is_changed:
+            self.client.set_mfa_status(job.user_id, merged.trigger_data)
+            log_event(logger, "mfa_enforced", user_id=job.user_id, factors=list(merged.added))
+        labels = {result.rule: outcomes[result.rule].label for result in matched}
+        required = ordered_factors({f for result in matched if not result.exempt for f in result.require_mfa})
         return decide(
-            action,
-            f"{why}. {outcome}",
-            rules=rules,
-            required=wanted,
-            before=enforced.before,
-            after=enabled_factors(enforced.trigger_data),
+            _action(outcomes.values(), wrote=merged.is_changed, would=bool(to_audit)),
+            _reason(
+                matched_outcomes=[outcomes[result.rule] for result in matched],
+                reasons={result.rule: result.reasons for result in matched},
+                wrote=merged.added,
+                would=to_audit,
+            ),
+            rules=tuple(result.rule for result in matched),
+            required=required,
+            before=before,
+            after=enabled_factors(merged.trigger_data),
+            outcomes=labels,
         )
 
 
-def _describe(enforced: MergeResult, audited: MergeResult) -> tuple[str, str]:
-    """The decision's action and the sentence that explains it."""
+def _action(outcomes: Iterable[Outcome], *, wrote: bool, would: bool) -> str:
+    kinds = {outcome.kind for outcome in outcomes}
+    if "unsatisfiable" in kinds:
+        return "unsatisfiable"
+    if wrote:
+        return "enforced"
+    if would:
+        return "would-enforce"
+    if kinds - {"not-matched"} == {"exempt"}:
+        return "exempt"
+    return "none"
+
+
+def _reason(
+    *,
+    matched_outcomes: list[Outcome],
+    reasons: dict[str, tuple[str, ...]],
+    wrote: tuple[str, ...],
+    would: tuple[str, ...],
+) -> str:
+    """One sentence per matching rule (why it matched, its outcome), then what was done."""
     parts = []
-    if enforced.added:
-        parts.append(f"enabled {', '.join(enforced.added)}")
-    if audited.added:
-        parts.append(f"would enable {', '.join(audited.added)} (audit)")
-    unsatisfiable = {**enforced.unsatisfiable, **audited.unsatisfiable}
-    if unsatisfiable:
-        parts.append("cannot enable " + ", ".join(f"{factor} ({why})" for factor, why in unsatisfiable.items()))
-    if unsatisfiable:
-        action = "unsatisfiable"
-    elif enforced.added:
-        action = "enforced"
-    elif audited.added:
-        action = "would-enforce"
-    else:
-        action = "none"
-    if not parts:
-        parts.append("already compliant")
-    return action, "; ".join(parts) + "."
+    for outcome in matched_outcomes:
+        why = ", ".join(reasons.get(outcome.rule, ())) or "matched"
+        details = "; ".join(outcome.details)
+        parts.append(f"{outcome.rule} ({why}): {outcome.label}" + (f" — {details}" if details else ""))
+    if wrote:
+        parts.append(f"enabled {', '.join(wrote)}")
+    if would:
+        parts.append(f"would enable {', '.join(would)} (audit)")
+    if not wrote and not would and all(o.kind in ("compliant", "exempt") for o in matched_outcomes):
+        parts.append("already compliant" if any(o.kind == "compliant" for o in matched_outcomes) else "exempt")
+    return ". ".join(parts) + "."
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None

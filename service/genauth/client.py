@@ -70,10 +70,25 @@ class GenAuthClient:
 
     # -- endpoints -----------------------------------------------------------------------------------------
 
-    def get_user(self, user_id: str) -> Json:
-        """The user's v3 record (``UserDto``)."""
-        data = self.call("GET", "/api/v3/get-user", params={"userId": user_id, "userIdType": "user_id"})
+    def get_user(self, user_id: str, *, with_custom_data: bool = False) -> Json:
+        """The user's v3 record (``UserDto``), with ``customData`` when asked."""
+        params = {"userId": user_id, "userIdType": "user_id"}
+        if with_custom_data:
+            params["withCustomData"] = "true"
+        data = self.call("GET", "/api/v3/get-user", params=params)
         return _expect_object(data, "/api/v3/get-user")
+
+    def list_user_groups(self, user_id: str) -> list[Json]:
+        """The user groups the user belongs to (``get-user-groups``: not paged)."""
+        endpoint = "/api/v3/get-user-groups"
+        data = self.call("GET", endpoint, params={"userId": user_id, "userIdType": "user_id"})
+        return _list_of(data, endpoint)
+
+    def list_user_roles(self, user_id: str, *, namespace: str) -> list[Json]:
+        """The user's roles in one namespace (permission group); GenAuth returns one namespace per call."""
+        endpoint = "/api/v3/get-user-roles"
+        params = {"userId": user_id, "userIdType": "user_id", "namespace": namespace}
+        return _list_of(self.call("GET", endpoint, params=params), endpoint)
 
     def list_user_departments(self, user_id: str) -> list[Json]:
         """Every department the user belongs to, with the ids, codes and names of its ancestors."""
@@ -333,6 +348,16 @@ def _expect_object(data: Any, path: str) -> Json:
     if not isinstance(data, dict):
         raise _protocol_error(path, "'data' is not an object")
     return data
+
+
+def _list_of(data: Any, path: str) -> list[Json]:
+    """The items of ``{totalCount, list}`` (or of a bare list)."""
+    items = data.get("list") if isinstance(data, dict) else data
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise _protocol_error(path, "'list' is not an array")
+    return [item for item in items if isinstance(item, dict)]
 
 
 def _message_of(envelope: Json) -> str:

@@ -5,7 +5,7 @@ Written by the worker in the same transaction that finishes the job; read by log
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +30,8 @@ class Decision:
     after: tuple[str, ...]
     reason: str
     attempt: int = 1
+    outcomes: dict[str, str] = field(default_factory=dict)
+    """Rule -> its outcome for this user (``enforce [SMS]``, ``compliant``, ``exempt`` …), matching rules only."""
 
 
 def record_decision(

@@ -72,6 +72,7 @@ decisions = sa.Table(
     sa.Column("after", sa.JSON, nullable=False),
     sa.Column("reason", sa.String(1000), nullable=False),
     sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("outcomes", sa.JSON, nullable=True),
     sa.Index("decisions_user", "userpool_id", "user_id", "decided_at"),
 )
 """Every evaluation: who, which rules, which factors before and after, what was done and why."""
