@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from service.enforcement.reconciling import Reconciler
 from service.genauth.client import GenAuthClient
 from service.genauth.throttling import RateLimiter
+from service.intake.admin import blueprint as admin_blueprint
 from service.intake.context import EXTENSION, Runtime
 from service.intake.errors import HttpError
 from service.intake.views import blueprint
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = Runtime(settings=settings, engine=engine, policies=policies)
     app.register_blueprint(blueprint)
+    app.register_blueprint(admin_blueprint)
     app.before_request(_bind_request_id)
     app.after_request(_send_request_id)
     app.teardown_request(_unbind_request_id)

@@ -53,6 +53,8 @@ class WebhookSettings:
     """When set, deliveries for another user pool are refused with 403."""
     max_body_bytes: int = 1024 * 1024
     """Largest accepted request body, in bytes."""
+    admin_token: str = field(default="", repr=False)
+    """Bearer token for the /api/* admin endpoints; empty turns them off (404)."""
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,7 @@ def load_settings(environ: Mapping[str, str], *, role: str = "all") -> Settings:
         secrets=secrets,
         userpool_id=read.text("GENAUTH_USERPOOL_ID", "") or None,
         max_body_bytes=read.parsed("ENFORCER_MAX_BODY_BYTES", 1024 * 1024, _positive_int, "a positive integer"),
+        admin_token=read.text("ENFORCER_ADMIN_TOKEN", ""),
     )
     defaults = WorkerSettings()
     worker = WorkerSettings(

@@ -28,6 +28,7 @@ from service.settings import GenAuthSettings, Settings, WebhookSettings, WorkerS
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK_SECRET = "test-webhook-secret-0123456789"
+ADMIN_TOKEN = "test-admin-token-abcdefghijklmnop"
 PREVIOUS_SECRET = "previous-webhook-secret-9876543210"
 PG_SKIP_REASON = (
     "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
@@ -97,7 +98,9 @@ def settings(emulator, database_url):
             connect_timeout=2.0,
             read_timeout=2.0,
         ),
-        webhook=WebhookSettings(secrets=(WEBHOOK_SECRET, PREVIOUS_SECRET), userpool_id=emulator.state.userpool_id),
+        webhook=WebhookSettings(
+            secrets=(WEBHOOK_SECRET, PREVIOUS_SECRET), userpool_id=emulator.state.userpool_id, admin_token=ADMIN_TOKEN
+        ),
         worker=WorkerSettings(
             run_in_web=False, poll_interval=0.02, backoff_base=0.02, backoff_max=0.2, max_attempts=4, lease_seconds=30
         ),
@@ -158,6 +161,8 @@ def _serve(settings, emulator, *, run_worker):
         worker = application.extensions.get(WORKER_EXTENSION)
         if worker is not None:
             worker.reconciler.client.close()
+        if application.extensions[EXTENSION].admin_client is not None:
+            application.extensions[EXTENSION].admin_client.close()
         application.extensions[EXTENSION].engine.dispose()
 
 

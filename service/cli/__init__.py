@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from service.cli.database import db
+from service.cli.insight import explain, report
 from service.cli.policy import policy
 from service.cli.reconcile import reconcile
 from service.cli.replay import dead_letters, replay
@@ -33,3 +34,5 @@ main.add_command(replay)
 main.add_command(dead_letters)
 main.add_command(reconcile)
 main.add_command(webhooks)
+main.add_command(explain)
+main.add_command(report)

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from typing import Any
 
 from service.enforcement.facts import gather_facts
-from service.enforcement.merging import enabled_factors, merge_factors, ordered_factors
+from service.enforcement.merging import MergeResult, enabled_factors, merge_factors, ordered_factors
 from service.genauth.client import GenAuthClient
 from service.genauth.errors import GenAuthUserNotFoundError
 from service.logs import log_event
-from service.policy import Outcome, Policy, evaluate, factors_to_add, rule_outcomes
+from service.policy import Evaluation, Outcome, Policy, RuleResult, UserFacts, evaluate, factors_to_add, rule_outcomes
 from service.store.decisions import Decision
 from service.store.queue import Job
 
@@ -55,80 +57,98 @@ class Reconciler:
         )
         return self.reconcile(job, dry_run=True)
 
-    def reconcile(self, job: Job, *, dry_run: bool = False) -> Decision:
+    def plan(self, user_id: str, *, dry_run: bool = False) -> Plan:
+        """Everything reconciling the user would read and decide, without writing anything."""
         policy = self.get_policy()
         is_audit = self.force_audit or dry_run
-
-        def decide(
-            action: str,
-            reason: str,
-            *,
-            rules: tuple[str, ...] = (),
-            required: tuple[str, ...] = (),
-            before: tuple[str, ...] = (),
-            after: tuple[str, ...] = (),
-            outcomes: dict[str, str] | None = None,
-        ) -> Decision:
-            return Decision(
-                userpool_id=job.userpool_id,
-                user_id=job.user_id,
-                trigger=job.reason,
-                mode="audit" if is_audit else "enforce",
-                action=action,
-                reason=reason,
-                attempt=job.attempts,
-                rules=rules,
-                required=required,
-                before=before,
-                after=after,
-                outcomes=outcomes or {},
-            )
-
-        try:
-            facts = gather_facts(self.client, job.user_id, policy)
-        except GenAuthUserNotFoundError:
-            return decide("none", "the user does not exist in GenAuth (deleted?)")
+        facts = gather_facts(self.client, user_id, policy)
         evaluation = evaluate(policy, facts, force_audit=self.force_audit, today=self.today())
-        matched = [result for result in evaluation.results if result.matched]
+        matched = tuple(result for result in evaluation.results if result.matched)
         if not matched:
-            return decide("none", "no rule matches this user")
-        current = self.client.get_mfa_status(job.user_id)
+            return Plan(facts=facts, evaluation=evaluation, matched=(), is_audit=is_audit)
+        current = self.client.get_mfa_status(user_id)
         before = enabled_factors(current)
-        outcomes = rule_outcomes(
-            evaluation,
-            facts,
-            before,
-            mfa_phone=_text(current.get("mfaPhone")),
-            mfa_email=_text(current.get("mfaEmail")),
-        )
+        mfa_phone, mfa_email = _text(current.get("mfaPhone")), _text(current.get("mfaEmail"))
+        outcomes = rule_outcomes(evaluation, facts, before, mfa_phone=mfa_phone, mfa_email=mfa_email)
         to_enforce = () if is_audit else factors_to_add(outcomes.values(), "enforce")
-        to_audit = tuple(
-            factor
-            for factor in ordered_factors(
-                {*factors_to_add(outcomes.values(), "audit"), *factors_to_add(outcomes.values(), "enforce")}
-            )
-            if factor not in to_enforce
+        wanted = {*factors_to_add(outcomes.values(), "audit"), *factors_to_add(outcomes.values(), "enforce")}
+        to_audit = tuple(factor for factor in ordered_factors(wanted) if factor not in to_enforce)
+        return Plan(
+            facts=facts,
+            evaluation=evaluation,
+            matched=matched,
+            is_audit=is_audit,
+            current=current,
+            outcomes=outcomes,
+            to_audit=to_audit,
+            merged=merge_factors(current, to_enforce, facts),
         )
-        merged = merge_factors(current, to_enforce, facts)
-        if merged.is_changed:
-            self.client.set_mfa_status(job.user_id, merged.trigger_data)
-            log_event(logger, "mfa_enforced", user_id=job.user_id, factors=list(merged.added))
-        labels = {result.rule: outcomes[result.rule].label for result in matched}
-        required = ordered_factors({f for result in matched if not result.exempt for f in result.require_mfa})
-        return decide(
-            _action(outcomes.values(), wrote=merged.is_changed, would=bool(to_audit)),
-            _reason(
-                matched_outcomes=[outcomes[result.rule] for result in matched],
-                reasons={result.rule: result.reasons for result in matched},
-                wrote=merged.added,
-                would=to_audit,
-            ),
-            rules=tuple(result.rule for result in matched),
-            required=required,
-            before=before,
-            after=enabled_factors(merged.trigger_data),
-            outcomes=labels,
+
+    def reconcile(self, job: Job, *, dry_run: bool = False) -> Decision:
+        try:
+            plan = self.plan(job.user_id, dry_run=dry_run)
+        except GenAuthUserNotFoundError:
+            plan = None
+        if plan is not None and plan.merged is not None and plan.merged.is_changed:
+            self.client.set_mfa_status(job.user_id, plan.merged.trigger_data)
+            log_event(logger, "mfa_enforced", user_id=job.user_id, factors=list(plan.merged.added))
+        return decision_of(plan, job, is_audit=self.force_audit or dry_run)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the policy says about one user and what enforcing it would change (read, not yet written)."""
+
+    facts: UserFacts
+    evaluation: Evaluation
+    matched: tuple[RuleResult, ...]
+    is_audit: bool
+    current: dict[str, Any] = field(default_factory=dict)
+    """The MFA trigger data read from GenAuth (empty when no rule matched: not read)."""
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    to_audit: tuple[str, ...] = ()
+    merged: MergeResult | None = None
+    """The object ``set-mfa-status`` would receive; ``merged.added`` are the factors it enables."""
+
+
+def decision_of(plan: Plan | None, job: Job, *, is_audit: bool) -> Decision:
+    """The decision record for a plan (None: the user no longer exists)."""
+
+    def decide(action: str, reason: str, **values: Any) -> Decision:
+        return Decision(
+            userpool_id=job.userpool_id,
+            user_id=job.user_id,
+            trigger=job.reason,
+            mode="audit" if is_audit else "enforce",
+            attempt=job.attempts,
+            action=action,
+            reason=reason,
+            rules=values.get("rules", ()),
+            required=values.get("required", ()),
+            before=values.get("before", ()),
+            after=values.get("after", ()),
+            outcomes=values.get("outcomes", {}),
         )
+
+    if plan is None:
+        return decide("none", "the user does not exist in GenAuth (deleted?)")
+    if not plan.matched or plan.merged is None:
+        return decide("none", "no rule matches this user")
+    matched, outcomes, merged = plan.matched, plan.outcomes, plan.merged
+    return decide(
+        _action(outcomes.values(), wrote=merged.is_changed, would=bool(plan.to_audit)),
+        _reason(
+            matched_outcomes=[outcomes[result.rule] for result in matched],
+            reasons={result.rule: result.reasons for result in matched},
+            wrote=merged.added,
+            would=plan.to_audit,
+        ),
+        rules=tuple(result.rule for result in matched),
+        required=ordered_factors({f for result in matched if not result.exempt for f in result.require_mfa}),
+        before=merged.before,
+        after=enabled_factors(merged.trigger_data),
+        outcomes={result.rule: outcomes[result.rule].label for result in matched},
+    )
 
 
 def _action(outcomes: Iterable[Outcome], *, wrote: bool, would: bool) -> str:

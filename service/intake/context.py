@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from flask import current_app
 
+from service.genauth.client import GenAuthClient
 from service.policy_source import PolicySource
 from service.settings import Settings
 
@@ -20,6 +21,8 @@ class Runtime:
     settings: Settings
     engine: sa.Engine
     policies: PolicySource
+    admin_client: GenAuthClient | None = None
+    """The GenAuth client of the admin API's explain, made on first use."""
 
 
 def runtime() -> Runtime:

@@ -1,0 +1,98 @@
+"""The admin API behind a bearer token (``ENFORCER_ADMIN_TOKEN``): the report, a user's decisions, and a
+live explanation. With no token configured every route answers 404, as if it did not exist.
+
+``explain`` reads GenAuth from within the request: it is an operator's question, not a webhook, and it needs
+the GenAuth credentials (a web process without them answers 503). One client serves these requests, one at
+a time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, request
+from werkzeug.exceptions import NotFound
+
+from service.enforcement.explaining import explain_user
+from service.enforcement.reconciling import Reconciler
+from service.genauth.client import GenAuthClient
+from service.genauth.errors import GenAuthUserNotFoundError
+from service.intake.context import runtime
+from service.intake.errors import HttpError, UnauthorizedError
+from service.reports import build_report
+from service.store.decisions import decisions_for_user
+
+blueprint = Blueprint("admin", __name__, url_prefix="/api")
+_explain_lock = threading.Lock()
+
+
+class ExplainUnavailableError(HttpError):
+    """This process has no GenAuth credentials, so it cannot explain users; ask one that does."""
+
+    status = 503
+    reason = "explain_unavailable"
+
+
+class UnknownUserError(HttpError):
+    """No such user in GenAuth."""
+
+    status = 404
+    reason = "unknown_user"
+
+
+class UnknownRuleError(HttpError):
+    """No such rule."""
+
+    status = 404
+    reason = "unknown_rule"
+
+
+@blueprint.before_request
+def _require_token() -> None:
+    expected = runtime().settings.webhook.admin_token
+    if not expected:
+        raise NotFound()
+    offered = request.headers.get("Authorization", "")
+    scheme, _, token = offered.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise UnauthorizedError("a valid admin bearer token is required")
+
+
+@blueprint.get("/report")
+def report() -> dict[str, Any]:
+    state = runtime()
+    try:
+        return build_report(
+            state.engine,
+            state.policies.current(),
+            today=datetime.now(UTC).date(),
+            rule=request.args.get("rule") or None,
+        )
+    except ValueError as error:
+        raise UnknownRuleError(str(error)) from error
+
+
+@blueprint.get("/users/<user_id>/decisions")
+def user_decisions(user_id: str) -> dict[str, Any]:
+    limit = request.args.get("limit", "50")
+    rows = decisions_for_user(runtime().engine, user_id, limit=max(1, min(int(limit) if limit.isdigit() else 50, 500)))
+    return {"user_id": user_id, "decisions": rows}
+
+
+@blueprint.get("/users/<user_id>/explain")
+def user_explain(user_id: str) -> dict[str, Any]:
+    state = runtime()
+    genauth = state.settings.genauth
+    if not (genauth.access_key_id and genauth.access_key_secret):
+        raise ExplainUnavailableError()
+    with _explain_lock:
+        if state.admin_client is None:
+            state.admin_client = GenAuthClient(genauth)
+        reconciler = Reconciler(state.admin_client, state.policies.current, force_audit=state.settings.is_audit)
+        try:
+            return explain_user(reconciler, user_id, userpool_id=state.settings.webhook.userpool_id or "")
+        except GenAuthUserNotFoundError as error:
+            raise UnknownUserError(f"no user {user_id} in GenAuth") from error

@@ -1,0 +1,97 @@
+"""explain and report, from the command line and the admin API, against the emulator and real decisions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import replace
+
+import pytest
+import requests
+
+from genauth_emulator.payloads import event_body
+from tests.conftest import ADMIN_TOKEN, _serve
+from tests.e2e.test_pipeline import wait_for_decision, wait_for_empty_queue
+from tests.e2e.test_processes import BIN, ROOT, service_env
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def cli(*args, env):
+    return subprocess.run(
+        [str(BIN / "mfa-enforcer"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture
+def processed(live_service, emulator):
+    """alice enforced, carol unsatisfiable (no phone), frank already compliant, dave out of scope."""
+    for name in ("fin.alice", "fin.carol", "fin.frank", "eng.dave"):
+        live_service.sender.deliver(event_body(emulator.state, "login", emulator.users[name]))
+    for name in ("fin.alice", "fin.carol", "fin.frank", "eng.dave"):
+        wait_for_decision(live_service.engine, emulator.users[name])
+    wait_for_empty_queue(live_service.engine)
+    return live_service
+
+
+def test_explain_shows_every_rule_and_the_exact_change_without_writing(emulator, database_url, processed):
+    """explain fin.bob: finance-sms matches via Payroll's ancestor; SMS would be added, mfaPhone masked."""
+    env = service_env(emulator, database_url)
+    bob = emulator.users["fin.bob"]
+    emulator.journal.clear()
+    text = cli("explain", bob, env=env)
+    assert text.returncode == 0, text.stderr
+    assert "finance-sms (enforce, requires SMS): matched: department finance" in text.stdout
+    assert "Enforcement would enable SMS" in text.stdout
+    assert "mfaPhone" in text.stdout and emulator.state.user(bob)["phone"] not in text.stdout
+    data = json.loads(cli("explain", bob, "--json", env=env).stdout)
+    [rule] = [r for r in data["rules"] if r["rule"] == "finance-sms"]
+    assert rule["matched"] and rule["outcome"] == "enforce [SMS]"
+    assert data["current_factors"] == ["EMAIL"] and data["change"]["enable"] == ["SMS"]
+    assert (
+        data["change"]["fields"]["mfaPhone"]["after"].startswith("138")
+        and "*" in data["change"]["fields"]["mfaPhone"]["after"]
+    )
+    assert emulator.journal.count("/api/v3/set-mfa-status") == 0, "explain must never write"
+    missing = cli("explain", "000000000000000000000000", env=env)
+    assert missing.returncode == 1 and "no user" in missing.stderr
+
+
+def test_report_counts_outcomes_per_rule_from_decisions(emulator, database_url, processed):
+    """report: finance-sms has one enforced, one unsatisfiable and one compliant user, with the open case dated."""
+    env = service_env(emulator, database_url)
+    data = json.loads(cli("report", "--json", env=env).stdout)
+    counts = data["rules"]["finance-sms"]
+    assert (counts["enforced"], counts["unsatisfiable"], counts["compliant"]) == (1, 1, 1)
+    assert counts["oldest_non_compliance"] is not None
+    assert data["totals"]["unsatisfiable"] == 1 and data["users"] == 3
+    text = cli("report", env=env)
+    assert text.returncode == 0 and "finance-sms" in text.stdout and "oldest non-compliance" in text.stdout
+    unknown = cli("report", "--rule", "nope", env=env)
+    assert unknown.returncode == 2 and "finance-sms" in unknown.stderr
+
+
+def test_admin_api_requires_the_token_and_serves_report_decisions_and_explain(emulator, processed):
+    """Without the bearer token 401; with it the report, a user's decisions and a live explanation."""
+    url, alice = processed.url, emulator.users["fin.alice"]
+    denied = requests.get(f"{url}/api/report", timeout=5)
+    assert denied.status_code == 401 and denied.json()["code"] == "unauthorized"
+    assert requests.get(f"{url}/api/report", headers={"Authorization": "Bearer wrong"}, timeout=5).status_code == 401
+    report = requests.get(f"{url}/api/report", headers=AUTH, timeout=5).json()
+    assert report["rules"]["finance-sms"]["enforced"] == 1
+    decisions = requests.get(f"{url}/api/users/{alice}/decisions", headers=AUTH, timeout=5).json()["decisions"]
+    assert decisions[0]["action"] == "enforced" and decisions[0]["outcomes"] == {"finance-sms": "enforce [SMS]"}
+    explained = requests.get(f"{url}/api/users/{alice}/explain", headers=AUTH, timeout=10).json()
+    assert explained["current_factors"] == ["SMS"] and explained["change"]["enable"] == []
+    unknown = requests.get(f"{url}/api/users/000000000000000000000000/explain", headers=AUTH, timeout=10)
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_user"
+    bad_rule = requests.get(f"{url}/api/report?rule=nope", headers=AUTH, timeout=5)
+    assert bad_rule.status_code == 404 and "finance-sms" in bad_rule.json()["message"]
+
+
+def test_admin_api_is_absent_without_a_token(settings, emulator):
+    """With ENFORCER_ADMIN_TOKEN unset the admin routes answer 404."""
+    no_token = replace(settings, webhook=replace(settings.webhook, admin_token=""))
+    for service in _serve(no_token, emulator, run_worker=False):
+        response = requests.get(f"{service.url}/api/report", headers=AUTH, timeout=5)
+        assert response.status_code == 404 and response.json()["code"] == "not_found"
