@@ -16,7 +16,15 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from genauth_emulator import authentication, department_endpoints, mfa_endpoints, user_endpoints
+from genauth_emulator import (
+    authentication,
+    department_endpoints,
+    group_role_endpoints,
+    mfa_endpoints,
+    organization_endpoints,
+    user_endpoints,
+    webhook_endpoints,
+)
 from genauth_emulator.control import control_blueprint
 from genauth_emulator.delivery import WebhookTarget, delivery_blueprint
 from genauth_emulator.faults import API_PREFIX, Fault, Faults
@@ -43,9 +51,24 @@ def api_routes() -> dict[tuple[str, str], Handler]:
         ("GET", "list-users"): user_endpoints.list_users_legacy,
         ("GET", "get-user-departments"): department_endpoints.get_user_departments,
         ("GET", "list-department-members"): department_endpoints.list_department_members,
+        ("GET", "get-user-groups"): group_role_endpoints.get_user_groups,
+        ("GET", "get-user-roles"): group_role_endpoints.get_user_roles,
+        ("GET", "list-group-members"): group_role_endpoints.list_group_members,
+        ("GET", "list-groups"): group_role_endpoints.list_groups,
         ("GET", "get-mfa-status"): mfa_endpoints.get_mfa_status,
         ("POST", "set-mfa-status"): mfa_endpoints.set_mfa_status,
         ("GET", "get-user-mfa-info"): mfa_endpoints.get_user_mfa_info,
+        ("GET", "list-organizations"): organization_endpoints.list_organizations,
+        ("GET", "get-department"): organization_endpoints.get_department,
+        ("POST", "search-departments"): organization_endpoints.search_departments,
+        ("POST", "create-webhook"): webhook_endpoints.create_webhook,
+        ("GET", "list-webhooks"): webhook_endpoints.list_webhooks,
+        ("GET", "get-webhook"): webhook_endpoints.get_webhook,
+        ("POST", "update-webhook"): webhook_endpoints.update_webhook,
+        ("POST", "delete-webhook"): webhook_endpoints.delete_webhook,
+        ("GET", "get-webhook-event-list"): webhook_endpoints.get_webhook_event_list,
+        ("POST", "get-webhook-logs"): webhook_endpoints.get_webhook_logs,
+        ("POST", "trigger-webhook"): webhook_endpoints.trigger_webhook,
     }
 
 

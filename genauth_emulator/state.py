@@ -1,7 +1,9 @@
 """`EmulatorState`: the in-memory GenAuth user pool behind the emulator: credentials and management tokens,
-organizations and their department trees, users, memberships and per-user MFA trigger data.
+organizations and their department trees, users, memberships, user groups, roles (per namespace), custom
+data and per-user MFA trigger data.
 
-Tests build scenarios with the helper methods (`add_user`, `add_member`, `move_department`, `set_mfa`, ...);
+Tests build scenarios with the helper methods (`add_user`, `add_member`, `move_department`, `set_mfa`,
+`add_group`, `add_group_member`, `add_role`, `assign_role`, ...);
 the Flask app (`app.py` and the `*_endpoints` modules) reads and writes through the same methods. One
 re-entrant lock guards everything, and every method hands out copies, never live records.
 """
@@ -16,7 +18,8 @@ import string
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from genauth_emulator import dtos, legacy, mfa
 from genauth_emulator.directory import Directory, UnknownDepartmentError, UnknownOrganizationError
@@ -29,8 +32,17 @@ from genauth_emulator.records import (
     new_user_profile,
 )
 from genauth_emulator.tokens import TokenRegistry
+from genauth_emulator.webhooks import WebhookRegistry
 
-__all__ = ["EmulatorState", "UnknownDepartmentError", "UnknownOrganizationError", "UnknownUserError"]
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "EmulatorState",
+    "UnknownDepartmentError",
+    "UnknownGroupError",
+    "UnknownOrganizationError",
+    "UnknownRoleError",
+    "UnknownUserError",
+]
 
 # userIdType value -> the UserDto field it looks users up by.
 USER_ID_TYPES = {
@@ -41,10 +53,46 @@ USER_ID_TYPES = {
     "external_id": "externalId",
 }
 _ID_TOKEN_LIFETIME = 14 * 24 * 3600
+#: The permission group (namespace) roles belong to unless another is named.
+DEFAULT_NAMESPACE = "default"
+_T = TypeVar("_T")
 
 
 class UnknownUserError(LookupError):
     """No user matches; the API answers statusCode 404 with apiCode 2004."""
+
+
+class UnknownGroupError(LookupError):
+    """No user group has this code."""
+
+
+class UnknownRoleError(LookupError):
+    """No role has this code in this namespace."""
+
+
+@dataclass
+class GroupRecord:
+    """A static user group and its members (user ids, in the order they joined)."""
+
+    id: str
+    code: str
+    name: str
+    description: str
+    created_at: str
+    members: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RoleRecord:
+    """A role in one namespace (permission group) and the users it is assigned to, in assignment order."""
+
+    id: str
+    code: str
+    namespace: str
+    name: str
+    description: str
+    created_at: str
+    members: list[str] = field(default_factory=list)
 
 
 class EmulatorState:
@@ -74,6 +122,10 @@ class EmulatorState:
         self._used_ids: set[str] = set()
         self._directory = Directory(new_id=self._new_id, timestamp=lambda: iso_timestamp(self._clock()))
         self._users: dict[str, UserRecord] = {}
+        self._groups: dict[str, GroupRecord] = {}
+        self._roles: dict[tuple[str, str], RoleRecord] = {}
+        self.webhooks = WebhookRegistry(clock=clock)
+        """The pool's webhooks and their delivery logs (`webhook_endpoints`)."""
 
     # -- settings
 
@@ -171,6 +223,11 @@ class EmulatorState:
         with self._lock:
             return self._directory.find(organization_code, reference, id_type).id
 
+    def read_directory(self, reader: Callable[[Directory], _T]) -> _T:
+        """Run `reader` over the organizations and departments with the lock held; it must return copies."""
+        with self._lock:
+            return reader(self._directory)
+
     def organization_code_of(self, department_code: str) -> str:
         """Return the code of the organization a department belongs to."""
         with self._lock:
@@ -198,8 +255,16 @@ class EmulatorState:
         application_mfa: Sequence[Mapping[str, Any] | str] = (),
         mfa_phone: str | None = None,
         mfa_email: str | None = None,
+        custom_data: Mapping[str, Any] | None = None,
+        external_id: str | None = None,
+        user_source_type: str = "adminCreated",
+        register_source: Sequence[str] = ("import:manual",),
     ) -> dict[str, Any]:
-        """Create a user in the given department codes (first = main); return it as `user()` does."""
+        """Create a user in the given department codes (first = main); return it as `user()` does.
+
+        `custom_data` is what `get-user` shows with `withCustomData`; `external_id`, `user_source_type` and
+        `register_source` fill `externalId`, `userSourceType` and `registerSource`.
+        """
         with self._lock:
             if user_id is not None and user_id in self._users:
                 raise ValueError(f"user {user_id!r} exists")
@@ -217,6 +282,9 @@ class EmulatorState:
                 "status": status,
                 "emailVerified": email is not None,
                 "phoneVerified": phone is not None,
+                "externalId": external_id,
+                "userSourceType": user_source_type,
+                "registerSource": list(register_source),
             }
             self._users[uid] = UserRecord(
                 profile=new_user_profile(uid, iso_timestamp(now), fields),
@@ -232,27 +300,42 @@ class EmulatorState:
                     "mfaPhoneCountryCode": phone_country_code if mfa_phone else None,
                     "mfaEmail": mfa_email,
                 },
+                custom_data=dict(custom_data or {}),
             )
             for code in departments:
                 self.add_member(uid, code)
             return self.user(uid)
 
-    def update_user(self, user_id: str, **fields: Any) -> dict[str, Any]:
-        """Change v3 profile fields (e.g. `phone="13800138009"`); return the user as `user()` does."""
+    def update_user(
+        self, user_id: str, *, custom_data: Mapping[str, Any] | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Change v3 profile fields (e.g. `phone="13800138009"`, `status="Suspended"`, `externalId="E-1"`) and
+        custom data (`custom_data={"costCenter": "FIN-01"}` sets those keys; a None value removes one);
+        return the user as `user()` does."""
         with self._lock:
             record = self._record(user_id)
             unknown = sorted(name for name in fields if name == "userId" or name not in record.profile)
             if unknown:
                 raise ValueError(f"cannot update fields {unknown}")
             record.profile.update(fields)
+            for key, value in (custom_data or {}).items():
+                if value is None:
+                    record.custom_data.pop(key, None)
+                else:
+                    record.custom_data[key] = value
             record.profile["updatedAt"] = iso_timestamp(self._clock())
             return self.user(user_id)
 
     def delete_user(self, user_id: str) -> None:
-        """Remove a user with its memberships and MFA data."""
+        """Remove a user with its memberships (departments, groups, roles) and MFA data."""
         with self._lock:
             self._record(user_id)
             del self._users[user_id]
+            for members in [group.members for group in self._groups.values()] + [
+                role.members for role in self._roles.values()
+            ]:
+                if user_id in members:
+                    members.remove(user_id)
 
     def add_member(self, user_id: str, department_code: str, *, is_leader: bool = False) -> None:
         """Put a user in a department; the first department a user joins is their main one. Idempotent."""
@@ -346,6 +429,119 @@ class EmulatorState:
                     joined[record.user_id] = min(seqs)
             return sorted(joined, key=joined.__getitem__)
 
+    # -- user groups
+
+    def add_group(self, code: str, name: str, description: str = "") -> str:
+        """Create a static user group; return its id."""
+        with self._lock:
+            if code in self._groups:
+                raise ValueError(f"group {code!r} exists")
+            group_id = self._new_id()
+            self._groups[code] = GroupRecord(
+                id=group_id, code=code, name=name, description=description, created_at=iso_timestamp(self._clock())
+            )
+            return group_id
+
+    def add_group_member(self, user_id: str, code: str) -> None:
+        """Put a user in a group (idempotent)."""
+        with self._lock:
+            self._record(user_id)
+            group = self._group(code)
+            if user_id not in group.members:
+                group.members.append(user_id)
+
+    def remove_group_member(self, user_id: str, code: str) -> None:
+        """Take a user out of a group (no-op if not a member)."""
+        with self._lock:
+            self._record(user_id)
+            group = self._group(code)
+            if user_id in group.members:
+                group.members.remove(user_id)
+
+    def group(self, code: str) -> dict[str, Any]:
+        """Return the group as `get-user-groups` lists it (`ResGroupDto`, `members` left empty)."""
+        with self._lock:
+            return _group_dto(self._group(code))
+
+    def user_groups(self, user_id: str) -> list[dict[str, Any]]:
+        """Return the groups the user belongs to, oldest group first."""
+        with self._lock:
+            self._record(user_id)
+            return [_group_dto(group) for group in self._groups.values() if user_id in group.members]
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Every group, oldest first, as `list-groups` answers them."""
+        with self._lock:
+            return [_group_dto(group) for group in self._groups.values()]
+
+    def group_member_ids(self, code: str) -> list[str]:
+        """Return the ids of a group's members, in the order they joined."""
+        with self._lock:
+            return list(self._group(code).members)
+
+    def webhook_group(self, code: str) -> dict[str, Any]:
+        """Return the group as `group:member-*` webhooks carry it (contract §1.10, constructed)."""
+        with self._lock:
+            group = self._group(code)
+            return {
+                "id": group.id,
+                "code": group.code,
+                "name": group.name,
+                "description": group.description,
+                "userPoolId": self.userpool_id,
+            }
+
+    # -- roles
+
+    def add_role(
+        self, code: str, namespace: str = DEFAULT_NAMESPACE, name: str | None = None, description: str = ""
+    ) -> str:
+        """Create a role in `namespace` (permission group); return its id."""
+        with self._lock:
+            if (namespace, code) in self._roles:
+                raise ValueError(f"role {code!r} exists in namespace {namespace!r}")
+            role_id = self._new_id()
+            self._roles[(namespace, code)] = RoleRecord(
+                id=role_id,
+                code=code,
+                namespace=namespace,
+                name=name or code,
+                description=description,
+                created_at=iso_timestamp(self._clock()),
+            )
+            return role_id
+
+    def assign_role(self, user_id: str, code: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Assign a role to a user (idempotent)."""
+        with self._lock:
+            self._record(user_id)
+            role = self._role(code, namespace)
+            if user_id not in role.members:
+                role.members.append(user_id)
+
+    def unassign_role(self, user_id: str, code: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+        """Take a role from a user (no-op if they do not hold it)."""
+        with self._lock:
+            self._record(user_id)
+            role = self._role(code, namespace)
+            if user_id in role.members:
+                role.members.remove(user_id)
+
+    def user_roles(self, user_id: str, namespace: str = DEFAULT_NAMESPACE) -> list[dict[str, Any]]:
+        """Return the user's roles in one namespace as `get-user-roles` lists them (`RoleDto`)."""
+        with self._lock:
+            self._record(user_id)
+            return [
+                _role_dto(role)
+                for role in self._roles.values()
+                if role.namespace == namespace and user_id in role.members
+            ]
+
+    def role_member_ids(self, code: str, namespace: str = DEFAULT_NAMESPACE) -> list[str]:
+        """Return the ids of the users holding a role, in assignment order."""
+        with self._lock:
+            return list(self._role(code, namespace).members)
+
     # -- webhook (legacy) shapes
 
     def webhook_user(self, user_id: str) -> dict[str, Any]:
@@ -404,3 +600,42 @@ class EmulatorState:
         if record is None:
             raise UnknownUserError(user_id)
         return record
+
+    def _group(self, code: str) -> GroupRecord:
+        group = self._groups.get(code)
+        if group is None:
+            raise UnknownGroupError(code)
+        return group
+
+    def _role(self, code: str, namespace: str) -> RoleRecord:
+        role = self._roles.get((namespace, code))
+        if role is None:
+            raise UnknownRoleError(f"{namespace}:{code}")
+        return role
+
+
+def _group_dto(group: GroupRecord) -> dict[str, Any]:
+    """`ResGroupDto` (contract §3.8); `members` stays empty, as callers must not rely on it."""
+    return {
+        "id": group.id,
+        "code": group.code,
+        "name": group.name,
+        "description": group.description,
+        "type": "static",
+        "metadataSource": [],
+        "members": [],
+    }
+
+
+def _role_dto(role: RoleRecord) -> dict[str, Any]:
+    """`RoleDto` (contract §3.9)."""
+    return {
+        "id": role.id,
+        "code": role.code,
+        "name": role.name,
+        "description": role.description,
+        "namespace": role.namespace,
+        "namespaceName": "Default" if role.namespace == DEFAULT_NAMESPACE else role.namespace,
+        "status": "ENABLE",
+        "disableTime": None,
+    }

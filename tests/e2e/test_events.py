@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from genauth_emulator.payloads import event_body
 from service.store.decisions import decisions_for_user
 from service.store.tables import events, work
+from tests.e2e.test_pipeline import wait_for_decision
 
 
 def queued(engine):
@@ -72,3 +73,14 @@ def test_moving_a_department_under_finance_enforces_its_members(live_service, em
     )
     members = emulator.journal.entries("/api/v3/list-department-members")
     assert members and members[-1].query["includeChildrenDepartments"] == ["true"]
+
+
+def test_granting_a_role_to_a_group_reaches_its_members(live_service, emulator):
+    """role:assigned with a group id: the worker expands the group and reconciles each member."""
+    bob = emulator.users["fin.bob"]
+    contractors = emulator.state.group("contractors")["id"]
+    body = {"eventName": "role:assigned", "data": {"userIds": [], "groupIds": [contractors], "nodeIds": []}}
+    assert live_service.sender.deliver(body).status_code == 200
+    decision = wait_for_decision(live_service.engine, bob)
+    assert decision["trigger"] == "role:assigned"
+    assert emulator.journal.count("/api/v3/list-group-members") == 1
