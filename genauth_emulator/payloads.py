@@ -2,7 +2,9 @@
 
 `event_body(state, "login", user_id)` returns `{"eventName": ..., "data": ...}` with the legacy user/node
 objects of §1.8-1.9; `sender.WebhookSender` posts it. Shapes marked *constructed* in the contract (deleted,
-group and role events) follow the contract's reconstruction.
+group and role events) follow the contract's reconstruction: `group:member-*` carry `{group, users}` (the
+group from the pool when `group_code` names one), `role:*` carry `{userIds, groupIds, nodeIds}` and, as the
+contract leaves open, nothing about which role.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from genauth_emulator.state import EmulatorState
+from genauth_emulator.state import EmulatorState, UnknownGroupError
 
 TEST_DESCRIPTION = "A test from GenAuth Webhook"
 _USER_EVENTS = {"user:blocked", "user:unblocked", "user:archived", "user:unarchived"}
@@ -45,10 +47,23 @@ def event_body(
     group: Mapping[str, Any] | None = None,
     mfa_type: str = "SMS",
     is_valid: bool = True,
+    group_code: str | None = None,
 ) -> dict[str, Any]:
-    """Return the enveloped webhook body for `event_name` about `user_id` (or `users`, for list events)."""
+    """Return the enveloped webhook body for `event_name` about `user_id` (or `users`, for list events).
+
+    For group events `group_code` picks the pool's group (default `mfa-exempt`) unless `group` is given;
+    for role events it names a group the role went to (`groupIds`), as `department_code` names a department
+    (`nodeIds`).
+    """
     if event_name not in EVENT_NAMES:
         raise ValueError(f"unsupported event {event_name!r}; expected one of {EVENT_NAMES}")
+    if group is None and group_code is not None and event_name in _GROUP_EVENTS:
+        group = state.webhook_group(group_code)
+    if event_name in _ROLE_EVENTS:
+        group_ids = [state.webhook_group(group_code)["id"]] if group_code else []
+        node_ids = [state.department_id(department_code)] if department_code else []
+        data = {"userIds": _user_ids(user_id, users, allow_none=bool(group_ids or node_ids))}
+        return {"eventName": event_name, "data": {**data, "groupIds": group_ids, "nodeIds": node_ids}}
     return {
         "eventName": event_name,
         "data": _data(state, event_name, user_id, department_code, users, updates, group, mfa_type, is_valid),
@@ -70,9 +85,6 @@ def _data(
         return {"description": TEST_DESCRIPTION}
     if event_name in _GROUP_EVENTS:
         return {"group": dict(group or _default_group(state)), "users": _webhook_users(state, user_id, users)}
-    if event_name in _ROLE_EVENTS:
-        node_ids = [state.department_id(department_code)] if department_code else []
-        return {"userIds": _user_ids(user_id, users), "groupIds": [], "nodeIds": node_ids}
     if event_name == "user:deleted":
         return {"users": _webhook_users(state, user_id, users)}
     if event_name == "organization:node-moved":
@@ -120,6 +132,10 @@ def _node_moved(state: EmulatorState, department_code: str) -> dict[str, Any]:
 
 
 def _default_group(state: EmulatorState) -> dict[str, Any]:
+    try:
+        return state.webhook_group("mfa-exempt")
+    except UnknownGroupError:
+        pass  # a pool without the group: a stable made-up one
     group_id = hashlib.sha256(f"{state.userpool_id}:mfa-exempt".encode()).hexdigest()[:24]
     return {
         "id": group_id,
@@ -130,9 +146,12 @@ def _default_group(state: EmulatorState) -> dict[str, Any]:
     }
 
 
-def _user_ids(user_id: str | None, users: Sequence[str] | None) -> list[str]:
-    ids = list(users) if users is not None else [_required(user_id, "user_id or users")]
-    return ids
+def _user_ids(user_id: str | None, users: Sequence[str] | None, *, allow_none: bool = False) -> list[str]:
+    if users is not None:
+        return list(users)
+    if user_id is None and allow_none:
+        return []
+    return [_required(user_id, "user_id or users")]
 
 
 def _webhook_users(state: EmulatorState, user_id: str | None, users: Sequence[str] | None) -> list[dict[str, Any]]:

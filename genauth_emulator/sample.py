@@ -4,6 +4,10 @@ Organization `acme` with Finance (`finance`), Payroll (`finance-payroll`, under 
 (`engineering`), and six users chosen to exercise an "SMS MFA for finance, including sub-departments" policy:
 some need SMS, one cannot have it (no phone), one already has it, one is outside the scope, one has no
 department yet (move them into Finance to see the policy react).
+
+For rules on groups and roles: the user group `contractors` holds one Finance member (fin.bob, in Payroll),
+the group `mfa-exempt` starts empty (for exceptions), and eng.dave holds the role `admin` in the default
+namespace.
 """
 
 from __future__ import annotations
@@ -42,4 +46,9 @@ def seed_sandbox(state: EmulatorState) -> dict[str, str]:
             mfa_email=email if factor == "EMAIL" else None,
         )
         ids[username] = user["userId"]
+    state.add_group("contractors", "Contractors", "External contractors")
+    state.add_group_member(ids["fin.bob"], "contractors")
+    state.add_group("mfa-exempt", "MFA exempt", "Exempt from MFA rules for a reason on record")
+    state.add_role("admin", name="Administrator")
+    state.assign_role(ids["eng.dave"], "admin")
     return ids

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from service.errors import ServiceError
 from service.policy import (
     Department,
     Evaluation,
+    Exemption,
     Fact,
     Match,
     MissingFactError,
     Policy,
     PolicyError,
+    Role,
     Rule,
     UserFacts,
+    ValueTest,
     evaluate,
     facts_needed,
     parse_policy,
@@ -30,6 +35,7 @@ PAYROLL = Department(
     ancestor_names=("ACME", "Finance"),
 )
 SALES = Department(department_id="dep-sales", code="sales", name="Sales", ancestor_ids=("dep-root",))
+TODAY = date(2026, 12, 1)
 
 
 def make_rule(
@@ -49,7 +55,7 @@ def make_user(*departments: Department, email: str | None = "alice@acme.example"
 
 
 def evaluate_one(rule: Rule, user: UserFacts) -> Evaluation:
-    return evaluate(Policy(rules=(rule,)), user)
+    return evaluate(Policy(rules=(rule,)), user, today=TODAY)
 
 
 # --- departments ----------------------------------------------------------------------------------------
@@ -161,7 +167,7 @@ def test_factors_of_matched_rules_are_united_in_factor_order():
             make_rule("acme-otp", email_domains=("acme.example",), factors=("OTP", "SMS")),
         )
     )
-    evaluation = evaluate(policy, make_user(PAYROLL))
+    evaluation = evaluate(policy, make_user(PAYROLL), today=TODAY)
     assert evaluation.user_id == "u-1"
     assert [result.rule for result in evaluation.results] == ["finance-face", "sales-email", "acme-otp"]
     assert evaluation.matched_rules == ("finance-face", "acme-otp")
@@ -171,7 +177,7 @@ def test_factors_of_matched_rules_are_united_in_factor_order():
 
 def test_empty_policy_requires_nothing():
     """With no rules nobody is matched and nothing is required."""
-    evaluation = evaluate(Policy(rules=()), make_user(fetched=False))
+    evaluation = evaluate(Policy(rules=()), make_user(fetched=False), today=TODAY)
     assert evaluation == Evaluation(user_id="u-1", results=(), required=(), audit_only=())
 
 
@@ -186,7 +192,7 @@ def test_audit_rule_factors_are_audit_only_unless_an_enforced_rule_requires_them
             make_rule("audit-sms-otp", departments=("finance",), factors=("SMS", "OTP"), mode="audit"),
         )
     )
-    evaluation = evaluate(policy, make_user(FINANCE))
+    evaluation = evaluate(policy, make_user(FINANCE), today=TODAY)
     assert evaluation.required == ("SMS",)
     assert evaluation.audit_only == ("OTP",)
     assert [result.mode for result in evaluation.results] == ["enforce", "audit"]
@@ -206,7 +212,7 @@ def test_force_audit_turns_every_requirement_into_audit_only():
             make_rule("audit-otp", departments=("finance",), factors=("OTP",), mode="audit"),
         )
     )
-    evaluation = evaluate(policy, make_user(FINANCE), force_audit=True)
+    evaluation = evaluate(policy, make_user(FINANCE), today=TODAY, force_audit=True)
     assert evaluation.required == ()
     assert evaluation.audit_only == ("SMS", "OTP")
     assert evaluation.matched_rules == ("enforce-sms", "audit-otp")
@@ -220,7 +226,7 @@ def test_missing_departments_fact_is_an_error_not_a_non_match():
     """A department rule evaluated without fetched departments raises MissingFactError naming rule, user."""
     policy = Policy(rules=(make_rule("finance-sms", departments=("finance",), email_domains=("other.example",)),))
     with pytest.raises(MissingFactError) as caught:
-        evaluate(policy, make_user(fetched=False))
+        evaluate(policy, make_user(fetched=False), today=TODAY)
     error = caught.value
     assert isinstance(error, ServiceError)
     assert not isinstance(error, PolicyError)
@@ -232,7 +238,7 @@ def test_departments_are_not_needed_when_no_rule_uses_them():
     """A policy of email rules evaluates without departments, and facts_needed says so."""
     policy = Policy(rules=(make_rule(email_domains=("acme.example",)),))
     assert facts_needed(policy) == frozenset()
-    assert evaluate(policy, make_user(fetched=False)).required == ("SMS",)
+    assert evaluate(policy, make_user(fetched=False), today=TODAY).required == ("SMS",)
 
 
 def test_facts_needed_names_departments_when_any_rule_uses_them():
@@ -247,5 +253,166 @@ def test_example_policy_requires_sms_of_finance_sub_department_members():
     policy = parse_policy(
         "policies:\n  - name: finance-sms\n    match: {departments: [finance]}\n    require_mfa: [sms]\n"
     )
-    assert evaluate(policy, make_user(PAYROLL)).required == ("SMS",)
-    assert evaluate(policy, make_user(SALES)).required == ()
+    assert evaluate(policy, make_user(PAYROLL), today=TODAY).required == ("SMS",)
+    assert evaluate(policy, make_user(SALES), today=TODAY).required == ()
+
+
+# --- exceptions -----------------------------------------------------------------------------------------
+
+PILOT = Exemption(reason="Hardware token pilot", groups=("mfa-exempt",), expires=date(2027, 1, 31))
+
+
+def exempting_rule(*exceptions: Exemption, name: str = "finance-sms", mode: str = "enforce") -> Rule:
+    match = Match(departments=("finance",))
+    return Rule(name=name, description="", mode=mode, match=match, require_mfa=("SMS",), exceptions=exceptions)
+
+
+def grouped_user(*groups: str, user_id: str = "u-1") -> UserFacts:
+    return UserFacts(user_id=user_id, email="a@acme.example", departments=(FINANCE,), groups=groups)
+
+
+def test_member_of_an_exempt_group_is_exempt_until_the_exception_expires():
+    """An exempt rule still counts as matched but contributes no factors; the reason says until when."""
+    evaluation = evaluate(Policy(rules=(exempting_rule(PILOT),)), grouped_user("mfa-exempt"), today=TODAY)
+    [result] = evaluation.results
+    assert (result.matched, result.exempt) == (True, True)
+    assert result.exemption == "exempt until 2027-01-31: Hardware token pilot (group mfa-exempt)"
+    assert result.expired_exemptions == ()
+    assert evaluation.matched_rules == ("finance-sms",)
+    assert evaluation.exempt_rules == ("finance-sms",)
+    assert (evaluation.required, evaluation.audit_only, evaluation.rule_factors) == ((), (), {})
+
+
+def test_exception_applies_on_its_last_day_and_not_after():
+    """On the expires date the user is exempt; the day after the rule applies and the report says why."""
+    policy = Policy(rules=(exempting_rule(PILOT),))
+    assert evaluate(policy, grouped_user("mfa-exempt"), today=date(2027, 1, 31)).required == ()
+    after = evaluate(policy, grouped_user("mfa-exempt"), today=date(2027, 2, 1))
+    [result] = after.results
+    assert (result.matched, result.exempt, result.exemption) == (True, False, None)
+    assert result.expired_exemptions == ("exception expired 2027-01-31: Hardware token pilot (group mfa-exempt)",)
+    assert after.required == ("SMS",)
+
+
+def test_exception_by_user_id_without_expiry():
+    """An exception listing the user's id exempts them for good, and says so."""
+    rule = exempting_rule(Exemption(reason="break-glass account", users=("u-1",)))
+    [result] = evaluate(Policy(rules=(rule,)), grouped_user(), today=TODAY).results
+    assert result.exemption == "exempt: break-glass account (user u-1)"
+    assert evaluate(Policy(rules=(rule,)), grouped_user(user_id="u-2"), today=TODAY).required == ("SMS",)
+
+
+def test_a_live_exception_wins_over_an_expired_one_and_both_are_reported():
+    """With one expired and one current exception, the user is exempt and the expired one is still shown."""
+    expired = Exemption(reason="old pilot", users=("u-1",), expires=date(2026, 1, 1))
+    current = Exemption(reason="new pilot", groups=("MFA-Exempt",))
+    [result] = evaluate(
+        Policy(rules=(exempting_rule(expired, current),)), grouped_user("mfa-exempt"), today=TODAY
+    ).results
+    assert result.exemption == "exempt: new pilot (group MFA-Exempt)"
+    assert result.expired_exemptions == ("exception expired 2026-01-01: old pilot (user u-1)",)
+
+
+def test_exceptions_only_concern_users_the_rule_matches():
+    """A user the rule does not match is simply not matched: no exemption, no expired lines."""
+    user = UserFacts(user_id="u-1", departments=(SALES,), groups=("mfa-exempt",))
+    [result] = evaluate(Policy(rules=(exempting_rule(PILOT),)), user, today=TODAY).results
+    assert (result.matched, result.exempt, result.expired_exemptions) == (False, False, ())
+
+
+def test_exemption_from_one_rule_leaves_the_others():
+    """Being exempt from one rule does not remove factors another matching rule requires."""
+    policy = Policy(
+        rules=(
+            exempting_rule(PILOT),
+            make_rule("finance-otp", departments=("finance",), factors=("SMS", "OTP")),
+        )
+    )
+    evaluation = evaluate(policy, grouped_user("mfa-exempt"), today=TODAY)
+    assert evaluation.required == ("SMS", "OTP")
+    assert evaluation.rule_factors == {"finance-otp": ("SMS", "OTP")}
+
+
+# --- fallbacks and per-rule factors ---------------------------------------------------------------------
+
+
+def fallback_rule(name: str, factors: tuple[str, ...], fallback: tuple[str, ...], mode: str = "enforce") -> Rule:
+    match = Match(departments=("finance",))
+    return Rule(name=name, description="", mode=mode, match=match, require_mfa=factors, fallback=fallback)
+
+
+def test_fallbacks_are_declared_per_required_factor_in_rule_order_without_repeats():
+    """For each required factor, the fallbacks of the rules requiring it, first rule first, deduplicated."""
+    policy = Policy(
+        rules=(
+            fallback_rule("a", ("SMS",), ("EMAIL", "OTP")),
+            fallback_rule("b", ("SMS", "FACE"), ("OTP", "EMAIL")),
+            fallback_rule("c", ("EMAIL",), ()),
+        )
+    )
+    evaluation = evaluate(policy, make_user(FINANCE), today=TODAY)
+    assert evaluation.required == ("SMS", "EMAIL", "FACE")
+    assert evaluation.fallbacks == {"SMS": ("EMAIL", "OTP"), "EMAIL": (), "FACE": ("OTP", "EMAIL")}
+    assert evaluation.rule_factors == {"a": ("SMS",), "b": ("SMS", "FACE"), "c": ("EMAIL",)}
+    assert evaluation.results[0].fallback == ("EMAIL", "OTP")
+
+
+def test_audit_rule_fallbacks_never_loosen_an_enforced_factor():
+    """An enforced factor takes fallbacks from enforce-mode rules only; audit rules' go with audit_only."""
+    policy = Policy(
+        rules=(
+            fallback_rule("enforced", ("SMS",), ()),
+            fallback_rule("audited", ("SMS", "EMAIL"), ("OTP",), mode="audit"),
+        )
+    )
+    evaluation = evaluate(policy, make_user(FINANCE), today=TODAY)
+    assert (evaluation.required, evaluation.audit_only) == (("SMS",), ("EMAIL",))
+    assert evaluation.fallbacks == {"SMS": (), "EMAIL": ("OTP",)}
+
+
+def test_unmatched_rules_have_no_factors_or_fallbacks():
+    """rule_factors and fallbacks only cover rules that apply."""
+    policy = Policy(rules=(fallback_rule("a", ("SMS",), ("EMAIL",)),))
+    evaluation = evaluate(policy, make_user(SALES), today=TODAY)
+    assert (evaluation.fallbacks, evaluation.rule_factors) == ({}, {})
+
+
+# --- new facts ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("match", "fact"),
+    [
+        (Match(groups=("contractors",)), Fact.GROUPS),
+        (Match(email_domains=("acme.example",), negated=Match(roles=(Role("admin"),))), Fact.ROLES),
+        (Match(any_of=(Match(custom_data=(("level", ValueTest.exists()),)),)), Fact.CUSTOM_DATA),
+    ],
+)
+def test_missing_groups_roles_or_custom_data_are_errors(match, fact):
+    """A rule using a fact at any depth raises MissingFactError when that fact was not gathered."""
+    rule = Rule(name="r", description="", mode="enforce", match=match, require_mfa=("SMS",))
+    with pytest.raises(MissingFactError) as caught:
+        evaluate(Policy(rules=(rule,)), UserFacts(user_id="u-1", email="a@acme.example"), today=TODAY)
+    assert caught.value.fact is fact
+
+
+def test_exception_by_group_needs_the_groups_fact():
+    """Deciding an exception by group needs the user's groups, even when the match does not."""
+    with pytest.raises(MissingFactError) as caught:
+        evaluate(Policy(rules=(exempting_rule(PILOT),)), make_user(FINANCE), today=TODAY)
+    assert caught.value.fact is Fact.GROUPS
+
+
+def test_v1_file_with_new_keys_evaluates_end_to_end():
+    """Finance but not contractors, through the file format: a contractor is not matched, a clerk is."""
+    policy = parse_policy(
+        "policies:\n"
+        "  - name: finance-staff\n"
+        "    match: {departments: [finance], not: {groups: [contractors]}}\n"
+        "    require_mfa: [SMS]\n"
+        "    fallback: [EMAIL]\n"
+    )
+    contractor = UserFacts(user_id="u-1", departments=(PAYROLL,), groups=("contractors",))
+    clerk = UserFacts(user_id="u-2", departments=(PAYROLL,), groups=())
+    assert evaluate(policy, contractor, today=TODAY).results[0].reasons == ("not: group contractors matched",)
+    assert evaluate(policy, clerk, today=TODAY).fallbacks == {"SMS": ("EMAIL",)}

@@ -4,14 +4,21 @@ and field, all at once, as one PolicyError."""
 from __future__ import annotations
 
 import textwrap
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from service.errors import ConfigurationError
-from service.policy import Match, PolicyError, load_policy, parse_policy
+from service.policy import Exemption, Fact, Match, PolicyError, Role, ValueTest, load_policy, parse_policy
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "policies.yaml"
+
+CONDITIONS = (
+    "departments, groups, roles, email_domains, status, external_id, user_source_type, register_source, "
+    "custom_data, all, any, not"
+)
+MATCH_KEYS_TEXT = CONDITIONS.replace("departments, ", "departments, include_subdepartments, ", 1)
 
 VALID_RULE = """\
   - name: finance-sms
@@ -34,15 +41,19 @@ def problems_of(text: str) -> list[str]:
 
 
 def test_example_policy_file_loads():
-    """The shipped config/policies.yaml is valid and requires SMS of finance staff."""
+    """The shipped config/policies.yaml requires SMS of finance staff; every further example only audits and
+    needs no fact beyond departments, so the sandbox enforces exactly finance-sms at no extra API cost."""
     policy = load_policy(EXAMPLE)
     assert policy.source == str(EXAMPLE)
-    [rule] = policy.rules
+    rule, *examples = policy.rules
     assert rule.name == "finance-sms"
     assert rule.description == "Finance staff confirm sign-ins with an SMS code."
     assert rule.mode == "enforce"
     assert rule.match == Match(departments=("finance",))
     assert rule.require_mfa == ("SMS",)
+    assert (rule.fallback, rule.exceptions) == ((), ())
+    assert examples and all(example.mode == "audit" for example in examples)
+    assert policy.needs == {Fact.DEPARTMENTS}
 
 
 def test_empty_policies_list_loads_as_a_policy_that_enforces_nothing():
@@ -239,7 +250,7 @@ def test_version_1_may_be_stated():
             - name: r
               require_mfa: [SMS]
             """,
-            "policies[0] (r): match: missing; give at least one of departments, email_domains",
+            f"policies[0] (r): match: missing; give at least one of {CONDITIONS}",
             id="missing-match",
         ),
         pytest.param(
@@ -248,7 +259,7 @@ def test_version_1_may_be_stated():
               match:
               require_mfa: [SMS]
             """,
-            "policies[0] (r): match: must not be empty; give at least one of departments, email_domains",
+            f"policies[0] (r): match: must not be empty; give at least one of {CONDITIONS}",
             id="null-match",
         ),
         pytest.param(
@@ -257,8 +268,7 @@ def test_version_1_may_be_stated():
               match: {}
               require_mfa: [SMS]
             """,
-            "policies[0] (r): match: give at least one of departments, email_domains; "
-            "a rule matching every user is not supported",
+            f"policies[0] (r): match: give at least one of {CONDITIONS}; a rule matching every user is not supported",
             id="empty-match",
         ),
         pytest.param(
@@ -267,7 +277,7 @@ def test_version_1_may_be_stated():
               match: [finance]
               require_mfa: [SMS]
             """,
-            "policies[0] (r): match: expected a mapping with any of departments, email_domains",
+            f"policies[0] (r): match: expected a mapping with any of {CONDITIONS}",
             id="match-not-a-mapping",
         ),
         pytest.param(
@@ -323,7 +333,8 @@ def test_version_1_may_be_stated():
               require_mfa: [SMS]
               requires_mfa: [OTP]
             """,
-            "policies[0] (r): requires_mfa: unknown key; expected name, description, mode, match, require_mfa",
+            "policies[0] (r): requires_mfa: unknown key; expected name, description, mode, match, require_mfa, "
+            "fallback, exceptions",
             id="unknown-rule-key",
         ),
         pytest.param(
@@ -332,7 +343,7 @@ def test_version_1_may_be_stated():
               match: {department: [finance]}
               require_mfa: [SMS]
             """,
-            "policies[0] (r): match.department: unknown key; expected departments, email_domains",
+            f"policies[0] (r): match.department: unknown key; expected {MATCH_KEYS_TEXT}",
             id="unknown-match-key",
         ),
         pytest.param(
@@ -455,8 +466,7 @@ def test_error_message_lists_the_file_and_every_problem_indented():
     assert error.source == "config/policies.yaml"
     assert str(error) == (
         "invalid policy file config/policies.yaml:\n"
-        "  policies[0] (r): match: give at least one of departments, email_domains; "
-        "a rule matching every user is not supported\n"
+        f"  policies[0] (r): match: give at least one of {CONDITIONS}; a rule matching every user is not supported\n"
         "  policies[0] (r): require_mfa: must list at least one factor"
     )
     assert error.reason == "invalid_policy"
@@ -527,3 +537,271 @@ def test_unsafe_yaml_tags_are_refused():
     """Only plain YAML is read: a Python object tag is a syntax problem, never executed."""
     [problem] = problems_of("policies: !!python/object/apply:os.system [echo hi]\n")
     assert problem.startswith("not valid YAML: ")
+
+
+# --- the rule language's further keys -------------------------------------------------------------------
+
+FULL_RULE = """\
+  - name: finance-sms
+    match:
+      departments: [finance]
+      include_subdepartments: false
+      groups: [contractors, Contractors]
+      roles: [admin, {code: approver, namespace: finance-app}, {code: auditor}]
+      email_domains: [corp.example.com]
+      status: [activated, Suspended]
+      external_id: {exists: true}
+      user_source_type: [adminCreated, sync]
+      register_source: [import:manual]
+      custom_data: {costCenter: {equals: FIN-01}, level: {in: [L5, L6, L5]}, vip: {exists: false}, n: {equals: 5}}
+      all: [{groups: [a]}, {departments: [b]}]
+      any: [{status: [Resigned]}]
+      not: {groups: [interns]}
+    require_mfa: [SMS]
+    fallback: [email, OTP, EMAIL]
+    exceptions:
+      - users: [65a1f0c2e4b0a1b2c3d4e5f6]
+        groups: [mfa-exempt]
+        reason: "Hardware token pilot"
+        expires: 2027-01-31
+      - groups: [break-glass]
+        reason: Emergency accounts
+        expires: "2027-06-30"
+"""
+
+
+def test_every_key_of_the_language_loads_into_the_rule():
+    """All match keys, fallback and exceptions load, normalised (case, repeats, aliases, dates)."""
+    [rule] = parse_policy(policy_text(FULL_RULE)).rules
+    match = rule.match
+    assert match.departments == ("finance",) and match.include_subdepartments is False
+    assert match.groups == ("contractors",)
+    assert match.roles == (Role("admin"), Role("approver", "finance-app"), Role("auditor"))
+    assert match.status == ("Activated", "Suspended")
+    assert match.external_id == ValueTest.exists()
+    assert match.user_source_type == ("adminCreated", "syncTask")
+    assert match.register_source == ("import:manual",)
+    assert match.custom_data == (
+        ("costCenter", ValueTest.equal_to("FIN-01")),
+        ("level", ValueTest.one_of("L5", "L6")),
+        ("vip", ValueTest.exists(False)),
+        ("n", ValueTest.equal_to(5)),
+    )
+    assert match.all_of == (Match(groups=("a",)), Match(departments=("b",)))
+    assert match.any_of == (Match(status=("Resigned",)),)
+    assert match.negated == Match(groups=("interns",))
+    assert rule.fallback == ("EMAIL", "OTP")
+    assert rule.exceptions == (
+        Exemption(
+            reason="Hardware token pilot",
+            users=("65a1f0c2e4b0a1b2c3d4e5f6",),
+            groups=("mfa-exempt",),
+            expires=date(2027, 1, 31),
+        ),
+        Exemption(reason="Emergency accounts", groups=("break-glass",), expires=date(2027, 6, 30)),
+    )
+
+
+def test_a_match_of_only_combinators_is_a_match():
+    """A rule may match on `any` alone; `exceptions: []` means none."""
+    [rule] = parse_policy(
+        policy_text("""\
+          - name: r
+            match: {any: [{groups: [a]}, {roles: [b]}]}
+            require_mfa: [OTP]
+            exceptions: []
+        """)
+    ).rules
+    assert rule.match.conditions == ("any",)
+    assert rule.exceptions == ()
+
+
+@pytest.mark.parametrize(
+    ("match", "expected"),
+    [
+        pytest.param(
+            "{all: [{groups: [a]}, {custom_data: {level: {between: [1, 2]}}}]}",
+            ["match.all[1].custom_data.level.between: unknown key; expected one of equals, in, exists"],
+            id="unknown-operator-deep",
+        ),
+        pytest.param(
+            "{all: [{groups: [a]}, {custom_data: {level: {}}}]}",
+            ["match.all[1].custom_data.level: expected one of equals, in, exists"],
+            id="no-operator",
+        ),
+        pytest.param(
+            "{custom_data: {level: L5}}",
+            ["match.custom_data.level: expected a mapping with one of equals, in, exists (like {equals: L5})"],
+            id="bare-value",
+        ),
+        pytest.param(
+            "{custom_data: {level: {equals: L5, in: [L6]}}}",
+            ["match.custom_data.level: give only one of equals, in, exists"],
+            id="two-operators",
+        ),
+        pytest.param(
+            "{custom_data: {vip: {exists: yes please}}}",
+            ["match.custom_data.vip.exists: expected true or false, got text ('yes please')"],
+            id="exists-not-boolean",
+        ),
+        pytest.param(
+            "{custom_data: {level: {in: []}}}",
+            ["match.custom_data.level.in: must list at least one value"],
+            id="empty-in",
+        ),
+        pytest.param(
+            "{custom_data: {d: {equals: 2024-01-01}}}",
+            [
+                "match.custom_data.d.equals: expected text, a number or true/false, got a date (2024-01-01); "
+                "put it in quotes"
+            ],
+            id="date-value",
+        ),
+        pytest.param("{custom_data: {}}", ["match.custom_data: give at least one custom data key"], id="no-keys"),
+        pytest.param(
+            "{external_id: {equals: 417}}",
+            ["match.external_id.equals: expected text, got a number (417); put it in quotes"],
+            id="external-id-number",
+        ),
+        pytest.param(
+            "{groups: [a], not: {}}",
+            [f"match.not: an empty match block is not allowed; give at least one of {CONDITIONS}"],
+            id="empty-not",
+        ),
+        pytest.param(
+            "{groups: [a], not: }",
+            [f"match.not: must not be empty; give a match block with any of {CONDITIONS}"],
+            id="null-not",
+        ),
+        pytest.param("{all: []}", ["match.all: must list at least one match block"], id="empty-all"),
+        pytest.param("{any: [null]}", ["match.any[0]: expected a match block, got nothing"], id="null-in-any"),
+        pytest.param(
+            "{any: [{}]}",
+            [f"match.any[0]: an empty match block is not allowed; give at least one of {CONDITIONS}"],
+            id="empty-block-in-any",
+        ),
+        pytest.param(
+            "{groups: [a], include_subdepartments: false}",
+            ["match.include_subdepartments: applies only together with departments"],
+            id="subdepartments-alone",
+        ),
+        pytest.param(
+            "{departments: [a], include_subdepartments: 0}",
+            ["match.include_subdepartments: expected true or false, got a number (0)"],
+            id="subdepartments-not-boolean",
+        ),
+        pytest.param(
+            "{roles: [{code: a, ns: b}, {namespace: x}, 3]}",
+            [
+                "match.roles[0].ns: unknown key; expected code, namespace",
+                "match.roles[1].code: missing",
+                "match.roles[2]: expected a role code or {code, namespace}, got a number (3)",
+            ],
+            id="bad-roles",
+        ),
+        pytest.param(
+            "{status: [Active]}",
+            ["match.status[0]: 'Active' is not one of Activated, Suspended, Deactivated, Resigned, Archived"],
+            id="unknown-status",
+        ),
+        pytest.param(
+            "{user_source_type: [ldap]}",
+            ["match.user_source_type[0]: 'ldap' is not one of excel, register, adminCreated, syncTask"],
+            id="unknown-source-type",
+        ),
+    ],
+)
+def test_mistakes_in_the_new_match_keys_name_the_path(match, expected):
+    """Each mistake in the new keys is one line with the rule, the full field path and what was expected."""
+    text = policy_text(f"""\
+      - name: x
+        match: {match}
+        require_mfa: [SMS]
+    """)
+    assert problems_of(text) == [f"policies[0] (x): {line}" for line in expected]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        pytest.param(
+            "fallback: [SMS, TOTP]",
+            [
+                "fallback[1]: 'TOTP' is not one of SMS, EMAIL, OTP, FACE",
+                "fallback: SMS already in require_mfa; a fallback stands in for a required factor",
+            ],
+            id="bad-fallback",
+        ),
+        pytest.param("fallback: []", ["fallback: must list at least one fallback factor"], id="empty-fallback"),
+        pytest.param(
+            "exceptions: [{reason: pilot}]",
+            ["exceptions[0]: give users or groups (or both) to exempt"],
+            id="exempts-nobody",
+        ),
+        pytest.param(
+            "exceptions: [{users: [u1]}]",
+            ["exceptions[0].reason: missing; say why they are exempt"],
+            id="no-reason",
+        ),
+        pytest.param(
+            "exceptions: [{users: [u1], reason: ' '}]",
+            ["exceptions[0].reason: must be a reason, not empty"],
+            id="blank-reason",
+        ),
+        pytest.param(
+            "exceptions: [{users: [u1], reason: r, expires: 2027-13-01}]",
+            ["exceptions[0].expires: expected a date like 2027-01-31, got text ('2027-13-01')"],
+            id="impossible-date",
+        ),
+        pytest.param(
+            "exceptions: [{users: [u1], reason: r, expires: soon}]",
+            ["exceptions[0].expires: expected a date like 2027-01-31, got text ('soon')"],
+            id="not-a-date",
+        ),
+        pytest.param(
+            "exceptions: [{users: [u1], reason: r, expires: 2027-01-31 10:00:00}]",
+            ["exceptions[0].expires: expected a date like 2027-01-31, got a date (2027-01-31T10:00:00)"],
+            id="date-time",
+        ),
+        pytest.param(
+            "exceptions: [{users: [u1], reason: r, until: 2027-01-31}]",
+            ["exceptions[0].until: unknown key; expected users, groups, reason, expires"],
+            id="unknown-exception-key",
+        ),
+        pytest.param("exceptions: {users: [u1]}", ["exceptions: expected a list of exceptions"], id="not-a-list"),
+    ],
+)
+def test_mistakes_in_fallback_and_exceptions_name_the_path(extra, expected):
+    """fallback and exceptions are validated like the rest: every problem, with its path."""
+    text = policy_text(f"""\
+      - name: x
+        match: {{departments: [finance]}}
+        require_mfa: [SMS]
+        {extra}
+    """)
+    assert problems_of(text) == [f"policies[0] (x): {line}" for line in expected]
+
+
+def test_problems_at_every_depth_are_collected_in_one_pass():
+    """Nested mistakes in several rules are all reported, in file order."""
+    problems = problems_of(
+        policy_text(
+            """\
+              - name: a
+                match: {not: {custom_data: {level: {in: [L5, [x]]}}}}
+                require_mfa: [SMS]
+            """,
+            VALID_RULE.replace("finance-sms", "b"),
+            """\
+              - name: c
+                match: {any: [{groups: []}]}
+                require_mfa: [OTP]
+                exceptions: [{groups: [x]}]
+            """,
+        )
+    )
+    assert problems == [
+        "policies[0] (a): match.not.custom_data.level.in[1]: expected text, a number or true/false, got a list",
+        "policies[2] (c): match.any[0].groups: must list at least one group code",
+        "policies[2] (c): exceptions[0].reason: missing; say why they are exempt",
+    ]
