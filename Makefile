@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test test-pg run worker emulator clean
+.PHONY: help install lint test test-pg policy-test run worker emulator clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,9 @@ lint: $(STAMP) ## ruff and mypy (strict) over the service
 
 test: $(STAMP) ## the whole suite (PostgreSQL tests run when TEST_DATABASE_URL is set)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+policy-test: $(STAMP) ## the shipped policy against its test suite
+	$(BIN)/mfa-enforcer policy test config/policies.test.yaml
 
 test-pg: $(STAMP) ## the suite with PostgreSQL on this machine
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test} $(BIN)/pytest $(PYTEST_ARGS)
