@@ -13,6 +13,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.policy import contact_problem
 from service.policy.facts import UserFacts
 
 ENABLED = 1
@@ -89,19 +90,16 @@ def merge_factors(current: dict[str, Any], required: tuple[str, ...], facts: Use
 
 def _bind_contact(data: dict[str, Any], factor: str, facts: UserFacts) -> str | None:
     """Fill the phone or email a factor sends codes to; returns why not when there is none."""
-    if factor == "SMS":
-        if _has_text(data.get("mfaPhone")):
-            return None
-        if not _has_text(facts.phone):
-            return "no phone number on record"
+    mfa_phone = data.get("mfaPhone") if _has_text(data.get("mfaPhone")) else None
+    mfa_email = data.get("mfaEmail") if _has_text(data.get("mfaEmail")) else None
+    problem = contact_problem(factor, facts, mfa_phone, mfa_email)
+    if problem is not None:
+        return problem
+    if factor == "SMS" and mfa_phone is None:
         data["mfaPhone"] = facts.phone
         if facts.phone_country_code and not _has_text(data.get("mfaPhoneCountryCode")):
             data["mfaPhoneCountryCode"] = facts.phone_country_code
-    elif factor == "EMAIL":
-        if _has_text(data.get("mfaEmail")):
-            return None
-        if not _has_text(facts.email):
-            return "no email address on record"
+    elif factor == "EMAIL" and mfa_email is None:
         data["mfaEmail"] = facts.email
     return None
 

@@ -50,6 +50,19 @@ def service_env(emulator, database_url, **extra):
     return env
 
 
+def run_command(arguments, env):
+    """Run one of the venv's commands from the repository root and capture its output."""
+    return subprocess.run(
+        [str(BIN / arguments[0]), *arguments[1:]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def wait_until(check, *, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -296,38 +309,15 @@ def test_web_and_worker_refuse_an_old_schema_and_db_upgrade_fixes_it(emulator, d
         HOST="127.0.0.1",
         WEB_CONCURRENCY="1",
     )
-    web = subprocess.run(
-        [str(BIN / "gunicorn"), "--config", "config/gunicorn.conf.py", "service.app:create_app()"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    web = run_command(["gunicorn", "--config", "config/gunicorn.conf.py", "service.app:create_app()"], env)
     assert web.returncode != 0 and "mfa-enforcer db upgrade" in web.stderr
-    worker = subprocess.run(
-        [str(BIN / "mfa-enforcer"), "worker"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    worker = run_command(["mfa-enforcer", "worker"], env)
     assert worker.returncode != 0 and "mfa-enforcer db upgrade" in worker.stderr
-    status = subprocess.run(
-        [str(BIN / "mfa-enforcer"), "db", "status"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    status = run_command(["mfa-enforcer", "db", "status"], env)
     assert status.returncode == 1 and "schema revision none" in status.stdout
-    upgraded = subprocess.run(
-        [str(BIN / "mfa-enforcer"), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    upgraded = run_command(["mfa-enforcer", "db", "upgrade"], env)
     assert upgraded.returncode == 0 and "upgraded from empty" in upgraded.stdout
-    again = subprocess.run(
-        [str(BIN / "mfa-enforcer"), "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert "up to date" in again.stdout
+    assert "up to date" in run_command(["mfa-enforcer", "db", "upgrade"], env).stdout
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
         [str(BIN / "mfa-enforcer"), "worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT

@@ -135,67 +135,61 @@ def email_policy(tmp_path):
     return path
 
 
-def test_rules_that_need_no_departments_fetch_none(settings, emulator, tmp_path):
+@pytest.fixture
+def worker_with(settings):
+    """worker_with(**setting_changes) -> (worker, engine): an app and worker built from changed settings."""
+    made = []
+
+    def build(**changes):
+        app = create_app(replace(settings, **changes), configure_logs=False)
+        runtime = app.extensions[EXTENSION]
+        worker = build_worker(runtime.settings, runtime.engine, policy_getter=runtime.policies.current)
+        made.append((worker, runtime.engine))
+        return worker, runtime.engine
+
+    yield build
+    for worker, engine in made:
+        worker.reconciler.client.close()
+        engine.dispose()
+
+
+def test_rules_that_need_no_departments_fetch_none(worker_with, emulator, tmp_path):
     """With only an email-domain rule, no get-user-departments call is made."""
     path = tmp_path / "email-only.yaml"
     path.write_text(
         "policies:\n  - name: acme-otp\n    match: {email_domains: [acme.example]}\n    require_mfa: [OTP]\n"
     )
-    app = create_app(replace(settings, policy_file=path), configure_logs=False)
-    engine = app.extensions[EXTENSION].engine
-    worker = build_worker(
-        app.extensions[EXTENSION].settings, engine, policy_getter=app.extensions[EXTENSION].policies.current
-    )
-    try:
-        emulator.journal.clear()
-        enqueue(engine, emulator.users["eng.dave"])
-        drain(worker, engine)
-        assert emulator.journal.count("/api/v3/get-user-departments") == 0
-        assert decisions_for_user(engine, emulator.users["eng.dave"])[0]["after"] == ["OTP"]
-    finally:
-        worker.reconciler.client.close()
-        engine.dispose()
+    worker, engine = worker_with(policy_file=path)
+    emulator.journal.clear()
+    enqueue(engine, emulator.users["eng.dave"])
+    drain(worker, engine)
+    assert emulator.journal.count("/api/v3/get-user-departments") == 0
+    assert decisions_for_user(engine, emulator.users["eng.dave"])[0]["after"] == ["OTP"]
 
 
-def test_audit_rule_records_what_it_would_do_and_writes_only_enforce_rules(settings, emulator, email_policy):
+def test_audit_rule_records_what_it_would_do_and_writes_only_enforce_rules(worker_with, emulator, email_policy):
     """An audit-mode rule adds nothing; its factor is reported as would-enable beside the enforced one."""
-    app = create_app(replace(settings, policy_file=email_policy), configure_logs=False)
-    engine = app.extensions[EXTENSION].engine
-    worker = build_worker(
-        app.extensions[EXTENSION].settings, engine, policy_getter=app.extensions[EXTENSION].policies.current
-    )
+    worker, engine = worker_with(policy_file=email_policy)
     alice = emulator.users["fin.alice"]
-    try:
-        enqueue(engine, alice)
-        drain(worker, engine)
-        [decision] = decisions_for_user(engine, alice)
-        assert decision["action"] == "enforced"
-        assert decision["required"] == ["EMAIL", "OTP"] and decision["after"] == ["OTP"]
-        assert "would enable EMAIL (audit)" in decision["reason"]
-        enabled = {e["mfaPolicy"] for e in emulator.state.get_mfa(alice)["applicationMfa"] if e["status"] == 1}
-        assert enabled == {"OTP"}
-    finally:
-        worker.reconciler.client.close()
-        engine.dispose()
+    enqueue(engine, alice)
+    drain(worker, engine)
+    [decision] = decisions_for_user(engine, alice)
+    assert decision["action"] == "enforced"
+    assert decision["required"] == ["EMAIL", "OTP"] and decision["after"] == ["OTP"]
+    assert "would enable EMAIL (audit)" in decision["reason"]
+    enabled = {e["mfaPolicy"] for e in emulator.state.get_mfa(alice)["applicationMfa"] if e["status"] == 1}
+    assert enabled == {"OTP"}
 
 
-def test_global_audit_mode_changes_nothing(settings, emulator):
+def test_global_audit_mode_changes_nothing(worker_with, emulator):
     """ENFORCER_MODE=audit records would-enforce and never calls set-mfa-status."""
-    app = create_app(replace(settings, mode="audit"), configure_logs=False)
-    engine = app.extensions[EXTENSION].engine
-    worker = build_worker(
-        app.extensions[EXTENSION].settings, engine, policy_getter=app.extensions[EXTENSION].policies.current
-    )
+    worker, engine = worker_with(mode="audit")
     alice = emulator.users["fin.alice"]
-    try:
-        enqueue(engine, alice)
-        drain(worker, engine)
-        [decision] = decisions_for_user(engine, alice)
-        assert (decision["action"], decision["mode"]) == ("would-enforce", "audit")
-        assert emulator.journal.count(SET_MFA) == 0
-    finally:
-        worker.reconciler.client.close()
-        engine.dispose()
+    enqueue(engine, alice)
+    drain(worker, engine)
+    [decision] = decisions_for_user(engine, alice)
+    assert (decision["action"], decision["mode"]) == ("would-enforce", "audit")
+    assert emulator.journal.count(SET_MFA) == 0
 
 
 def test_a_delivery_during_reconcile_is_not_lost(worker, engine, emulator):
