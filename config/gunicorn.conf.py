@@ -1,8 +1,10 @@
 """Gunicorn settings for production (Procfile, container) and `mfa-enforcer serve` with real credentials.
 
 Each web worker process runs `service.app:create_app()`; with ENFORCER_RUN_WORKER=true it also runs one
-reconcile worker thread. Slow or oversized clients are cut off by the request-line, header and timeout limits
-below; the body itself is bounded by ENFORCER_MAX_BODY_BYTES inside the app (413).
+reconcile worker thread. Oversized request lines and headers are refused by the limits below, and the body is
+bounded by ENFORCER_MAX_BODY_BYTES inside the app (413). A client that sends its body slowly holds one gthread
+thread while it does (gunicorn has no per-request read timeout), so run behind a buffering proxy or ingress
+(ingress-nginx buffers request bodies by default); see docs/operations.md, "Slow or abusive clients".
 """
 
 import os

@@ -179,6 +179,10 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _port_or_off(raw: str) -> int:
+    return 0 if raw == "0" else _port(raw)
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -253,7 +257,7 @@ def load_settings(environ: Mapping[str, str], *, role: str = "all") -> Settings:
         port=read.parsed("PORT", 8000, _port, "a TCP port"),
         log_format=read.choice("LOG_FORMAT", "console", ("console", "json")),
         log_level=read.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
-        metrics_port=read.parsed("ENFORCER_METRICS_PORT", 0, _port, "a TCP port"),
+        metrics_port=read.parsed("ENFORCER_METRICS_PORT", 0, _port_or_off, "a TCP port, or 0 for none"),
         migrate_on_start=read.parsed("ENFORCER_MIGRATE_ON_START", False, _boolean, "true or false"),
     )
     if read.problems:

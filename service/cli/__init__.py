@@ -1,7 +1,7 @@
 """The ``mfa-enforcer`` command line: one module per command group, wired here.
 
 Every command reads the same environment variables as the web service (``service.settings``); a bad or
-missing setting ends the command with exit code 2 and the list of problems.
+missing setting ends the command with exit code 1 and the list of problems (2: the command line itself is wrong).
 """
 
 from __future__ import annotations

@@ -33,6 +33,8 @@ from service.store.decisions import Decision, record_decision
 logger = logging.getLogger(__name__)
 
 STORE_ERROR_PAUSE_MAX = 30.0
+LEASE_SAFETY = 0.75
+"""Share of a batch's lease after which its unstarted jobs are released rather than started."""
 
 
 def default_owner() -> str:
@@ -111,6 +113,7 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim one batch and process it; returns how many jobs were processed."""
+        claimed_at = self.clock()
         jobs = queue.claim(
             self.engine,
             owner=self.owner,
@@ -118,8 +121,10 @@ class Worker:
             lease_seconds=self.settings.lease_seconds,
             now=self.clock(),
         )
+        # Jobs not started while most of the lease remains go back: past it, another worker may take them.
+        deadline = claimed_at + self.settings.lease_seconds * LEASE_SAFETY
         for index, job in enumerate(jobs):
-            if self.stop_requested.is_set():
+            if self.stop_requested.is_set() or self.clock() >= deadline:
                 queue.release(self.engine, jobs[index:], owner=self.owner, now=self.clock())
                 return index
             self.process(job)

@@ -14,6 +14,7 @@ from tests.deploy.kustomize import load_documents
 
 KUSTOMIZATIONS = sorted(K8S.rglob("kustomization.yaml"))
 REQUIRED_SECRET_KEYS = {"GENAUTH_ACCESS_KEY_ID", "GENAUTH_ACCESS_KEY_SECRET", "GENAUTH_WEBHOOK_SECRET", "DATABASE_URL"}
+OPTIONAL_SECRET_KEYS = {"ENFORCER_ADMIN_TOKEN"}
 
 
 def _kustomization(path: Path) -> dict:
@@ -91,7 +92,7 @@ def test_secret_template_holds_placeholders_only():
     assert secret["metadata"]["namespace"] == NAMESPACE
     assert "data" not in secret  # base64 would hide whatever is in it from review
     values = dict(secret["stringData"])
-    assert set(values) == REQUIRED_SECRET_KEYS
+    assert set(values) == REQUIRED_SECRET_KEYS | OPTIONAL_SECRET_KEYS
     database_url = make_url(values.pop("DATABASE_URL"))
     assert database_url.password == PLACEHOLDER
     assert database_url.get_backend_name() == "postgresql"

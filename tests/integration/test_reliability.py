@@ -171,3 +171,23 @@ def test_replay_resets_backoff_of_pending_rows(engine):
         connection.execute(sa.update(work).values(attempts=5, due_at=10_000.0))
     replay(engine, replay_targets(engine, user_ids=["u1"]), now=200.0)
     assert (row(engine, "u1")["due_at"], row(engine, "u1")["attempts"]) == (200.0, 0)
+
+
+def test_jobs_not_started_before_the_lease_runs_low_are_released(app, engine, emulator):
+    """When a batch runs long, its unstarted jobs go back on the queue instead of outliving their lease."""
+    clock = FakeClock()
+    worker = production_worker(app, engine, clock, lease_seconds=10.0, batch_size=5)
+    original = worker.reconciler.reconcile
+
+    def slow_reconcile(job, **kwargs):
+        clock.now += 8  # the first job alone uses most of the lease
+        return original(job, **kwargs)
+
+    worker.reconciler.reconcile = slow_reconcile
+    users = [emulator.users[name] for name in ("fin.alice", "fin.bob", "eng.dave")]
+    enqueue(engine, users, now=clock.now)
+    assert worker.run_once() == 1
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(work.c.user_id, work.c.leased_until, work.c.attempts)).all()
+    assert len(rows) == 2 and all(leased is None and attempts == 0 for _, leased, attempts in rows)
+    worker.reconciler.client.close()
