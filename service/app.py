@@ -30,6 +30,7 @@ from service.settings import Settings, load_settings
 from service.store.engine import create_engine
 from service.store.migrating import ensure_schema
 from service.worker.loop import Worker, start_in_thread
+from service.worker.sweeping import PeriodicSweep, userpool_id_for
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,14 @@ def build_worker(settings: Settings, engine: Any, *, policy_getter: Any) -> Work
     limiter = RateLimiter(settings.genauth.rate_limit, settings.genauth.rate_burst)
     client = GenAuthClient(settings.genauth, limiter=limiter)
     reconciler = Reconciler(client, policy_getter, force_audit=settings.is_audit)
-    return Worker(engine, reconciler, settings.worker)
+    sweeper = PeriodicSweep(
+        engine,
+        client,
+        policy_getter,
+        interval=settings.worker.reconcile_interval,
+        userpool_id=userpool_id_for(settings),
+    )
+    return Worker(engine, reconciler, settings.worker, sweeper=sweeper)
 
 
 def stop_worker(app: Flask, *, wait: float = 30.0) -> None:

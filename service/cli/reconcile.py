@@ -46,7 +46,8 @@ from service.policy.loading import load_policy
 from service.policy.rules import Policy, Rule
 from service.settings import Settings
 from service.store.decisions import Decision
-from service.store.engine import create_engine, prepare_database
+from service.store.engine import create_engine
+from service.store.migrating import ensure_schema
 from service.store.sweeps import ALL_RULES, SweepLockLostError
 from service.worker.sweeping import StoredSweep, SweepBusyError, SweepResult, userpool_id_for
 
@@ -80,7 +81,7 @@ class SweepBusyExit(click.ClickException):
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
 def reconcile(dry_run: bool, as_json: bool, rule_name: str | None, restart: bool, quiet: bool) -> None:
     """Enqueue every user in scope of the rules, so the worker reconciles them (catches missed webhooks)."""
-    settings = settings_or_exit(logs=False)
+    settings = settings_or_exit(logs=False, role="worker")  # GenAuth and the database; no webhook secret
     try:
         policy = load_policy(settings.policy_file)
     except PolicyError as error:
@@ -174,7 +175,7 @@ def _sweep(
     )
     code = 0
     try:
-        prepare_database(engine)
+        ensure_schema(engine, migrate=settings.migrate_on_start)
         sweep.start()
         sweep.step()
     except SweepBusyError as busy:
@@ -386,18 +387,18 @@ class ProgressDisplay:
         self._last_drawn = 0.0
         self._last_line_at = clock()
         self._last_line_listed = 0
-        self._drawn = False
+        self._latest: Progress | None = None
 
     def update(self, progress: Progress) -> None:
         if not self.enabled:
             return
+        self._latest = progress
         now = self.clock()
         if self.is_tty:
             if now - self._last_drawn >= 0.1:
                 self._last_drawn = now
                 self.stream.write("\r" + _bar(progress) + "\x1b[K")
                 self.stream.flush()
-                self._drawn = True
             return
         if (
             progress.listed - self._last_line_listed >= PLAIN_EVERY_USERS
@@ -408,10 +409,15 @@ class ProgressDisplay:
             self.stream.flush()
 
     def close(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
+        """Show where it ended: the bar once more (then a newline), or a last line."""
+        latest, self._latest = self._latest, None
+        if latest is None:
+            return
+        if self.is_tty:
+            self.stream.write("\r" + _bar(latest) + "\x1b[K\n")
+        elif latest.listed != self._last_line_listed:
+            self.stream.write("reconcile: " + _counts(latest) + "\n")
+        self.stream.flush()
 
 
 def _bar(progress: Progress) -> str:

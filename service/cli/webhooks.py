@@ -18,7 +18,7 @@ import click
 import sqlalchemy as sa
 
 from service.cli.common import settings_or_exit
-from service.errors import ServiceError
+from service.errors import ConfigurationError, ServiceError
 from service.genauth.client import GenAuthClient
 from service.genauth.webhooks import (
     JSON_CONTENT_TYPE,
@@ -33,7 +33,8 @@ from service.policy.errors import PolicyError
 from service.policy.loading import load_policy
 from service.policy.rules import Policy
 from service.settings import Settings
-from service.store.engine import create_engine, prepare_database
+from service.store.engine import create_engine
+from service.store.migrating import ensure_schema
 from service.store.tables import events
 
 WEBHOOK_PATH = "/webhooks/genauth"
@@ -65,7 +66,7 @@ def subscribe_command(url: str, name: str, as_json: bool) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
-    settings = settings_or_exit(logs=False)
+    settings = settings_or_exit(logs=False, role="all")  # GenAuth credentials and the webhook secret
     policy = _load(settings)
     wanted = events_for(policy)
     client = _client(settings)
@@ -102,7 +103,7 @@ def _url_warnings(client: GenAuthClient, url: str) -> list[str]:
     warnings: list[str] = []
     if urlsplit(url).scheme != "https":
         warnings.append(f"{url} is not HTTPS: GenAuth would send the webhook secret and user data in clear")
-    if urlsplit(url).path.rstrip("/") != WEBHOOK_PATH:
+    if urlsplit(url).path != WEBHOOK_PATH:
         warnings.append(f"the service receives webhooks at {WEBHOOK_PATH}; {url} has another path")
     status = client.probe(url)
     if status is None:
@@ -117,7 +118,7 @@ def _url_warnings(client: GenAuthClient, url: str) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def list_command(show_all: bool, as_json: bool) -> None:
     """Show our webhooks (named mfa-enforcer or sending to /webhooks/genauth) and whether each is right."""
-    settings = settings_or_exit(logs=False)
+    settings = settings_or_exit(logs=False, role="worker")  # the webhook secret is optional here
     policy = _load(settings)
     client = _client(settings)
     try:
@@ -151,6 +152,8 @@ def _describe(webhook: Webhook, settings: Settings, policy: Policy) -> dict[str,
     secrets = settings.webhook.secrets
     if webhook.secret is None:
         key_state = "not shown by GenAuth"
+    elif not secrets:
+        key_state = "not checked (GENAUTH_WEBHOOK_SECRET is not set here)"
     elif webhook.secret == secrets[0]:
         key_state = "current"
     elif webhook.secret in secrets:
@@ -189,16 +192,18 @@ def _describe(webhook: Webhook, settings: Settings, policy: Policy) -> dict[str,
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def test_command(url: str | None, wait: float, as_json: bool) -> None:
     """Make GenAuth send its test event; report whether it arrived and the service accepted it."""
-    settings = settings_or_exit(logs=False)
+    settings = settings_or_exit(logs=False, role="worker")  # GenAuth and the service's database
     client = _client(settings)
     engine = create_engine(settings.database_url)
     try:
-        prepare_database(engine)
+        ensure_schema(engine, migrate=settings.migrate_on_start)
         webhook = _choose(list_webhooks(client), url)
         before = _last_test_event_id(engine)
         triggered_at = time.time()
         response = trigger_webhook(client, webhook.webhook_id)
         recorded = _wait_for_test_event(engine, after_id=before, wait=wait)
+    except ConfigurationError as error:  # the service's database schema is not current
+        raise click.ClickException(error.message) from error
     except ServiceError as error:
         raise click.ClickException(f"GenAuth refused or failed: {error}") from error
     except sa.exc.SQLAlchemyError as error:

@@ -162,7 +162,7 @@ def subscribe(client: GenAuthClient, *, url: str, events: list[str], secret: str
     }
     current: Json = {
         "name": ours.name,
-        "events": list(ours.events),
+        "events": events if sorted(ours.events) == sorted(events) else list(ours.events),  # order is no change
         "contentType": ours.content_type,
         "enabled": ours.enabled,
         "secret": ours.secret,

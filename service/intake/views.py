@@ -25,6 +25,7 @@ from service.logs import log_event
 from service.store.engine import is_reachable
 from service.store.inbox import Delivery, record_delivery
 from service.store.queue import queue_stats
+from service.store.sweeps import sweep_gauges
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def _database_gauges(engine: sa.Engine, now: float) -> dict[str, float | None]:
         "queue_leased": stats.leased,
         "queue_oldest_due_age_seconds": oldest or 0.0,
         "dead_letters": stats.dead,
+        **sweep_gauges(engine),
     }
 
 

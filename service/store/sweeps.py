@@ -110,12 +110,14 @@ def _insert(connection: sa.Connection, table: sa.Table) -> Any:
 def acquire_lock(engine: sa.Engine, lease: Lease, *, now: float) -> LockHolder | None:
     """Take (or renew) the lock; None on success, else who holds it."""
     with engine.begin() as connection:
+        # RETURNING, not rowcount: psycopg reports no row count for INSERT … ON CONFLICT DO NOTHING.
         inserted = connection.execute(
             _insert(connection, sweep_locks)
             .values(name=lease.name, owner=lease.owner, acquired_at=now, expires_at=now + lease.ttl)
             .on_conflict_do_nothing(index_elements=[sweep_locks.c.name])
-        ).rowcount
-        if inserted:
+            .returning(sweep_locks.c.name)
+        ).first()
+        if inserted is not None:
             return None
         taken = connection.execute(
             sa.update(sweep_locks)
@@ -359,3 +361,20 @@ def _prune(connection: sa.Connection) -> None:
     if old:
         _drop_details(connection, old)
         connection.execute(sa.delete(sweeps).where(sweeps.c.id.in_(old)))
+
+
+def sweep_gauges(engine: sa.Engine) -> dict[str, float | None]:
+    """For /metrics: when the last sweep finished, and how many users the one running now has seen."""
+    with engine.connect() as connection:
+        finished = connection.execute(
+            sa.select(sa.func.max(sweeps.c.finished_at)).where(sweeps.c.state == "finished")
+        ).scalar_one()
+        running = connection.execute(
+            sa.select(sa.func.count(sa.distinct(sweep_members.c.user_id)))
+            .select_from(sweep_members.join(sweeps, sweeps.c.id == sweep_members.c.sweep_id))
+            .where(sweeps.c.state == "running")
+        ).scalar_one()
+    return {
+        "reconcile_last_success_timestamp_seconds": finished,
+        "reconcile_progress_users": float(running or 0),
+    }

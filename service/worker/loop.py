@@ -29,6 +29,7 @@ from service.logs import bind, log_event
 from service.settings import WorkerSettings
 from service.store import queue
 from service.store.decisions import Decision, record_decision
+from service.worker.sweeping import PeriodicSweep
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Worker:
         *,
         owner: str | None = None,
         clock: Callable[[], float] = time.time,
+        sweeper: PeriodicSweep | None = None,
     ) -> None:
         self.engine = engine
         self.reconciler = reconciler
@@ -75,6 +77,8 @@ class Worker:
         self.owner = owner or default_owner()
         self.clock = clock
         self.stop_requested = threading.Event()
+        self.sweeper = sweeper
+        """Runs ``reconcile`` sweeps every ENFORCER_RECONCILE_INTERVAL seconds, a few pages per round."""
 
     def run(self) -> None:
         """Work until ``stop()``; survives a database that goes away and comes back."""
@@ -82,6 +86,8 @@ class Worker:
         store_failures = 0
         while not self.stop_requested.is_set():
             self._beat()
+            if self.sweeper is not None:
+                self.sweeper.maybe_sweep(self.clock())
             try:
                 done = self.run_once()
                 store_failures = 0
@@ -99,6 +105,8 @@ class Worker:
                 continue
             if not done:
                 self.stop_requested.wait(self.settings.poll_interval)
+        if self.sweeper is not None:
+            self.sweeper.stop()  # frees the sweep lock; the sweep resumes later, here or elsewhere
         log_event(logger, "worker_stopped", owner=self.owner)
 
     def _beat(self) -> None:

@@ -162,6 +162,7 @@ class StoredSweep:
         retry_base: float = 1.0,
         lock_ttl: float = LOCK_TTL,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.client = client
@@ -173,6 +174,7 @@ class StoredSweep:
         self.stop = stop
         self.retry_base = retry_base
         self.clock = clock
+        self.monotonic = monotonic
         self.lease = sweeps.Lease(name=sweeps.SWEEP_LOCK, owner=owner or sweep_owner(), ttl=lock_ttl)
         self.plan: ScopePlan | None = None
         self.ledger: StoredLedger | None = None
@@ -218,6 +220,7 @@ class StoredSweep:
             on_progress=self.on_progress,
             stop=self.stop,
             retry_base=self.retry_base,
+            clock=self.monotonic,
         )
         log_event(logger, "sweep_started", sweep_id=sweep.id, scope=self.scope, resumed=self.resumed)
 
@@ -328,6 +331,7 @@ class PeriodicSweep:
             scope=ALL_RULES,
             userpool_id=self.userpool_id,
             owner=self.owner,
+            monotonic=self.monotonic,
         )
         try:
             sweep.start()
