@@ -21,17 +21,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
 import click
 import sqlalchemy as sa
 
 from service.cli.common import settings_or_exit
+from service.cli.progress import ProgressDisplay
 from service.enforcement.reconciling import Reconciler
 from service.enforcement.scoping import (
     DepartmentResolver,
     MemoryLedger,
-    Progress,
     ScopePlan,
     Sweeper,
     SweepStoppedError,
@@ -62,9 +62,6 @@ _OUTCOME_OF_ACTION = {
     "failed": "failed",
 }
 PLAN_LINES = 50
-PLAIN_EVERY_USERS = 500
-PLAIN_EVERY_SECONDS = 10.0
-BAR_WIDTH = 24
 
 
 class SweepBusyExit(click.ClickException):
@@ -374,68 +371,3 @@ def _describe(summary: dict[str, Any]) -> list[str]:
     )
     lines.extend(f"  {name}: {counts['in_scope']} in scope" for name, counts in summary["rules"].items())
     return lines
-
-
-class ProgressDisplay:
-    """Progress on ``stream``: a redrawn bar with count, rate and ETA on a terminal; plain lines otherwise."""
-
-    def __init__(self, stream: TextIO, *, enabled: bool = True, clock: Any = time.monotonic) -> None:
-        self.stream = stream
-        self.enabled = enabled
-        self.is_tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.clock = clock
-        self._last_drawn = 0.0
-        self._last_line_at = clock()
-        self._last_line_listed = 0
-        self._latest: Progress | None = None
-
-    def update(self, progress: Progress) -> None:
-        if not self.enabled:
-            return
-        self._latest = progress
-        now = self.clock()
-        if self.is_tty:
-            if now - self._last_drawn >= 0.1:
-                self._last_drawn = now
-                self.stream.write("\r" + _bar(progress) + "\x1b[K")
-                self.stream.flush()
-            return
-        if (
-            progress.listed - self._last_line_listed >= PLAIN_EVERY_USERS
-            or now - self._last_line_at >= PLAIN_EVERY_SECONDS
-        ):
-            self._last_line_listed, self._last_line_at = progress.listed, now
-            self.stream.write("reconcile: " + _counts(progress) + "\n")
-            self.stream.flush()
-
-    def close(self) -> None:
-        """Show where it ended: the bar once more (then a newline), or a last line."""
-        latest, self._latest = self._latest, None
-        if latest is None:
-            return
-        if self.is_tty:
-            self.stream.write("\r" + _bar(latest) + "\x1b[K\n")
-        elif latest.listed != self._last_line_listed:
-            self.stream.write("reconcile: " + _counts(latest) + "\n")
-        self.stream.flush()
-
-
-def _bar(progress: Progress) -> str:
-    fraction = min(1.0, progress.listed / progress.expected) if progress.expected else 0.0
-    filled = int(fraction * BAR_WIDTH)
-    return f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] " + _counts(progress)
-
-
-def _counts(progress: Progress) -> str:
-    expected = "?" if progress.expected is None else str(progress.expected)
-    eta = "-" if progress.eta is None else _duration(progress.eta)
-    return f"{progress.listed}/{expected} listed, {progress.in_scope} in scope, {progress.rate:.1f} users/s, ETA {eta}"
-
-
-def _duration(value: float) -> str:
-    seconds = round(value)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
