@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from service.store.tables import work
 
@@ -33,6 +31,28 @@ class Job:
     reason: str
     first_enqueued_at: float
     kind: str = "user"
+
+
+# The upsert in SQL that SQLite (3.24+) and PostgreSQL both speak. Written once as text so it is compiled once:
+# built with the dialects' insert().on_conflict_do_update() it could not be cached and cost most of a
+# delivery's CPU (docs/benchmarks.md). A dead row (or any row, on replay) starts over; a row in retry backoff
+# keeps its backoff; every enqueue bumps the version so a worker holding the row looks again.
+_UPSERT_SQL = """
+INSERT INTO work (userpool_id, user_id, kind, state, version, reason, event_id, first_enqueued_at, enqueued_at,
+                  due_at, attempts)
+VALUES (:userpool_id, :user_id, :kind, 'pending', 1, :reason, :event_id, :now, :now, :now, 0)
+ON CONFLICT (userpool_id, kind, user_id) DO UPDATE SET
+    version = work.version + 1,
+    reason = excluded.reason,
+    event_id = excluded.event_id,
+    enqueued_at = excluded.enqueued_at,
+    first_enqueued_at = CASE WHEN {revived} THEN excluded.first_enqueued_at ELSE work.first_enqueued_at END,
+    attempts = CASE WHEN {revived} THEN 0 ELSE work.attempts END,
+    due_at = CASE WHEN {revived} OR work.attempts = 0 THEN excluded.due_at ELSE work.due_at END,
+    state = 'pending'
+"""
+_UPSERT = sa.text(_UPSERT_SQL.format(revived="work.state = 'dead'"))
+_UPSERT_RESET = sa.text(_UPSERT_SQL.format(revived="1 = 1"))
 
 
 def enqueue(
@@ -58,36 +78,14 @@ def enqueue(
             "userpool_id": userpool_id,
             "user_id": user_id,
             "kind": kind,
-            "state": "pending",
-            "version": 1,
             "reason": reason,
             "event_id": event_id,
-            "first_enqueued_at": now,
-            "enqueued_at": now,
-            "due_at": now,
-            "attempts": 0,
+            "now": now,
         }
         for user_id in unique_ids
     ]
-    insert: Any = postgresql.insert(work) if connection.dialect.name == "postgresql" else sqlite.insert(work)
-    excluded = insert.excluded
-    # A dead row (or any row, on replay) starts over; a row in retry backoff keeps its backoff.
-    is_revived = sa.true() if reset else work.c.state == "dead"
-    is_fresh = sa.or_(is_revived, work.c.attempts == 0)
-    statement = insert.values(rows).on_conflict_do_update(
-        index_elements=[work.c.userpool_id, work.c.kind, work.c.user_id],
-        set_={
-            "version": work.c.version + 1,
-            "reason": excluded.reason,
-            "event_id": excluded.event_id,
-            "enqueued_at": excluded.enqueued_at,
-            "first_enqueued_at": sa.case((is_revived, excluded.first_enqueued_at), else_=work.c.first_enqueued_at),
-            "attempts": sa.case((is_revived, 0), else_=work.c.attempts),
-            "due_at": sa.case((is_fresh, excluded.due_at), else_=work.c.due_at),
-            "state": "pending",
-        },
-    )
-    connection.execute(statement)
+    statement = _UPSERT_RESET if reset else _UPSERT
+    connection.execute(statement, rows)
     return len(unique_ids)
 
 
