@@ -30,7 +30,17 @@ def create_engine(url: str) -> sa.Engine:
 def _sqlite_engine(url: str, database: str | None) -> sa.Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
+    # One connection per process: SQLite has one writer at a time anyway, and threads queueing for the pool
+    # wake as soon as it is free, where threads queueing inside SQLite poll its lock with growing sleeps
+    # (1 ms up to 100 ms), which showed as 100 ms p99 latency under load (docs/benchmarks.md).
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        poolclass=sa.pool.QueuePool,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+    )
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

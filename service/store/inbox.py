@@ -16,6 +16,9 @@ from service.store.tables import events
 
 EXPANSION_KINDS = ("department", "group")
 
+# Built once, values bound per call: SQLAlchemy then reuses the compiled statement (see queue._UPSERT).
+_INSERT_EVENT = sa.insert(events).returning(events.c.id)
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -52,18 +55,17 @@ def record_delivery(engine: sa.Engine, delivery: Delivery, *, now: float) -> int
     with engine.begin() as connection:
         subjects = delivery.subject_ids
         event_id = connection.execute(
-            sa.insert(events)
-            .values(
-                received_at=now,
-                event_name=reason,
-                userpool_id=delivery.userpool_id,
-                subject_ids=subjects,
-                subject_count=len(subjects),
-                digest=delivery.digest,
-                content_type=delivery.content_type[:60],
-                outcome=delivery.outcome,
-            )
-            .returning(events.c.id)
+            _INSERT_EVENT,
+            {
+                "received_at": now,
+                "event_name": reason,
+                "userpool_id": delivery.userpool_id,
+                "subject_ids": subjects,
+                "subject_count": len(subjects),
+                "digest": delivery.digest,
+                "content_type": delivery.content_type[:60],
+                "outcome": delivery.outcome,
+            },
         ).scalar_one()
         pool = delivery.userpool_id
         enqueue(connection, pool, delivery.user_ids, reason=reason, now=now, event_id=event_id)
