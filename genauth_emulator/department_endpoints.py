@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from genauth_emulator.parsing import ApiCall, flag, lookup_user, paginated, query_page_and_limit, required
+from genauth_emulator.parsing import ApiCall, flag, lookup_user, member_views, paginated, query_page_and_limit, required
 from genauth_emulator.responses import ApiError
-from genauth_emulator.state import UnknownDepartmentError, UnknownOrganizationError, UnknownUserError
+from genauth_emulator.state import UnknownDepartmentError, UnknownOrganizationError
 
 # sortBy value -> key of a get-user-departments entry (the SDK enum really spells it "DepartmemtCode").
 _DEPARTMENT_SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
@@ -59,19 +59,7 @@ def list_department_members(call: ApiCall) -> dict[str, Any]:
     member_ids = call.state.department_member_ids(
         department_id, include_children=flag(call.args, "includeChildrenDepartments")
     )
-    users = []
-    for member_id in member_ids:
-        try:
-            users.append(
-                call.state.user_view(
-                    member_id,
-                    with_department_ids=flag(call.args, "withDepartmentIds"),
-                    with_custom_data=flag(call.args, "withCustomData"),
-                    with_identities=flag(call.args, "withIdentities"),
-                )
-            )
-        except UnknownUserError:
-            continue  # deleted while we were listing
+    users = member_views(call, member_ids)
     return paginated(_ordered(users, key, call.args.get("orderBy", "Desc")), page, limit)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from genauth_emulator.parsing import ApiCall, flag, lookup_user, paginated, query_page_and_limit, required
+from genauth_emulator.parsing import ApiCall, lookup_user, member_views, paginated, query_page_and_limit, required
 from genauth_emulator.responses import ApiError
-from genauth_emulator.state import DEFAULT_NAMESPACE, UnknownGroupError, UnknownUserError
+from genauth_emulator.state import DEFAULT_NAMESPACE, UnknownGroupError
 
 
 def get_user_groups(call: ApiCall) -> dict[str, Any]:
@@ -39,17 +39,4 @@ def list_group_members(call: ApiCall) -> dict[str, Any]:
         member_ids = call.state.group_member_ids(code)
     except UnknownGroupError:
         raise ApiError(404, f"Group {code} does not exist") from None
-    users = []
-    for member_id in member_ids:
-        try:
-            users.append(
-                call.state.user_view(
-                    member_id,
-                    with_department_ids=flag(call.args, "withDepartmentIds"),
-                    with_custom_data=flag(call.args, "withCustomData"),
-                    with_identities=flag(call.args, "withIdentities"),
-                )
-            )
-        except UnknownUserError:
-            continue  # deleted while we were listing
-    return paginated(users, page, limit)
+    return paginated(member_views(call, member_ids), page, limit)

@@ -105,3 +105,21 @@ def _positive_int(name: str, value: Any) -> int:
     if number < 1 or (isinstance(value, float) and value != number):
         raise ApiError(400, f"{name} must be a positive integer")
     return number
+
+
+def member_views(call: ApiCall, member_ids: list[str]) -> list[dict[str, Any]]:
+    """The `UserDto`s of listed members, honouring the `with*` flags; users deleted meanwhile are skipped."""
+    users = []
+    for member_id in member_ids:
+        try:
+            users.append(
+                call.state.user_view(
+                    member_id,
+                    with_department_ids=flag(call.args, "withDepartmentIds"),
+                    with_custom_data=flag(call.args, "withCustomData"),
+                    with_identities=flag(call.args, "withIdentities"),
+                )
+            )
+        except UnknownUserError:
+            continue  # deleted while we were listing
+    return users
