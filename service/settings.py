@@ -65,7 +65,7 @@ class WorkerSettings:
     """Run the worker as a thread inside the web process (single node)."""
     poll_interval: float = 1.0
     """Seconds to wait for new work when the queue is empty."""
-    batch_size: int = 20
+    batch_size: int = 5
     """Work rows claimed at once."""
     lease_seconds: float = 120.0
     """Seconds a claimed row stays invisible to other workers; a crashed worker's rows return after it."""
