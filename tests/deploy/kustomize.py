@@ -62,6 +62,7 @@ CLUSTER_SCOPED_KINDS = {
     "PriorityClass",
     "StorageClass",
 }
+KEEP_NAME = "keep-name"  # a generator with options.disableNameSuffixHash
 GENERATED = "_generated"  # marks a generated ConfigMap until its name is hashed; never in the output
 
 
@@ -78,7 +79,7 @@ def build(directory: Path) -> list[dict[str, Any]]:
     objects = _assemble(Path(directory))
     renames = {}
     for obj in objects:
-        if obj.pop(GENERATED, False):
+        if obj.pop(GENERATED, False) is True:
             name = obj["metadata"]["name"]
             obj["metadata"]["name"] = renames[name] = f"{name}-{configmap_hash(obj)}"
     for spec in (pod_spec(obj) for obj in objects):
@@ -168,9 +169,11 @@ def _check_unique(objects: list[dict[str, Any]], directory: Path) -> None:
 
 
 def _generate_configmap(directory: Path, generator: dict[str, Any], objects: list[dict[str, Any]]) -> None:
-    unsupported = set(generator) - {"name", "files", "literals", "behavior"}
-    if unsupported:
-        raise UnsupportedError(f"configMapGenerator fields {sorted(unsupported)} are not supported")
+    unsupported = set(generator) - {"name", "files", "literals", "behavior", "options"}
+    options = generator.get("options") or {}
+    if unsupported or set(options) - {"disableNameSuffixHash"}:
+        raise UnsupportedError(f"configMapGenerator fields {sorted(unsupported | set(options))} are not supported")
+    marker = KEEP_NAME if options.get("disableNameSuffixHash") else True
     data: dict[str, str] = {}
     for entry in generator.get("files", []):
         key, _, source = entry.rpartition("=")
@@ -190,7 +193,7 @@ def _generate_configmap(directory: Path, generator: dict[str, Any], objects: lis
         if existing:
             raise KustomizeError(f"configMapGenerator {name!r} already exists; use behavior merge or replace")
         objects.append(
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data, GENERATED: True}
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data, GENERATED: marker}
         )
     elif behavior in ("merge", "replace"):
         if not existing:
