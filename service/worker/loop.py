@@ -211,7 +211,8 @@ class Worker:
         if job.attempts >= self.settings.max_attempts or is_too_old:
             with self.engine.begin() as connection:
                 queue.dead_letter(connection, job, owner=self.owner, error=message)
-                record_decision(connection, self._failure(job, error, dead=True), now=now)
+                if job.kind == "user":  # a department or group subject is not a user to report on
+                    record_decision(connection, self._failure(job, error, dead=True), now=now)
             metrics.JOBS.labels(result="dead_lettered").inc()
             metrics.record_decision((), "failed")
             log_event(logger, "job_dead_lettered", level=logging.ERROR, error=message)
