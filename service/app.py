@@ -48,7 +48,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     ensure_schema(engine, migrate=settings.migrate_on_start)
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
+    # One byte over the limit is let through to the view, which refuses it: a chunked body (no
+    # Content-Length) is cut at MAX_CONTENT_LENGTH by the server rather than refused, so the view must see
+    # that it went over (413) instead of parsing a truncated body (400).
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = Runtime(settings=settings, engine=engine, policies=policies)
     app.register_blueprint(blueprint)

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from service import metrics
 from service.intake.authentication import is_authentic
@@ -41,7 +42,9 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
     if not is_authentic(request.headers, settings.secrets):
         log_event(logger, "webhook_unauthorized", level=logging.WARNING, remote=request.remote_addr)
         raise UnauthorizedError()
-    raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH bounds this read (413)
+    raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH (the limit + 1) bounds this read
+    if len(raw) > settings.max_body_bytes:
+        raise RequestEntityTooLarge()
     body = decode_body(request.mimetype, raw)
     interpretation = interpret(body)
     g.event_name = interpretation.event_name

@@ -138,3 +138,32 @@ def test_no_payload_secret_or_webhook_secret_reaches_logs_or_database(live_servi
             assert secret not in text, f"a secret reached the {where}"
         assert "eyJ" not in text, f"a JWT reached the {where}"
     assert "webhook_received" in caplog.text and "decision_recorded" in caplog.text
+
+
+def test_oversized_chunked_body_is_413_not_a_truncated_parse(live_service):
+    """A body over the limit sent chunked (no Content-Length) is refused with 413, not parsed cut short."""
+
+    def chunks():
+        yield b'{"eventName": "login", "data": {"id": "u1", "pad": "'
+        for _ in range(1100):
+            yield b"x" * 1024
+        yield b'"}}'
+
+    response = requests.post(
+        live_service.webhook_url,
+        data=chunks(),
+        timeout=10,
+        headers={"Content-Type": "application/json", "x-authing-token": WEBHOOK_SECRET},
+    )
+    assert_error(response, 413, "request_entity_too_large")
+    assert stored_counts(live_service.engine) == (0, 0)
+
+
+def test_body_exactly_at_the_limit_is_accepted(live_service):
+    """A test delivery padded to exactly the limit is still accepted."""
+    body = {"eventName": "test", "data": {"pad": ""}}
+    size = len(json.dumps(body).encode())
+    body["data"]["pad"] = "x" * (1024 * 1024 - size)
+    raw = json.dumps(body).encode()
+    assert len(raw) == 1024 * 1024
+    assert post(live_service, raw).status_code == 200
