@@ -27,6 +27,7 @@ from service.store.decisions import decisions_for_user
 
 blueprint = Blueprint("admin", __name__, url_prefix="/api")
 _explain_lock = threading.Lock()
+EXPLAIN_WAIT = 2.0
 
 
 class ExplainUnavailableError(HttpError):
@@ -88,7 +89,11 @@ def user_explain(user_id: str) -> dict[str, Any]:
     genauth = state.settings.genauth
     if not (genauth.access_key_id and genauth.access_key_secret):
         raise ExplainUnavailableError()
-    with _explain_lock:
+    # One explanation at a time per process, and never queue behind one for long: the web threads are
+    # also the ones answering webhook deliveries.
+    if not _explain_lock.acquire(timeout=EXPLAIN_WAIT):
+        raise ExplainUnavailableError("another explanation is running; try again in a moment")
+    try:
         if state.admin_client is None:
             state.admin_client = GenAuthClient(genauth)
         reconciler = Reconciler(state.admin_client, state.policies.current, force_audit=state.settings.is_audit)
@@ -96,3 +101,5 @@ def user_explain(user_id: str) -> dict[str, Any]:
             return explain_user(reconciler, user_id, userpool_id=state.settings.webhook.userpool_id or "")
         except GenAuthUserNotFoundError as error:
             raise UnknownUserError(f"no user {user_id} in GenAuth") from error
+    finally:
+        _explain_lock.release()

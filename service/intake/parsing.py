@@ -54,6 +54,8 @@ def _json(raw: bytes) -> Any:
         raise MalformedBodyError(f"the JSON body is nested deeper than {MAX_DEPTH} levels") from exc
     except json.JSONDecodeError as exc:
         raise MalformedBodyError(f"the body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
+        raise MalformedBodyError("the body holds a number too large to read") from exc
     if _depth(value) > MAX_DEPTH:
         raise MalformedBodyError(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
     return value
@@ -110,7 +112,7 @@ def _assign(root: dict[str, Any], path: list[str], value: str) -> None:
         if segment == "":
             # "a[]=x": append, as the next free index.
             segment = str(len(node))
-        if _is_index(segment) and int(segment) > MAX_INDEX:
+        if _is_index(segment) and (len(segment) > len(str(MAX_INDEX)) or int(segment) > MAX_INDEX):
             raise MalformedBodyError(f"form list index {segment} is larger than {MAX_INDEX}")
         if is_last:
             if isinstance(node.get(segment), dict):

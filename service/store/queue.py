@@ -35,8 +35,9 @@ class Job:
 
 # The upsert in SQL that SQLite (3.24+) and PostgreSQL both speak. Written once as text so it is compiled once:
 # built with the dialects' insert().on_conflict_do_update() it could not be cached and cost most of a
-# delivery's CPU (docs/benchmarks.md). A dead row (or any row, on replay) starts over; a row in retry backoff
-# keeps its backoff; every enqueue bumps the version so a worker holding the row looks again.
+# delivery's CPU (docs/benchmarks.md). A dead row (or any row, on replay) starts over; a waiting row keeps its
+# place in line (the earlier due time), so a user with a stream of events is not pushed back forever; a row in
+# retry backoff keeps its backoff; every enqueue bumps the version so a worker holding the row looks again.
 _UPSERT_SQL = """
 INSERT INTO work (userpool_id, user_id, kind, state, version, reason, event_id, first_enqueued_at, enqueued_at,
                   due_at, attempts)
@@ -48,7 +49,10 @@ ON CONFLICT (userpool_id, kind, user_id) DO UPDATE SET
     enqueued_at = excluded.enqueued_at,
     first_enqueued_at = CASE WHEN {revived} THEN excluded.first_enqueued_at ELSE work.first_enqueued_at END,
     attempts = CASE WHEN {revived} THEN 0 ELSE work.attempts END,
-    due_at = CASE WHEN {revived} OR work.attempts = 0 THEN excluded.due_at ELSE work.due_at END,
+    due_at = CASE WHEN {revived} THEN excluded.due_at
+                  WHEN work.attempts = 0 AND work.due_at < excluded.due_at THEN work.due_at
+                  WHEN work.attempts = 0 THEN excluded.due_at
+                  ELSE work.due_at END,
     state = 'pending'
 """
 _UPSERT = sa.text(_UPSERT_SQL.format(revived="work.state = 'dead'"))
@@ -149,13 +153,31 @@ def retry_later(connection: sa.Connection, job: Job, *, owner: str, due_at: floa
     )
 
 
-def dead_letter(connection: sa.Connection, job: Job, *, owner: str, error: str) -> None:
-    """Park a job that ran out of attempts; it stays visible and can be replayed."""
-    connection.execute(
+def dead_letter(connection: sa.Connection, job: Job, *, owner: str, error: str, now: float) -> bool:
+    """Park a job that ran out of attempts; it stays visible and can be replayed.
+
+    If a delivery for the subject arrived during this last attempt, the row starts over instead (due now,
+    fresh budget), as a new delivery for a dead row would. Returns True when the row was parked.
+    """
+    parked = connection.execute(
         sa.update(work)
-        .where(work.c.id == job.id, work.c.lease_owner == owner)
+        .where(work.c.id == job.id, work.c.lease_owner == owner, work.c.version == job.version)
         .values(state="dead", leased_until=None, lease_owner=None, last_error=error[:ERROR_MAX])
-    )
+    ).rowcount
+    if not parked:
+        connection.execute(
+            sa.update(work)
+            .where(work.c.id == job.id, work.c.lease_owner == owner)
+            .values(
+                leased_until=None,
+                lease_owner=None,
+                attempts=0,
+                due_at=now,
+                first_enqueued_at=now,
+                last_error=error[:ERROR_MAX],
+            )
+        )
+    return bool(parked)
 
 
 def release(engine: sa.Engine, jobs: Iterable[Job], *, owner: str, now: float) -> None:

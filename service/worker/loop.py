@@ -91,16 +91,19 @@ class Worker:
             try:
                 done = self.run_once()
                 store_failures = 0
-            except sa.exc.SQLAlchemyError as error:
+            except Exception as error:
                 store_failures += 1
                 pause = min(STORE_ERROR_PAUSE_MAX, 2.0**store_failures)
-                log_event(
-                    logger,
-                    "worker_store_unavailable",
-                    level=logging.WARNING,
-                    pause=pause,
-                    error_type=type(error).__name__,
-                )
+                if isinstance(error, sa.exc.SQLAlchemyError):
+                    log_event(
+                        logger,
+                        "worker_store_unavailable",
+                        level=logging.WARNING,
+                        pause=pause,
+                        error_type=type(error).__name__,
+                    )
+                else:
+                    logger.exception("worker_round_failed", extra={"fields": {"pause": pause}})
                 self.stop_requested.wait(pause)
                 continue
             if not done:
@@ -180,6 +183,11 @@ class Worker:
             except PermanentError as error:
                 members = []
                 log_event(logger, "expansion_failed", level=logging.WARNING, error=str(error))
+            except Exception as error:
+                # A bug or an unexpected answer: keep the subject, log loudly, retry with backoff.
+                logger.exception("expansion_crashed", extra={"fields": {}})
+                self._retry(job, error, None)
+                return
             now = self.clock()
             with self.engine.begin() as connection:
                 queue.enqueue(connection, job.userpool_id, members, reason=job.reason, now=now)
@@ -210,9 +218,12 @@ class Worker:
         is_too_old = now - job.first_enqueued_at >= self.settings.max_age
         if job.attempts >= self.settings.max_attempts or is_too_old:
             with self.engine.begin() as connection:
-                queue.dead_letter(connection, job, owner=self.owner, error=message)
-                if job.kind == "user":  # a department or group subject is not a user to report on
+                parked = queue.dead_letter(connection, job, owner=self.owner, error=message, now=now)
+                if parked and job.kind == "user":  # a department or group subject is not a user to report on
                     record_decision(connection, self._failure(job, error, dead=True), now=now)
+            if not parked:
+                log_event(logger, "job_restarted_by_new_delivery", level=logging.WARNING, error=message)
+                return
             metrics.JOBS.labels(result="dead_lettered").inc()
             metrics.record_decision((), "failed")
             log_event(logger, "job_dead_lettered", level=logging.ERROR, error=message)

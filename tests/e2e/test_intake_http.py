@@ -167,3 +167,13 @@ def test_body_exactly_at_the_limit_is_accepted(live_service):
     raw = json.dumps(body).encode()
     assert len(raw) == 1024 * 1024
     assert post(live_service, raw).status_code == 200
+
+
+def test_an_overlong_user_pool_header_is_refused(live_service, emulator):
+    """A user-pool header longer than a pool id is a 422, not a database error."""
+    body = json.dumps(event_body(emulator.state, "test"))
+    response = post(
+        live_service, body, headers={"x-authing-token": WEBHOOK_SECRET, "x-authing-userpool-id": "p" * 5000}
+    )
+    assert_error(response, 422, "invalid_delivery")
+    assert stored_counts(live_service.engine) == (0, 0)

@@ -45,3 +45,15 @@ def test_metrics_count_deliveries_decisions_calls_and_queue(live_service, emulat
     assert sample(text, "mfa_enforcer_database_up") == 1
     assert "mfa_enforcer_queue_depth " in text and "mfa_enforcer_dead_letters " in text
     assert "mfa_enforcer_queue_oldest_due_age_seconds " in text
+
+
+def test_unknown_event_names_share_one_metric_label(live_service):
+    """Event names the service does not know are counted as "other", so senders cannot grow the series."""
+    before = requests.get(f"{live_service.url}/metrics", timeout=5).text
+    for name in ("made:up-one", "made:up-two"):
+        live_service.sender.deliver({"eventName": name, "data": {}})
+    text = requests.get(f"{live_service.url}/metrics", timeout=5).text
+    delta = sample(text, "mfa_enforcer_deliveries_total", event="other", outcome="ignored") - sample(
+        before, "mfa_enforcer_deliveries_total", event="other", outcome="ignored"
+    )
+    assert delta == 2 and "made:up" not in text

@@ -107,7 +107,7 @@ def test_dead_letters_stay_visible_and_a_new_delivery_revives_them(store):
     record_delivery(store, delivery("u1"), now=100.0)
     [job] = queue.claim(store, owner="a", limit=1, lease_seconds=30, now=100.0)
     with store.begin() as connection:
-        queue.dead_letter(connection, job, owner="a", error="boom")
+        queue.dead_letter(connection, job, owner="a", error="boom", now=100.0)
     assert queue.claim(store, owner="a", limit=1, lease_seconds=30, now=200.0) == []
     assert queue.queue_stats(store, now=200.0).dead == 1
     record_delivery(store, delivery("u1"), now=300.0)
@@ -182,3 +182,23 @@ def test_concurrent_claims_never_share_a_row(store):
 def test_reachability_check(store):
     """is_reachable answers True for a working database."""
     assert is_reachable(store)
+
+
+def test_a_waiting_user_keeps_their_place_when_events_keep_coming(store):
+    """A user with a stream of events is not pushed behind users who arrived after their first event."""
+    record_delivery(store, delivery("hot"), now=1.0)
+    record_delivery(store, delivery("other"), now=2.0)
+    record_delivery(store, delivery("hot"), now=3.0)
+    [first] = queue.claim(store, owner="a", limit=1, lease_seconds=30, now=10.0)
+    assert first.user_id == "hot"
+
+
+def test_a_delivery_during_the_last_attempt_restarts_the_row_instead_of_parking_it(store):
+    """If the subject changed while its final attempt failed, the row starts over rather than dying."""
+    record_delivery(store, delivery("u1"), now=100.0)
+    [job] = queue.claim(store, owner="a", limit=1, lease_seconds=30, now=100.0)
+    record_delivery(store, delivery("u1"), now=101.0)
+    with store.begin() as connection:
+        assert queue.dead_letter(connection, job, owner="a", error="boom", now=102.0) is False
+    [row] = rows(store, work)
+    assert (row["state"], row["attempts"], row["due_at"], row["leased_until"]) == ("pending", 0, 102.0, None)

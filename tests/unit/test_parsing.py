@@ -111,3 +111,11 @@ def test_numeric_top_level_form_fields_stay_an_object():
 def test_unicode_digits_are_names_not_list_indexes():
     """Superscript and other non-ASCII digits are plain field names (found by fuzzing)."""
     assert decode_body(FORM, "a[¹]=x&a[²]=y".encode()) == {"a": {"¹": "x", "²": "y"}}
+
+
+def test_numbers_too_large_to_read_are_malformed_not_a_crash():
+    """A 5,000-digit integer or a 5,000-digit form index is a malformed body (found in review)."""
+    with pytest.raises(MalformedBodyError, match="too large"):
+        decode_body("application/json", b'{"n": ' + b"9" * 5000 + b"}")
+    with pytest.raises(MalformedBodyError, match="larger than"):
+        decode_body(FORM, b"a[" + b"1" * 5000 + b"]=x")
