@@ -113,6 +113,15 @@ class Settings:
     def is_audit(self) -> bool:
         return self.mode == "audit"
 
+    @property
+    def pool_key(self) -> str:
+        """The user-pool id every work row is recorded under: GENAUTH_USERPOOL_ID, or "" when unset.
+
+        One deployment serves one pool, so webhooks, sweeps, replay and explain must all use this same key
+        for a user's deliveries to coalesce into one row.
+        """
+        return self.webhook.userpool_id or ""
+
 
 class _Reader:
     """Reads typed values from an environment mapping, collecting every problem instead of stopping."""

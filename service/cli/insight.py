@@ -33,7 +33,7 @@ def explain(user_id: str, as_json: bool) -> None:
     engine = engine_from_environment()
     worker = build_worker(settings, engine, policy_getter=policies.current)
     try:
-        explanation = explain_user(worker.reconciler, user_id, userpool_id=settings.webhook.userpool_id or "")
+        explanation = explain_user(worker.reconciler, user_id, userpool_id=settings.pool_key)
     except GenAuthUserNotFoundError as error:
         raise click.ClickException(f"no user {user_id} in GenAuth") from error
     finally:

@@ -190,6 +190,10 @@ def _sweep(
         code = EXIT_FAILED
     finally:
         sweep.close()
+    if sweep.plan is None:  # stopped (or failed) while the scope was still being planned: nothing to report
+        engine.dispose()
+        click.echo("reconcile stopped before its plan was made; nothing was enqueued", err=True)
+        raise SystemExit(code or EXIT_FAILED)
     try:
         result = sweep.result()
     finally:

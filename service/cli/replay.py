@@ -64,10 +64,13 @@ def replay(
     finally:
         engine.dispose()
     if as_json:
-        listed = [{"user_id": t.user_id, "userpool_id": t.userpool_id, "source": t.source} for t in targets]
+        listed = [
+            {"user_id": t.user_id, "kind": t.kind, "userpool_id": t.userpool_id, "source": t.source} for t in targets
+        ]
         click.echo(json.dumps({"dry_run": dry_run, "selected": len(targets), "enqueued": count, "users": listed}))
         return
     for target in targets:
-        click.echo(f"{'would enqueue' if dry_run else 'enqueued'} {target.user_id} ({target.source})")
+        subject = target.user_id if target.kind == "user" else f"{target.kind} {target.user_id}"
+        click.echo(f"{'would enqueue' if dry_run else 'enqueued'} {subject} ({target.source})")
     verb = "would be enqueued (dry run)" if dry_run else "enqueued"
     click.echo(f"{len(targets)} user(s) {verb}")

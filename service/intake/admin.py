@@ -98,7 +98,7 @@ def user_explain(user_id: str) -> dict[str, Any]:
             state.admin_client = GenAuthClient(genauth)
         reconciler = Reconciler(state.admin_client, state.policies.current, force_audit=state.settings.is_audit)
         try:
-            return explain_user(reconciler, user_id, userpool_id=state.settings.webhook.userpool_id or "")
+            return explain_user(reconciler, user_id, userpool_id=state.settings.pool_key)
         except GenAuthUserNotFoundError as error:
             raise UnknownUserError(f"no user {user_id} in GenAuth") from error
     finally:

@@ -58,7 +58,7 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
         raise ForbiddenPoolError()
     delivery = Delivery(
         event_name=interpretation.event_name,
-        userpool_id=settings.userpool_id or header_pool or next(iter(sorted(pools)), ""),
+        userpool_id=state.settings.pool_key,
         user_ids=interpretation.subjects.users,
         digest=hashlib.sha256(raw).hexdigest(),
         content_type=request.mimetype,

@@ -56,9 +56,9 @@ def sweep_owner() -> str:
 
 
 def userpool_id_for(settings: Settings) -> str:
-    """The user pool work rows are recorded under: ``GENAUTH_USERPOOL_ID``, else the access key id (the pool
-    id when the pool's own key is used), so reconcile rows coalesce with webhook rows for the same user."""
-    return settings.webhook.userpool_id or settings.genauth.access_key_id
+    """The user pool work rows are recorded under (``Settings.pool_key``), the same key webhooks use, so
+    reconcile rows coalesce with webhook rows for the same user."""
+    return settings.pool_key
 
 
 class SweepBusyError(ServiceError):

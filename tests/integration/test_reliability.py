@@ -191,3 +191,27 @@ def test_jobs_not_started_before_the_lease_runs_low_are_released(app, engine, em
         rows = connection.execute(sa.select(work.c.user_id, work.c.leased_until, work.c.attempts)).all()
     assert len(rows) == 2 and all(leased is None and attempts == 0 for _, leased, attempts in rows)
     worker.reconciler.client.close()
+
+
+def test_replay_keeps_department_and_group_subjects_as_they_were(engine):
+    """Dead department rows and department subjects of past events replay as departments, not as users;
+    users removed by user:deleted are not replayed."""
+    record_delivery(
+        engine,
+        Delivery("organization:node-moved", "pool", (), "0" * 64, "application/json", "queued", departments=("dep1",)),
+        now=100.0,
+    )
+    record_delivery(
+        engine,
+        Delivery("user:deleted", "pool", (), "0" * 64, "application/json", "queued", removed_user_ids=("gone",)),
+        now=110.0,
+    )
+    with engine.begin() as connection:
+        connection.execute(sa.update(work).where(work.c.user_id == "dep1").values(state="dead"))
+    targets = replay_targets(engine, since=50.0, until=200.0)
+    assert sorted((t.kind, t.user_id) for t in targets) == [("department", "dep1")]
+    assert replay(engine, targets, now=300.0) == 1
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(work.c.kind, work.c.user_id, work.c.state)).all() == [
+            ("department", "dep1", "pending")
+        ]
