@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from service.genauth.client import PAGE_LIMIT, GenAuthClient
-from service.genauth.errors import GenAuthRequestError, GenAuthUserNotFoundError
+from service.genauth.errors import GenAuthNotFoundError, GenAuthRequestError
 
 MAX_PAGES = 2000
 
@@ -53,7 +53,7 @@ def department_members(client: GenAuthClient, department_id: str) -> list[str]:
         }
         try:
             return _user_ids(paged(client, "GET", "/api/v3/list-department-members", params))
-        except (GenAuthUserNotFoundError, GenAuthRequestError):
+        except (GenAuthNotFoundError, GenAuthRequestError):
             continue  # not in this organisation
     return []
 

@@ -24,6 +24,7 @@ from service import metrics
 from service.genauth.errors import (
     GenAuthAuthenticationError,
     GenAuthError,
+    GenAuthNotFoundError,
     GenAuthRateLimitedError,
     GenAuthRequestError,
     GenAuthUnavailableError,
@@ -34,6 +35,17 @@ from service.genauth.throttling import RateLimiter
 from service.settings import GenAuthSettings
 
 USER_NOT_FOUND_API_CODE = 2004
+# Endpoints about one user: there a bare 404 means the user is gone.
+USER_ENDPOINTS = frozenset(
+    {
+        "/api/v3/get-user",
+        "/api/v3/get-mfa-status",
+        "/api/v3/set-mfa-status",
+        "/api/v3/get-user-departments",
+        "/api/v3/get-user-groups",
+        "/api/v3/get-user-roles",
+    }
+)
 PAGE_LIMIT = 50
 MAX_PAGES = 200
 USER_AGENT = "mfa-enforcer/0.1 (+python-requests)"
@@ -285,8 +297,11 @@ def _unwrap(envelope: Json, path: str, retry_after: float | None = None) -> Any:
     error_type: ErrorType
     if status_code is None:
         raise _protocol_error(path, "no statusCode in the answer")
-    if api_code == USER_NOT_FOUND_API_CODE or status_code == 404:
+    if api_code == USER_NOT_FOUND_API_CODE or (status_code == 404 and path in USER_ENDPOINTS):
         error_type = GenAuthUserNotFoundError
+    elif status_code == 404:
+        # Not "the user is gone": an unknown department, group or namespace must not read as a deleted user.
+        error_type = GenAuthNotFoundError
     elif status_code == 429:
         error_type = GenAuthRateLimitedError
     elif status_code == 401:

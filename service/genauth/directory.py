@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.genauth.client import GenAuthClient
-from service.genauth.errors import GenAuthRequestError, GenAuthUnavailableError, GenAuthUserNotFoundError
+from service.genauth.errors import GenAuthNotFoundError, GenAuthRequestError, GenAuthUnavailableError
 
 PAGE_LIMIT = 50
 MAX_ORGANIZATION_PAGES = 100
@@ -54,7 +54,7 @@ def get_department(client: GenAuthClient, organization_code: str, reference: str
     params = {"organizationCode": organization_code, "departmentId": reference, "departmentIdType": id_type}
     try:
         data = client.call("GET", "/api/v3/get-department", params=params)
-    except (GenAuthUserNotFoundError, GenAuthRequestError):
+    except (GenAuthNotFoundError, GenAuthRequestError):
         # GenAuth answers an unknown department with 404 (or 400 for an id it cannot parse): not found.
         return None
     return data if isinstance(data, dict) and data.get("departmentId") else None

@@ -6,7 +6,8 @@
     │   │   └── GenAuthRateLimitedError   HTTP 429 or statusCode 429 (ThrottleError); honour ``retry_after``
     │   └── GenAuthAuthenticationError    credentials refused even after a fresh token (operator must fix)
     └── PermanentError
-        ├── GenAuthUserNotFoundError      statusCode 404 / apiCode 2004: the user is gone
+        ├── GenAuthNotFoundError          statusCode 404 from an endpoint about something else
+        │   └── GenAuthUserNotFoundError  apiCode 2004, or 404 from a user endpoint: the user is gone
         └── GenAuthRequestError           any other refusal (400, 403, 409, 422 …): the request itself is wrong
 
 GenAuth answers HTTP 200 for business errors and puts the real status in the body's ``statusCode``; both
@@ -48,7 +49,13 @@ class GenAuthAuthenticationError(GenAuthError, TemporaryError):
     reason = "genauth_authentication"
 
 
-class GenAuthUserNotFoundError(GenAuthError, PermanentError):
+class GenAuthNotFoundError(GenAuthError, PermanentError):
+    """GenAuth has no such thing (statusCode 404)."""
+
+    reason = "genauth_not_found"
+
+
+class GenAuthUserNotFoundError(GenAuthNotFoundError):
     """The user does not exist in GenAuth."""
 
     reason = "genauth_user_not_found"

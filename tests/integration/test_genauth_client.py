@@ -173,3 +173,13 @@ def test_scoped_userpool_id_reads_the_claim_and_tolerates_garbage():
     assert scoped_userpool_id("a.eyJzY29wZWRfdXNlcnBvb2xfaWQiOiAicDEifQ.c") == "p1"
     assert scoped_userpool_id("not-a-jwt") is None
     assert scoped_userpool_id("a.!!!.c") is None
+
+
+def test_a_missing_department_is_not_mistaken_for_a_deleted_user(client):
+    """statusCode 404 from a department endpoint is GenAuthNotFoundError, never GenAuthUserNotFoundError."""
+    from service.genauth.errors import GenAuthNotFoundError
+
+    params = {"organizationCode": "acme", "departmentId": "no-such-department", "departmentIdType": "code"}
+    with pytest.raises(GenAuthNotFoundError) as caught:
+        client.call("GET", "/api/v3/get-department", params=params)
+    assert not isinstance(caught.value, GenAuthUserNotFoundError)
