@@ -10,6 +10,7 @@ while people join.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,6 @@ from service.genauth.client import GenAuthClient
 from service.genauth.errors import GenAuthNotFoundError, GenAuthRequestError, GenAuthUnavailableError
 
 PAGE_LIMIT = 50
-MAX_ORGANIZATION_PAGES = 100
 
 Json = dict[str, Any]
 
@@ -39,14 +39,12 @@ class Page:
 def list_organizations(client: GenAuthClient) -> list[Json]:
     """Every organisation (top-level tree) of the pool, paging through ``list-organizations``."""
     endpoint = "/api/v3/list-organizations"
-    organizations: list[Json] = []
-    for number in range(1, MAX_ORGANIZATION_PAGES + 1):
+
+    def fetch(number: int) -> Page:
         params = {"page": str(number), "limit": str(PAGE_LIMIT)}
-        page = _page(client.call("GET", endpoint, params=params), endpoint)
-        organizations.extend(page.items)
-        if page.is_last(number):
-            break
-    return organizations
+        return _page(client.call("GET", endpoint, params=params), endpoint)
+
+    return all_pages(fetch, endpoint)
 
 
 def get_department(client: GenAuthClient, organization_code: str, reference: str, *, id_type: str) -> Json | None:
@@ -130,3 +128,35 @@ def _unreadable(endpoint: str, problem: str) -> GenAuthUnavailableError:
     error = GenAuthUnavailableError(f"GenAuth {endpoint}: {problem}")
     error.endpoint = endpoint
     return error
+
+
+MAX_PAGES = 2000
+"""A listing longer than this many pages of 50 (100,000 entries) is refused rather than read forever."""
+
+
+def all_pages(fetch: Callable[[int], Page], what: str) -> list[Json]:
+    """Every item of a paged listing, asking ``fetch(page_number)`` until the last page.
+
+    Raises ``GenAuthUnavailableError`` (retried later) if the listing does not end within ``MAX_PAGES``, so a
+    server that ignores ``page`` cannot make a caller loop forever or silently keep a truncated list.
+    """
+    items: list[Json] = []
+    for number in range(1, MAX_PAGES + 1):
+        page = fetch(number)
+        items.extend(page.items)
+        if page.is_last(number):
+            return items
+    raise _unreadable(what, f"more than {MAX_PAGES} pages")
+
+
+def group_members_page(client: GenAuthClient, code: str, *, number: int, limit: int = PAGE_LIMIT) -> Page:
+    """Page ``number`` of a user group's members."""
+    endpoint = "/api/v3/list-group-members"
+    params = {"code": code, "page": str(number), "limit": str(limit)}
+    return _page(client.call("GET", endpoint, params=params), endpoint)
+
+
+def groups_page(client: GenAuthClient, *, number: int, limit: int = PAGE_LIMIT) -> Page:
+    """Page ``number`` of the pool's user groups."""
+    endpoint = "/api/v3/list-groups"
+    return _page(client.call("GET", endpoint, params={"page": str(number), "limit": str(limit)}), endpoint)
