@@ -78,6 +78,8 @@ class Worker:
         self.clock = clock
         self.stop_requested = threading.Event()
         self.sweeper = sweeper
+        if sweeper is not None:
+            sweeper.stop_event = self.stop_requested  # SIGTERM also interrupts a sweep's retry waits
         """Runs ``reconcile`` sweeps every ENFORCER_RECONCILE_INTERVAL seconds, a few pages per round."""
 
     def run(self) -> None:

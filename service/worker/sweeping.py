@@ -29,6 +29,7 @@ from service.enforcement.scoping import (
     ScopePlan,
     SourceProgress,
     Sweeper,
+    SweepStoppedError,
     call_with_retries,
     plan_scope,
 )
@@ -292,6 +293,8 @@ class PeriodicSweep:
         self.monotonic = monotonic
         self.active: StoredSweep | None = None
         self.next_check = 0.0
+        self.stop_event: threading.Event | None = None
+        """Set by the worker: its stop request also interrupts a sweep waiting out GenAuth retries."""
 
     def maybe_sweep(self, now: float) -> None:
         """Start or continue the sweep if one is due; never raises (a failure is logged and retried later)."""
@@ -304,6 +307,8 @@ class PeriodicSweep:
             if self.active.step(deadline=self.monotonic() + self.budget):
                 self.active = None
                 self.next_check = now + self.interval
+        except SweepStoppedError:
+            self.stop()  # the worker is stopping; the sweep resumes later, here or elsewhere
         except (ServiceError, SweepLockLostError, sa.exc.SQLAlchemyError) as error:
             log_event(logger, "sweep_failed", level=logging.WARNING, error_type=type(error).__name__, error=str(error))
             self._drop(now)
@@ -332,6 +337,7 @@ class PeriodicSweep:
             userpool_id=self.userpool_id,
             owner=self.owner,
             monotonic=self.monotonic,
+            stop=self.stop_event,
         )
         try:
             sweep.start()
