@@ -219,7 +219,8 @@ def _custom_data(tests: tuple[tuple[str, ValueTest], ...], data: Mapping[str, An
 def _value_test(subject: str, test: ValueTest, value: Any) -> Judgement:
     present = value is not None and not (isinstance(value, str) and not value.strip())
     if test.operator == "exists":
-        return present == test.present, [f"{subject} is set ({show(value)})" if present else f"{subject} is not set"]
+        # The value itself is not repeated: it is the user's data, and reasons are stored in decisions.
+        return present == test.present, [f"{subject} is set" if present else f"{subject} is not set"]
     if test.operator == "equals":
         expected = show(test.values[0])
     else:
