@@ -336,6 +336,9 @@ class Sweeper:
     def _read(self, source: Source, number: int) -> None:
         if self.stop.is_set():
             raise SweepStoppedError()
+        if number > directory.MAX_PAGES:
+            # A server that ignores `page` (full pages, no totalCount) would otherwise be read forever.
+            raise directory.unreadable(source.key, f"more than {directory.MAX_PAGES} pages")
         page = self.retrying(lambda: source.fetch(self.client, number))
         user_ids = tuple(directory.user_ids_of(page))
         record = PageRecord(source, number, user_ids, page.total, page.is_last(number))

@@ -66,7 +66,7 @@ def search_departments(client: GenAuthClient, organization_code: str, keywords: 
     if data is None:
         return []
     if not isinstance(data, list):
-        raise _unreadable(endpoint, "'data' is not an array")
+        raise unreadable(endpoint, "'data' is not an array")
     return [item for item in data if isinstance(item, dict)]
 
 
@@ -113,10 +113,10 @@ def user_ids_of(page: Page) -> list[str]:
 
 def _page(data: Any, endpoint: str) -> Page:
     if not isinstance(data, dict):
-        raise _unreadable(endpoint, "'data' is not an object")
+        raise unreadable(endpoint, "'data' is not an object")
     items = data.get("list") or []
     if not isinstance(items, list):
-        raise _unreadable(endpoint, "'list' is not an array")
+        raise unreadable(endpoint, "'list' is not an array")
     total = data.get("totalCount")
     return Page(
         items=[item for item in items if isinstance(item, dict)],
@@ -124,7 +124,7 @@ def _page(data: Any, endpoint: str) -> Page:
     )
 
 
-def _unreadable(endpoint: str, problem: str) -> GenAuthUnavailableError:
+def unreadable(endpoint: str, problem: str) -> GenAuthUnavailableError:
     error = GenAuthUnavailableError(f"GenAuth {endpoint}: {problem}")
     error.endpoint = endpoint
     return error
@@ -146,7 +146,7 @@ def all_pages(fetch: Callable[[int], Page], what: str) -> list[Json]:
         items.extend(page.items)
         if page.is_last(number):
             return items
-    raise _unreadable(what, f"more than {MAX_PAGES} pages")
+    raise unreadable(what, f"more than {MAX_PAGES} pages")
 
 
 def group_members_page(client: GenAuthClient, code: str, *, number: int, limit: int = PAGE_LIMIT) -> Page:
