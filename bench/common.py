@@ -553,10 +553,17 @@ class LoadResult:
 class _Client:
     """One keep-alive HTTP/1.1 connection used by one load thread."""
 
-    def __init__(self, host: str, port: int, timeout: float, keepalive: bool) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        keepalive: bool,
+        connection: http.client.HTTPConnection | None = None,
+    ) -> None:
         self.host, self.port, self.timeout, self.keepalive = host, port, timeout, keepalive
-        self.connection: http.client.HTTPConnection | None = None
-        self.last_used = 0.0
+        self.connection = connection
+        self.last_used = time.monotonic()
 
     def send(self, request: Request) -> tuple[int, str | None]:
         now = time.monotonic()
@@ -588,6 +595,51 @@ class _Client:
             self.connection = None
 
 
+def _server_pid(port: int, local_port: int) -> int | None:
+    """The pid of the process holding the server side of our connection from ``local_port`` (via ``ss``)."""
+    output = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} and dport = :{local_port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    marker = output.find("pid=")
+    if marker < 0:
+        return None
+    return int(output[marker + 4 :].split(",", 1)[0])
+
+
+def spread_connections(
+    port: int, pids: Sequence[int], count: int, *, path: str = "/healthz", timeout: float = 60.0
+) -> list[http.client.HTTPConnection]:
+    """``count`` keep-alive connections, spread evenly over the server processes ``pids`` (gunicorn workers).
+
+    Gunicorn's workers race to accept on one shared socket, so where a burst of connections lands is luck: a
+    load test whose connections all land on one of two workers measures one core, not two (seen here, for
+    either app). Each connection is opened, answered once (so a worker has accepted it), and kept only if its
+    worker still has room; the result is as even as ``count`` allows, the same for every system measured.
+    """
+    quota = {pid: count // len(pids) + (1 if index < count % len(pids) else 0) for index, pid in enumerate(pids)}
+    kept: list[http.client.HTTPConnection] = []
+    deadline = time.monotonic() + timeout
+    while len(kept) < count:
+        if time.monotonic() > deadline:
+            for connection in kept:
+                connection.close()
+            raise RuntimeError(f"could not spread {count} connections over workers {list(pids)}")
+        connection = http.client.HTTPConnection(LOOPBACK, port, timeout=10.0)
+        connection.request("GET", path)
+        connection.getresponse().read()
+        assert connection.sock is not None
+        owner = _server_pid(port, connection.sock.getsockname()[1])
+        if owner in quota and quota[owner] > 0:
+            quota[owner] -= 1
+            kept.append(connection)
+        else:
+            connection.close()
+    return kept
+
+
 def _error_name(error: BaseException) -> str:
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
@@ -606,11 +658,16 @@ def closed_loop(
     timeout: float = 10.0,
     keepalive: bool = True,
     max_seconds: float = 900.0,
+    spread_over: Sequence[int] = (),
 ) -> LoadResult:
     """``concurrency`` threads, each sending its next request as soon as the previous one is answered, until
-    ``duration`` seconds have passed or ``count`` requests were sent (and never longer than ``max_seconds``)."""
+    ``duration`` seconds have passed or ``count`` requests were sent (and never longer than ``max_seconds``).
+
+    With ``spread_over`` (worker pids) and keep-alive, the connections start spread evenly over those workers.
+    """
     if duration is None and count is None:
         raise ValueError("give a duration or a count")
+    connections = _opening_connections(port, spread_over, concurrency, keepalive)
     limit = count if count is not None else sys.maxsize
     started = time.perf_counter()
     deadline = started + min(duration if duration is not None else max_seconds, max_seconds)
@@ -619,7 +676,7 @@ def closed_loop(
     lock = threading.Lock()
 
     def run() -> None:
-        client = _Client(LOOPBACK, port, timeout, keepalive)
+        client = _Client(LOOPBACK, port, timeout, keepalive, connections.pop() if connections else None)
         mine: list[Sample] = []
         try:
             while time.perf_counter() < deadline:
@@ -650,12 +707,14 @@ def paced(
     senders: int = 64,
     timeout: float = 10.0,
     keepalive: bool = True,
+    spread_over: Sequence[int] = (),
 ) -> LoadResult:
     """Open loop: request ``i`` is due at ``start + i / rate``, whatever happened to earlier ones. ``senders``
     threads take the next due request; latency is counted from the due time, so a slow server that makes the
-    senders fall behind is charged for it (no coordinated omission)."""
+    senders fall behind is charged for it (no coordinated omission). ``spread_over`` as in ``closed_loop``."""
     if rate <= 0:
         raise ValueError("rate must be positive")
+    connections = _opening_connections(port, spread_over, senders, keepalive)
     total = count if count is not None else max(1, int(rate * (duration or 0)))
     started = time.perf_counter() + 0.2
     numbers = itertools.count()
@@ -663,7 +722,7 @@ def paced(
     lock = threading.Lock()
 
     def run() -> None:
-        client = _Client(LOOPBACK, port, timeout, keepalive)
+        client = _Client(LOOPBACK, port, timeout, keepalive, connections.pop() if connections else None)
         mine: list[Sample] = []
         try:
             while True:
@@ -686,6 +745,15 @@ def paced(
     finished = max((s.ended for s in samples), default=time.perf_counter())
     samples.sort(key=lambda s: s.index)
     return LoadResult(samples, started, finished, "paced", senders, target_rate=rate)
+
+
+def _opening_connections(
+    port: int, spread_over: Sequence[int], count: int, keepalive: bool
+) -> list[http.client.HTTPConnection]:
+    """Connections for the load threads to start with (``list.pop`` is atomic, so threads may share it)."""
+    if not spread_over or not keepalive:
+        return []
+    return spread_connections(port, spread_over, count)
 
 
 def _run_threads(target: Callable[[], None], how_many: int, *, join_timeout: float) -> None:

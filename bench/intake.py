@@ -130,6 +130,7 @@ def run_measurements(arguments, servers, request_for, keepalive):  # type: ignor
                 concurrency=arguments.concurrency,
                 duration=arguments.warmup,
                 keepalive=keepalive,
+                spread_over=server.worker_pids(),
             )
             with cpu_meter(server.pids) as cpu:
                 result = closed_loop(
@@ -138,6 +139,7 @@ def run_measurements(arguments, servers, request_for, keepalive):  # type: ignor
                     concurrency=arguments.concurrency,
                     duration=arguments.duration,
                     keepalive=keepalive,
+                    spread_over=server.worker_pids(),
                 )
             server.check_alive()
             result.cpu = cpu[0]  # type: ignore[attr-defined]
@@ -156,6 +158,7 @@ def run_measurements(arguments, servers, request_for, keepalive):  # type: ignor
             duration=arguments.paced_duration,
             keepalive=keepalive,
             senders=64,
+            spread_over=server.worker_pids(),
         )
         paced_results[name] = result
         if name == "mfa-enforcer":

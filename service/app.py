@@ -28,6 +28,7 @@ from service.logs import bind_request, configure_logging, log_event, unbind_requ
 from service.policy_source import PolicySource
 from service.settings import Settings, load_settings
 from service.store.engine import create_engine
+from service.store.inbox import Inbox
 from service.store.migrating import ensure_schema
 from service.worker.loop import Worker, start_in_thread
 from service.worker.sweeping import PeriodicSweep, userpool_id_for
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     # that it went over (413) instead of parsing a truncated body (400).
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION] = Runtime(settings=settings, engine=engine, policies=policies)
+    app.extensions[EXTENSION] = Runtime(settings=settings, engine=engine, policies=policies, inbox=Inbox(engine))
     app.register_blueprint(blueprint)
     app.register_blueprint(admin_blueprint)
     app.before_request(_bind_request_id)

@@ -10,6 +10,7 @@ from flask import current_app
 from service.genauth.client import GenAuthClient
 from service.policy_source import PolicySource
 from service.settings import Settings
+from service.store.inbox import Inbox
 
 EXTENSION = "mfa_enforcer"
 
@@ -21,6 +22,8 @@ class Runtime:
     settings: Settings
     engine: sa.Engine
     policies: PolicySource
+    inbox: Inbox
+    """Records deliveries; concurrent ones share a commit."""
     admin_client: GenAuthClient | None = None
     """The GenAuth client of the admin API's explain, made on first use."""
 

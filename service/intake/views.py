@@ -23,8 +23,9 @@ from service.intake.errors import ForbiddenPoolError, InvalidDeliveryError, Stor
 from service.intake.parsing import decode_body
 from service.intake.schemas import SUBJECT_SCHEMAS, interpret
 from service.logs import log_event
+from service.store.committing import GroupCommitTimeoutError
 from service.store.engine import is_reachable
-from service.store.inbox import Delivery, record_delivery
+from service.store.inbox import Delivery
 from service.store.queue import queue_stats
 from service.store.sweeps import sweep_gauges
 
@@ -68,9 +69,9 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
         removed_user_ids=interpretation.subjects.removed,
     )
     try:
-        event_id = record_delivery(state.engine, delivery, now=time.time())
+        event_id = state.inbox.record(delivery, now=time.time())
         g.outcome = delivery.outcome
-    except sa.exc.SQLAlchemyError as error:
+    except (sa.exc.SQLAlchemyError, GroupCommitTimeoutError) as error:
         log_event(
             logger,
             "webhook_not_recorded",

@@ -1,23 +1,28 @@
 """The delivery inbox: records an accepted webhook and its consequences for the queue in ONE transaction.
 
 Called by the webhook view before it answers 2xx (ARCHITECTURE.md, "durable before 2xx"). If the commit
-fails, the exception reaches the view, which answers 5xx so GenAuth may send again.
+fails, the exception reaches the view, which answers 5xx so GenAuth may send again. Deliveries that arrive
+together share a transaction (``Inbox``, group commit): each is answered only after that commit, but the
+flush and the lock are paid once per batch instead of once per delivery.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from service.store.committing import GroupCommit
 from service.store.decisions import Decision, record_decision
-from service.store.queue import drop_pending, enqueue
+from service.store.queue import drop_pending, upsert_work, work_row
 from service.store.tables import events
 
 EXPANSION_KINDS = ("department", "group")
 
 # Built once, values bound per call: SQLAlchemy then reuses the compiled statement (see queue._UPSERT).
 _INSERT_EVENT = sa.insert(events).returning(events.c.id)
+_INSERT_EVENTS = sa.insert(events).returning(events.c.id, sort_by_parameter_order=True)
 
 
 @dataclass(frozen=True)
@@ -51,40 +56,100 @@ class Delivery:
 
 def record_delivery(engine: sa.Engine, delivery: Delivery, *, now: float) -> int:
     """Store the event record, the work rows and any dropped work; returns the event id."""
-    reason = delivery.event_name[:100]
+    return record_deliveries(engine, [(delivery, now)])[0]
+
+
+def record_deliveries(engine: sa.Engine, received: Sequence[tuple[Delivery, float]]) -> list[int]:
+    """Store several deliveries (each with the time it was received) in ONE transaction; returns their event ids.
+
+    The same rows as recording each in turn, in the same order, so a user named by two of them gets the later
+    one's reason and event id; but one commit for all (see ``Inbox``).
+    """
     with engine.begin() as connection:
+        event_ids = _insert_events(connection, received)
+        rows: list[dict[str, object]] = []
+        for (delivery, now), event_id in zip(received, event_ids, strict=True):
+            reason = delivery.event_name[:100]
+            pool = delivery.userpool_id
+            for kind, subject_ids in (
+                ("user", delivery.user_ids),
+                ("department", delivery.departments),
+                ("group", delivery.groups),
+            ):
+                rows.extend(
+                    work_row(pool, subject_id, kind=kind, reason=reason, now=now, event_id=event_id)
+                    for subject_id in dict.fromkeys(subject_ids)
+                )
+            if delivery.removed_user_ids:
+                # Rare (deletions): keep the order of effects, earlier upserts first, then the drop.
+                upsert_work(connection, rows)
+                rows = []
+                _forget_removed(connection, delivery, reason=reason, now=now)
+        upsert_work(connection, rows)
+    return event_ids
+
+
+def _insert_events(connection: sa.Connection, received: Sequence[tuple[Delivery, float]]) -> list[int]:
+    parameters = []
+    for delivery, now in received:
         subjects = delivery.subject_ids
-        event_id = connection.execute(
-            _INSERT_EVENT,
+        parameters.append(
             {
                 "received_at": now,
-                "event_name": reason,
+                "event_name": delivery.event_name[:100],
                 "userpool_id": delivery.userpool_id,
                 "subject_ids": subjects,
                 "subject_count": len(subjects),
                 "digest": delivery.digest,
                 "content_type": delivery.content_type[:60],
                 "outcome": delivery.outcome,
-            },
-        ).scalar_one()
-        pool = delivery.userpool_id
-        enqueue(connection, pool, delivery.user_ids, reason=reason, now=now, event_id=event_id)
-        enqueue(connection, pool, delivery.departments, reason=reason, now=now, event_id=event_id, kind="department")
-        enqueue(connection, pool, delivery.groups, reason=reason, now=now, event_id=event_id, kind="group")
-        if delivery.removed_user_ids:
-            drop_pending(connection, pool, delivery.removed_user_ids, now=now)
-            for user_id in delivery.removed_user_ids:
-                decision = Decision(
-                    userpool_id=pool,
-                    user_id=user_id,
-                    trigger=reason,
-                    mode="enforce",
-                    action="none",
-                    rules=(),
-                    required=(),
-                    before=(),
-                    after=(),
-                    reason=f"{reason}: the user left the pool's active users; pending work dropped",
-                )
-                record_decision(connection, decision, now=now)
-    return int(event_id)
+            }
+        )
+    if len(parameters) == 1:
+        return [int(connection.execute(_INSERT_EVENT, parameters[0]).scalar_one())]
+    # One multi-row INSERT … RETURNING, ids in the order of the parameters (SQLAlchemy "insertmanyvalues").
+    return [int(event_id) for event_id in connection.execute(_INSERT_EVENTS, parameters).scalars()]
+
+
+def _forget_removed(connection: sa.Connection, delivery: Delivery, *, reason: str, now: float) -> None:
+    pool = delivery.userpool_id
+    drop_pending(connection, pool, delivery.removed_user_ids, now=now)
+    for user_id in delivery.removed_user_ids:
+        decision = Decision(
+            userpool_id=pool,
+            user_id=user_id,
+            trigger=reason,
+            mode="enforce",
+            action="none",
+            rules=(),
+            required=(),
+            before=(),
+            after=(),
+            reason=f"{reason}: the user left the pool's active users; pending work dropped",
+        )
+        record_decision(connection, decision, now=now)
+
+
+def _is_item_error(error: BaseException) -> bool:
+    """A failed batch is split only for errors one delivery could cause, not for a lost connection or lock."""
+    return isinstance(error, sa.exc.DBAPIError) and not isinstance(error, sa.exc.OperationalError)
+
+
+class Inbox:
+    """Records deliveries from many request threads with group commit: one transaction per batch.
+
+    One per process (``create_app`` makes it). ``record`` returns only once the delivery is committed.
+    """
+
+    def __init__(self, engine: sa.Engine, *, max_batch: int = 64, wait_timeout: float = 30.0) -> None:
+        self.engine = engine
+        self.commits: GroupCommit[tuple[Delivery, float], int] = GroupCommit(
+            lambda received: record_deliveries(engine, received),
+            is_item_error=_is_item_error,
+            max_batch=max_batch,
+            wait_timeout=wait_timeout,
+        )
+
+    def record(self, delivery: Delivery, *, now: float) -> int:
+        """Store one delivery (see ``record_delivery``); returns its event id once committed."""
+        return self.commits.submit((delivery, now))

@@ -9,7 +9,7 @@ number of workers never take the same user, SQLite serialises writers with ``BEG
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -78,19 +78,30 @@ def enqueue(
     if not unique_ids:
         return 0
     rows = [
-        {
-            "userpool_id": userpool_id,
-            "user_id": user_id,
-            "kind": kind,
-            "reason": reason,
-            "event_id": event_id,
-            "now": now,
-        }
-        for user_id in unique_ids
+        work_row(userpool_id, user_id, kind=kind, reason=reason, now=now, event_id=event_id) for user_id in unique_ids
     ]
-    statement = _UPSERT_RESET if reset else _UPSERT
-    connection.execute(statement, rows)
+    upsert_work(connection, rows, reset=reset)
     return len(unique_ids)
+
+
+def work_row(
+    userpool_id: str, subject_id: str, *, kind: str, reason: str, now: float, event_id: int | None
+) -> dict[str, object]:
+    """The parameters of one work-row upsert (see ``upsert_work``)."""
+    return {
+        "userpool_id": userpool_id,
+        "user_id": subject_id,
+        "kind": kind,
+        "reason": reason,
+        "event_id": event_id,
+        "now": now,
+    }
+
+
+def upsert_work(connection: sa.Connection, rows: Sequence[dict[str, object]], *, reset: bool = False) -> None:
+    """Upsert work rows built by ``work_row``, in order (one statement, executed once per row)."""
+    if rows:
+        connection.execute(_UPSERT_RESET if reset else _UPSERT, list(rows))
 
 
 def claim(engine: sa.Engine, *, owner: str, limit: int, lease_seconds: float, now: float) -> list[Job]:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from service.store import queue
 from service.store.decisions import Decision, decisions_for_user, record_decision
 from service.store.engine import create_engine, is_reachable, prepare_database
-from service.store.inbox import Delivery, record_delivery
+from service.store.inbox import Delivery, Inbox, record_deliveries, record_delivery
 from service.store.tables import events, work
 
 
@@ -202,3 +202,103 @@ def test_a_delivery_during_the_last_attempt_restarts_the_row_instead_of_parking_
         assert queue.dead_letter(connection, job, owner="a", error="boom", now=102.0) is False
     [row] = rows(store, work)
     assert (row["state"], row["attempts"], row["due_at"], row["leased_until"]) == ("pending", 0, 102.0, None)
+
+
+def test_a_batch_of_deliveries_leaves_the_same_rows_as_recording_them_in_turn(database_url, tmp_path):
+    """Group commit writes several deliveries in one transaction; the rows are those of one-by-one recording."""
+    received = [
+        (delivery("u1", "u2"), 100.0),
+        (delivery("u2", event="user:updated"), 101.0),
+        (Delivery("role:assigned", "pool", ("u3",), "e" * 64, "application/json", "queued", ("d1",), ("g1",)), 102.0),
+        (delivery(event="other"), 103.0),
+    ]
+    one_by_one = create_engine(f"sqlite:///{tmp_path / 'one-by-one.db'}")
+    prepare_database(one_by_one)
+    expected_ids = [record_delivery(one_by_one, item, now=now) for item, now in received]
+    batched = create_engine(database_url)
+    prepare_database(batched)
+    event_ids = record_deliveries(batched, received)
+
+    assert len(set(event_ids)) == 4 and event_ids == sorted(event_ids)
+    assert [row["id"] for row in rows(batched, events)] == event_ids  # each caller gets its own event's id
+    # Events are the same apart from their ids; u2's row names the later event (the batch keeps the order).
+    def comparable(engine, ids):
+        renumber = dict(zip(ids, range(len(ids)), strict=True))
+        return (
+            [{**row, "id": renumber[row["id"]]} for row in rows(engine, events)],
+            sorted(
+                ({**row, "id": None, "event_id": renumber[row["event_id"]]} for row in rows(engine, work)),
+                key=lambda row: (row["kind"], row["user_id"]),
+            ),
+        )
+
+    assert comparable(batched, event_ids) == comparable(one_by_one, expected_ids)
+    [u2] = [row for row in rows(batched, work) if row["user_id"] == "u2"]
+    assert (u2["version"], u2["reason"], u2["event_id"]) == (2, "user:updated", event_ids[1])
+    batched.dispose()
+    one_by_one.dispose()
+
+
+def test_a_removal_in_a_batch_drops_work_queued_earlier_in_the_same_batch(store):
+    """Order holds inside a batch: a user queued and then deleted is gone, with a decision saying why."""
+    removed = Delivery("user:deleted", "pool", (), "f" * 64, "application/json", "queued", removed_user_ids=("u1",))
+    record_deliveries(store, [(delivery("u1", "u2"), 100.0), (removed, 101.0), (delivery("u3"), 102.0)])
+    assert sorted(row["user_id"] for row in rows(store, work)) == ["u2", "u3"]
+    [decision] = decisions_for_user(store, "u1")
+    assert decision["trigger"] == "user:deleted"
+
+
+def test_the_inbox_records_concurrent_deliveries_in_shared_commits(store):
+    """Many request threads at once: every delivery is recorded with its own event id, in fewer commits."""
+    inbox = Inbox(store)
+    ids: dict[int, int] = {}
+
+    def send(number: int) -> None:
+        ids[number] = inbox.record(delivery(f"u{number % 7}"), now=100.0 + number)
+
+    threads = [threading.Thread(target=send, args=(number,)) for number in range(60)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(set(ids.values())) == 60
+    assert sorted(row["id"] for row in rows(store, events)) == sorted(ids.values())
+    assert inbox.commits.items == 60
+    [row] = [row for row in rows(store, work) if row["user_id"] == "u0"]
+    assert row["version"] == len(range(0, 60, 7))
+
+
+def test_sqlite_writers_of_two_engines_queue_on_the_lock_file(tmp_path):
+    """Two processes' engines (here two engines in one process) take turns: a second writer waits, in the
+    kernel, until the first commits, and then goes ahead at once."""
+    url = f"sqlite:///{tmp_path / 'enforcer.db'}"
+    first, second = create_engine(url), create_engine(url)
+    prepare_database(first)
+    order: list[str] = []
+    with first.begin() as connection:
+        connection.execute(sa.text("SELECT 1"))
+        assert (tmp_path / "enforcer.db.lock").exists()
+        waiter = threading.Thread(target=lambda: (record_delivery(second, delivery("u2"), now=2.0), order.append("2")))
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive()  # held behind the first engine's transaction
+        order.append("1")
+    waiter.join(10)
+    assert order == ["1", "2"]
+    record_delivery(first, delivery("u3"), now=3.0)  # the lock was given back after each commit
+    assert len(rows(first, events)) == 2
+    first.dispose()
+    second.dispose()
+
+
+def test_a_failed_transaction_gives_the_sqlite_lock_back(tmp_path):
+    """A rollback releases the lock file too, so the next writer is not stuck behind a failed one."""
+    url = f"sqlite:///{tmp_path / 'enforcer.db'}"
+    first, second = create_engine(url), create_engine(url)
+    prepare_database(first)
+    with pytest.raises(sa.exc.OperationalError), first.begin() as connection:
+        connection.execute(sa.text("SELECT * FROM no_such_table"))
+    record_delivery(second, delivery("u1"), now=1.0)
+    assert len(rows(second, events)) == 1
+    first.dispose()
+    second.dispose()

@@ -1,0 +1,161 @@
+"""Group commit: the writes of concurrent requests share one transaction, and so one fsync and one lock.
+
+Why: a durable commit costs a disk flush (SQLite ``synchronous=FULL``) or a server round trip and WAL flush
+(PostgreSQL), and SQLite lets one writer in at a time. One transaction per webhook made the request threads
+queue behind each other's flush (docs/benchmarks.md). Here the threads of one process take turns as *leader*:
+the thread that finds nobody writing writes every item queued so far in one call, while the threads that
+arrive meanwhile queue up; when the leader is done it wakes them with their results and hands the lead to
+the first of any that queued during its write. Nobody answers before its own item is committed, so "durable
+before 2xx" (ARCHITECTURE.md) holds item by item. With no concurrency the leader writes its own item at once:
+batching adds no wait.
+
+If a batch fails with an error that may be one item's fault (a constraint, a value the database refuses),
+each item is written again alone, so one bad item cannot fail its neighbours. Errors of the connection or the
+lock fail the whole batch at once: writing each alone would only fail again, more slowly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class _Ticket(Generic[Item, Result]):
+    """One submitted item: its result or error, and a lock its owner sleeps on until either is set."""
+
+    __slots__ = ("error", "item", "lead", "ready", "result", "taken")
+
+    def __init__(self, item: Item) -> None:
+        self.item = item
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+        self.lead = False
+        """Set when the owner is woken to lead the next batch rather than to take a result."""
+        self.taken = False
+        """Set when a leader took the item into a batch: from then on its result will come."""
+        self.ready = threading.Lock()
+        self.ready.acquire()
+
+    def outcome(self) -> Result:
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+
+class GroupCommitTimeoutError(TimeoutError):
+    """The item waited too long for a writer and was withdrawn: it was not written."""
+
+
+class GroupCommit(Generic[Item, Result]):
+    """Writes items submitted from many threads in batches, through ``write``.
+
+    ``write(items)`` must write every item in one transaction and return one result per item, in order, or
+    raise (nothing written). ``is_item_error(error)`` says whether a failed batch is worth splitting.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[Sequence[Item]], Sequence[Result]],
+        *,
+        is_item_error: Callable[[BaseException], bool] = lambda _error: True,
+        max_batch: int = 64,
+        wait_timeout: float = 30.0,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._write = write
+        self._is_item_error = is_item_error
+        self._max_batch = max_batch
+        self._wait_timeout = wait_timeout
+        self._lock = threading.Lock()
+        self._queue: deque[_Ticket[Item, Result]] = deque()
+        self._writing = False
+        self.batches = 0
+        """Batches written since start (for tests and benchmarks)."""
+        self.items = 0
+        """Items written since start."""
+
+    @property
+    def waiting(self) -> int:
+        """Items queued behind the batch being written."""
+        return len(self._queue)
+
+    def submit(self, item: Item) -> Result:
+        """Write ``item`` (with whatever else is waiting) and return its result once it is committed.
+
+        Raises what writing it raised, or ``GroupCommitTimeoutError`` if no writer took it in time.
+        """
+        ticket: _Ticket[Item, Result] = _Ticket(item)
+        with self._lock:
+            self._queue.append(ticket)
+            leads = not self._writing
+            self._writing = True
+        if not leads:
+            self._wait(ticket)
+            if not ticket.lead:
+                return ticket.outcome()
+        self._lead()
+        return ticket.outcome()
+
+    def _wait(self, ticket: _Ticket[Item, Result]) -> None:
+        if ticket.ready.acquire(timeout=self._wait_timeout):
+            return
+        with self._lock:
+            if not ticket.taken and not ticket.lead:
+                self._queue.remove(ticket)
+                raise GroupCommitTimeoutError(f"no writer took the item within {self._wait_timeout:g} s")
+        # A leader has it (its result is coming), or it was just handed the lead: wait for that.
+        ticket.ready.acquire()
+
+    def _lead(self) -> None:
+        """Write one batch (whose first item is the leader's own), wake its owners, pass the lead on."""
+        with self._lock:
+            count = min(len(self._queue), self._max_batch)
+            batch = [self._queue.popleft() for _ in range(count)]
+            for ticket in batch:
+                ticket.taken = True
+        try:
+            self._write_batch(batch)
+        finally:
+            with self._lock:
+                self.batches += 1
+                self.items += len(batch)
+                successor = self._queue[0] if self._queue else None
+                if successor is None:
+                    self._writing = False
+                else:
+                    successor.lead = True
+            for ticket in batch[1:]:
+                ticket.ready.release()  # the leader's own ticket (batch[0]) is not waiting on its lock
+            if successor is not None:
+                successor.ready.release()
+
+    def _write_batch(self, batch: list[_Ticket[Item, Result]]) -> None:
+        try:
+            results = self._write([ticket.item for ticket in batch])
+        except BaseException as error:  # every owner must hear of it, whatever it is
+            if len(batch) == 1 or not self._is_item_error(error):
+                for ticket in batch:
+                    ticket.error = error
+                return
+            for ticket in batch:
+                self._write_alone(ticket)
+            return
+        if len(results) != len(batch):
+            mismatch = RuntimeError(f"write returned {len(results)} results for {len(batch)} items")
+            for ticket in batch:
+                ticket.error = mismatch
+            return
+        for ticket, result in zip(batch, results, strict=True):
+            ticket.result = result
+
+    def _write_alone(self, ticket: _Ticket[Item, Result]) -> None:
+        try:
+            ticket.result = self._write([ticket.item])[0]
+        except BaseException as error:
+            ticket.error = error
