@@ -19,10 +19,12 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Transaction = TypeVar("Transaction")
 
 
 class _Ticket(Generic[Item, Result]):
@@ -51,17 +53,21 @@ class GroupCommitTimeoutError(TimeoutError):
     """The item waited too long for a writer and was withdrawn: it was not written."""
 
 
-class GroupCommit(Generic[Item, Result]):
-    """Writes items submitted from many threads in batches, through ``write``.
+class GroupCommit(Generic[Item, Result, Transaction]):
+    """Writes items submitted from many threads in batches.
 
-    ``write(items)`` must write every item in one transaction and return one result per item, in order, or
-    raise (nothing written). ``is_item_error(error)`` says whether a failed batch is worth splitting.
+    ``transaction()`` opens a transaction (a context manager that commits on a clean exit); the leader opens
+    it *before* taking its batch, so whatever arrived while it waited for the database (another process's
+    commit, SQLite's lock) joins the batch. ``write(transaction, items)`` writes every item in it and
+    returns one result per item, in order, or raises (and nothing is committed). ``is_item_error(error)``
+    says whether a failed batch is worth splitting.
     """
 
     def __init__(
         self,
-        write: Callable[[Sequence[Item]], Sequence[Result]],
+        write: Callable[[Transaction, Sequence[Item]], Sequence[Result]],
         *,
+        transaction: Callable[[], AbstractContextManager[Transaction]],
         is_item_error: Callable[[BaseException], bool] = lambda _error: True,
         max_batch: int = 64,
         wait_timeout: float = 30.0,
@@ -69,6 +75,7 @@ class GroupCommit(Generic[Item, Result]):
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._write = write
+        self._transaction = transaction
         self._is_item_error = is_item_error
         self._max_batch = max_batch
         self._wait_timeout = wait_timeout
@@ -112,15 +119,36 @@ class GroupCommit(Generic[Item, Result]):
         # A leader has it (its result is coming), or it was just handed the lead: wait for that.
         ticket.ready.acquire()
 
-    def _lead(self) -> None:
-        """Write one batch (whose first item is the leader's own), wake its owners, pass the lead on."""
+    def _take(self, limit: int) -> list[_Ticket[Item, Result]]:
+        """The next tickets in line; the leader's own is first (it was first in line when it got the lead)."""
         with self._lock:
-            count = min(len(self._queue), self._max_batch)
-            batch = [self._queue.popleft() for _ in range(count)]
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), limit))]
             for ticket in batch:
                 ticket.taken = True
+        return batch
+
+    def _lead(self) -> None:
+        """Write one batch (whose first item is the leader's own), wake its owners, pass the lead on."""
+        batch: list[_Ticket[Item, Result]] = []
         try:
-            self._write_batch(batch)
+            try:
+                with self._transaction() as transaction:
+                    batch = self._take(self._max_batch)
+                    results = self._write(transaction, [ticket.item for ticket in batch])
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"write returned {len(results)} results for {len(batch)} items")
+            except BaseException as error:  # every owner must hear of it, whatever it is
+                if not batch:
+                    batch = self._take(1)  # the transaction did not even open: the leader's own item failed
+                if len(batch) == 1 or not self._is_item_error(error):
+                    for ticket in batch:
+                        ticket.error = error
+                else:
+                    for ticket in batch:
+                        self._write_alone(ticket)
+            else:
+                for ticket, result in zip(batch, results, strict=True):
+                    ticket.result = result
         finally:
             with self._lock:
                 self.batches += 1
@@ -135,27 +163,9 @@ class GroupCommit(Generic[Item, Result]):
             if successor is not None:
                 successor.ready.release()
 
-    def _write_batch(self, batch: list[_Ticket[Item, Result]]) -> None:
-        try:
-            results = self._write([ticket.item for ticket in batch])
-        except BaseException as error:  # every owner must hear of it, whatever it is
-            if len(batch) == 1 or not self._is_item_error(error):
-                for ticket in batch:
-                    ticket.error = error
-                return
-            for ticket in batch:
-                self._write_alone(ticket)
-            return
-        if len(results) != len(batch):
-            mismatch = RuntimeError(f"write returned {len(results)} results for {len(batch)} items")
-            for ticket in batch:
-                ticket.error = mismatch
-            return
-        for ticket, result in zip(batch, results, strict=True):
-            ticket.result = result
-
     def _write_alone(self, ticket: _Ticket[Item, Result]) -> None:
         try:
-            ticket.result = self._write([ticket.item])[0]
+            with self._transaction() as transaction:
+                ticket.result = self._write(transaction, [ticket.item])[0]
         except BaseException as error:
             ticket.error = error

@@ -8,6 +8,7 @@ flush and the lock are paid once per batch instead of once per delivery.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,14 +16,21 @@ import sqlalchemy as sa
 
 from service.store.committing import GroupCommit
 from service.store.decisions import Decision, record_decision
+from service.store.driver import driver_cursor, driver_sql
 from service.store.queue import drop_pending, upsert_work, work_row
-from service.store.tables import events
 
 EXPANSION_KINDS = ("department", "group")
 
-# Built once, values bound per call: SQLAlchemy then reuses the compiled statement (see queue._UPSERT).
-_INSERT_EVENT = sa.insert(events).returning(events.c.id)
-_INSERT_EVENTS = sa.insert(events).returning(events.c.id, sort_by_parameter_order=True)
+# Plain driver SQL (see service.store.driver): this runs once per webhook. Columns as in tables.events.
+_INSERT_EVENT_TEMPLATE = """
+INSERT INTO events (received_at, event_name, userpool_id, subject_ids, subject_count, digest, content_type, outcome)
+VALUES (:received_at, :event_name, :userpool_id, {subject_ids}, :subject_count, :digest, :content_type, :outcome)
+RETURNING id
+"""
+_INSERT_EVENT_SQL = {
+    "sqlite": _INSERT_EVENT_TEMPLATE.format(subject_ids=":subject_ids"),
+    "postgresql": _INSERT_EVENT_TEMPLATE.format(subject_ids="CAST(:subject_ids AS JSON)"),
+}
 
 
 @dataclass(frozen=True)
@@ -60,32 +68,37 @@ def record_delivery(engine: sa.Engine, delivery: Delivery, *, now: float) -> int
 
 
 def record_deliveries(engine: sa.Engine, received: Sequence[tuple[Delivery, float]]) -> list[int]:
-    """Store several deliveries (each with the time it was received) in ONE transaction; returns their event ids.
+    """Store several deliveries (each with the time it was received) in ONE transaction; returns their event ids."""
+    with engine.begin() as connection:
+        return write_deliveries(connection, received)
+
+
+def write_deliveries(connection: sa.Connection, received: Sequence[tuple[Delivery, float]]) -> list[int]:
+    """Write deliveries in the caller's transaction; returns their event ids.
 
     The same rows as recording each in turn, in the same order, so a user named by two of them gets the later
     one's reason and event id; but one commit for all (see ``Inbox``).
     """
-    with engine.begin() as connection:
-        event_ids = _insert_events(connection, received)
-        rows: list[dict[str, object]] = []
-        for (delivery, now), event_id in zip(received, event_ids, strict=True):
-            reason = delivery.event_name[:100]
-            pool = delivery.userpool_id
-            for kind, subject_ids in (
-                ("user", delivery.user_ids),
-                ("department", delivery.departments),
-                ("group", delivery.groups),
-            ):
-                rows.extend(
-                    work_row(pool, subject_id, kind=kind, reason=reason, now=now, event_id=event_id)
-                    for subject_id in dict.fromkeys(subject_ids)
-                )
-            if delivery.removed_user_ids:
-                # Rare (deletions): keep the order of effects, earlier upserts first, then the drop.
-                upsert_work(connection, rows)
-                rows = []
-                _forget_removed(connection, delivery, reason=reason, now=now)
-        upsert_work(connection, rows)
+    event_ids = _insert_events(connection, received)
+    rows: list[dict[str, object]] = []
+    for (delivery, now), event_id in zip(received, event_ids, strict=True):
+        reason = delivery.event_name[:100]
+        pool = delivery.userpool_id
+        for kind, subject_ids in (
+            ("user", delivery.user_ids),
+            ("department", delivery.departments),
+            ("group", delivery.groups),
+        ):
+            rows.extend(
+                work_row(pool, subject_id, kind=kind, reason=reason, now=now, event_id=event_id)
+                for subject_id in dict.fromkeys(subject_ids)
+            )
+        if delivery.removed_user_ids:
+            # Rare (deletions): keep the order of effects, earlier upserts first, then the drop.
+            upsert_work(connection, rows)
+            rows = []
+            _forget_removed(connection, delivery, reason=reason, now=now)
+    upsert_work(connection, rows)
     return event_ids
 
 
@@ -98,17 +111,28 @@ def _insert_events(connection: sa.Connection, received: Sequence[tuple[Delivery,
                 "received_at": now,
                 "event_name": delivery.event_name[:100],
                 "userpool_id": delivery.userpool_id,
-                "subject_ids": subjects,
+                "subject_ids": json.dumps(subjects),
                 "subject_count": len(subjects),
                 "digest": delivery.digest,
                 "content_type": delivery.content_type[:60],
                 "outcome": delivery.outcome,
             }
         )
-    if len(parameters) == 1:
-        return [int(connection.execute(_INSERT_EVENT, parameters[0]).scalar_one())]
-    # One multi-row INSERT … RETURNING, ids in the order of the parameters (SQLAlchemy "insertmanyvalues").
-    return [int(event_id) for event_id in connection.execute(_INSERT_EVENTS, parameters).scalars()]
+    dialect = connection.dialect
+    sql = driver_sql(_INSERT_EVENT_SQL[dialect.name], dialect.name)
+    with driver_cursor(connection) as cursor:
+        if dialect.name == "postgresql" and len(parameters) > 1:
+            # One round trip for all (psycopg pipelines executemany); each statement's id in order.
+            cursor.executemany(sql, parameters, returning=True)
+            event_ids = [int(cursor.fetchone()[0])]
+            while cursor.nextset():
+                event_ids.append(int(cursor.fetchone()[0]))
+            return event_ids
+        event_ids = []
+        for values in parameters:
+            cursor.execute(sql, values)
+            event_ids.append(int(cursor.fetchone()[0]))
+        return event_ids
 
 
 def _forget_removed(connection: sa.Connection, delivery: Delivery, *, reason: str, now: float) -> None:
@@ -143,8 +167,9 @@ class Inbox:
 
     def __init__(self, engine: sa.Engine, *, max_batch: int = 64, wait_timeout: float = 30.0) -> None:
         self.engine = engine
-        self.commits: GroupCommit[tuple[Delivery, float], int] = GroupCommit(
-            lambda received: record_deliveries(engine, received),
+        self.commits: GroupCommit[tuple[Delivery, float], int, sa.Connection] = GroupCommit(
+            write_deliveries,
+            transaction=engine.begin,
             is_item_error=_is_item_error,
             max_batch=max_batch,
             wait_timeout=wait_timeout,

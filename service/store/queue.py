@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from service.store.driver import driver_cursor, driver_sql
 from service.store.tables import work
 
 ERROR_MAX = 500
@@ -33,9 +34,9 @@ class Job:
     kind: str = "user"
 
 
-# The upsert in SQL that SQLite (3.24+) and PostgreSQL both speak. Written once as text so it is compiled once:
-# built with the dialects' insert().on_conflict_do_update() it could not be cached and cost most of a
-# delivery's CPU (docs/benchmarks.md). A dead row (or any row, on replay) starts over; a waiting row keeps its
+# The upsert in SQL that SQLite (3.24+) and PostgreSQL both speak, run as plain driver SQL: built with the
+# dialects' insert().on_conflict_do_update() it could not be cached and cost most of a delivery's CPU
+# (docs/benchmarks.md). A dead row (or any row, on replay) starts over; a waiting row keeps its
 # place in line (the earlier due time), so a user with a stream of events is not pushed back forever; a row in
 # retry backoff keeps its backoff; every enqueue bumps the version so a worker holding the row looks again.
 _UPSERT_SQL = """
@@ -55,8 +56,8 @@ ON CONFLICT (userpool_id, kind, user_id) DO UPDATE SET
                   ELSE work.due_at END,
     state = 'pending'
 """
-_UPSERT = sa.text(_UPSERT_SQL.format(revived="work.state = 'dead'"))
-_UPSERT_RESET = sa.text(_UPSERT_SQL.format(revived="1 = 1"))
+_UPSERT_PLAIN_SQL = _UPSERT_SQL.format(revived="work.state = 'dead'")
+_UPSERT_RESET_SQL = _UPSERT_SQL.format(revived="1 = 1")
 
 
 def enqueue(
@@ -99,9 +100,13 @@ def work_row(
 
 
 def upsert_work(connection: sa.Connection, rows: Sequence[dict[str, object]], *, reset: bool = False) -> None:
-    """Upsert work rows built by ``work_row``, in order (one statement, executed once per row)."""
-    if rows:
-        connection.execute(_UPSERT_RESET if reset else _UPSERT, list(rows))
+    """Upsert work rows built by ``work_row``, in order (one statement, executed once per row, on the driver's
+    cursor: this runs for every webhook, see ``service.store.driver``)."""
+    if not rows:
+        return
+    sql = driver_sql(_UPSERT_RESET_SQL if reset else _UPSERT_PLAIN_SQL, connection.dialect.name)
+    with driver_cursor(connection) as cursor:
+        cursor.executemany(sql, rows)
 
 
 def claim(engine: sa.Engine, *, owner: str, limit: int, lease_seconds: float, now: float) -> list[Job]:

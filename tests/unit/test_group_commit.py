@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 
@@ -34,7 +36,12 @@ class Recorder:
         return [f"id-{item}" for item in items]
 
 
-def submit_all(commits: GroupCommit[int, str], items: Sequence[int]) -> dict[int, object]:
+def make(write: Callable[[Sequence[int]], list[str]], **options: Any) -> GroupCommit[int, str, None]:
+    """A group commit over ``write``, with no real transaction."""
+    return GroupCommit(lambda _transaction, items: write(items), transaction=contextlib.nullcontext, **options)
+
+
+def submit_all(commits: GroupCommit[int, str, None], items: Sequence[int]) -> dict[int, object]:
     outcomes: dict[int, object] = {}
 
     def one(item: int) -> None:
@@ -51,7 +58,7 @@ def submit_all(commits: GroupCommit[int, str], items: Sequence[int]) -> dict[int
     return outcomes
 
 
-def wait_for_queue(commits: GroupCommit[int, str], length: int) -> None:
+def wait_for_queue(commits: GroupCommit[int, str, None], length: int) -> None:
     """Poll until ``length`` items wait behind the batch being written (nothing else says they are queued)."""
     for _ in range(1000):
         if commits.waiting == length:
@@ -62,14 +69,14 @@ def wait_for_queue(commits: GroupCommit[int, str], length: int) -> None:
 
 def test_a_lone_item_is_written_at_once_in_a_batch_of_its_own() -> None:
     recorder = Recorder()
-    commits: GroupCommit[int, str] = GroupCommit(recorder)
+    commits: GroupCommit[int, str, None] = make(recorder)
     assert commits.submit(7) == "id-7"
     assert recorder.batches == [[7]]
 
 
 def test_items_that_arrive_while_a_batch_is_written_share_the_next_batch() -> None:
     recorder = Recorder()
-    commits: GroupCommit[int, str] = GroupCommit(recorder)
+    commits: GroupCommit[int, str, None] = make(recorder)
     recorder.release.clear()
     first = threading.Thread(target=commits.submit, args=(0,))
     first.start()
@@ -90,7 +97,7 @@ def test_items_that_arrive_while_a_batch_is_written_share_the_next_batch() -> No
 
 def test_every_caller_gets_its_own_result_under_contention() -> None:
     recorder = Recorder()
-    commits: GroupCommit[int, str] = GroupCommit(recorder, max_batch=8)
+    commits: GroupCommit[int, str, None] = make(recorder, max_batch=8)
     outcomes = submit_all(commits, range(200))
     assert outcomes == {item: f"id-{item}" for item in range(200)}
     assert recorder.written == set(range(200))
@@ -101,7 +108,7 @@ def test_every_caller_gets_its_own_result_under_contention() -> None:
 def test_a_bad_item_fails_alone_and_its_batch_neighbours_are_written() -> None:
     recorder = Recorder()
     recorder.bad = {5}
-    commits: GroupCommit[int, str] = GroupCommit(recorder)
+    commits: GroupCommit[int, str, None] = make(recorder)
     recorder.release.clear()
     first = threading.Thread(target=commits.submit, args=(0,))
     first.start()
@@ -127,7 +134,7 @@ def test_an_error_of_the_whole_batch_reaches_every_caller_without_retrying_each(
         calls.append(list(items))
         return recorder(items)
 
-    commits: GroupCommit[int, str] = GroupCommit(write, is_item_error=lambda error: False)
+    commits: GroupCommit[int, str, None] = make(write, is_item_error=lambda error: False)
     outcomes = submit_all(commits, range(30))
     assert all(isinstance(outcome, ConnectionError) for outcome in outcomes.values())
     assert sum(len(call) for call in calls) == 30  # each item tried once, in whatever batches formed
@@ -136,7 +143,7 @@ def test_an_error_of_the_whole_batch_reaches_every_caller_without_retrying_each(
 def test_the_lead_passes_on_after_a_failed_batch() -> None:
     recorder = Recorder()
     recorder.broken = ConnectionError("database gone")
-    commits: GroupCommit[int, str] = GroupCommit(recorder, is_item_error=lambda error: False)
+    commits: GroupCommit[int, str, None] = make(recorder, is_item_error=lambda error: False)
     with pytest.raises(ConnectionError):
         commits.submit(1)
     recorder.broken = None
@@ -145,7 +152,7 @@ def test_the_lead_passes_on_after_a_failed_batch() -> None:
 
 def test_an_item_no_writer_takes_in_time_is_withdrawn_unwritten() -> None:
     recorder = Recorder()
-    commits: GroupCommit[int, str] = GroupCommit(recorder, wait_timeout=0.2)
+    commits: GroupCommit[int, str, None] = make(recorder, wait_timeout=0.2)
     recorder.release.clear()
     first = threading.Thread(target=commits.submit, args=(0,))
     first.start()
@@ -161,4 +168,52 @@ def test_an_item_no_writer_takes_in_time_is_withdrawn_unwritten() -> None:
 
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
-        GroupCommit(Recorder(), max_batch=0)
+        make(Recorder(), max_batch=0)
+
+
+def test_items_that_arrive_while_the_leader_waits_for_the_database_join_its_batch() -> None:
+    """The batch is taken once the transaction is open, so a wait for the database lock gathers the queue."""
+    recorder = Recorder()
+    opened = threading.Event()
+    go = threading.Event()
+
+    @contextlib.contextmanager
+    def slow_transaction() -> Iterator[None]:
+        opened.set()
+        assert go.wait(5)  # another process holds the database
+        yield
+
+    commits: GroupCommit[int, str, None] = GroupCommit(
+        lambda _transaction, items: recorder(items), transaction=slow_transaction
+    )
+    first = threading.Thread(target=commits.submit, args=(0,))
+    first.start()
+    assert opened.wait(5)
+    outcomes: dict[int, object] = {}
+    others = threading.Thread(target=lambda: outcomes.update(submit_all(commits, range(1, 6))))
+    others.start()
+    wait_for_queue(commits, 6)  # the leader's own item is still in line too: it takes the batch after opening
+    go.set()
+    first.join(5)
+    others.join(5)
+    assert len(recorder.batches) == 1  # one transaction for all six
+    assert recorder.batches[0][0] == 0 and sorted(recorder.batches[0]) == list(range(6))
+    assert outcomes == {item: f"id-{item}" for item in range(1, 6)}
+
+
+def test_a_transaction_that_cannot_open_fails_the_leader_and_the_next_in_line_tries_again() -> None:
+    """With the database unreachable every caller gets the error, and none waits forever."""
+    recorder = Recorder()
+
+    @contextlib.contextmanager
+    def unreachable() -> Iterator[None]:
+        raise ConnectionError("no database")
+        yield
+
+    commits: GroupCommit[int, str, None] = GroupCommit(
+        lambda _transaction, items: recorder(items), transaction=unreachable
+    )
+    outcomes = submit_all(commits, range(10))
+    assert len(outcomes) == 10
+    assert all(isinstance(outcome, ConnectionError) for outcome in outcomes.values())
+    assert commits.waiting == 0
