@@ -18,7 +18,9 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"  # noqa: S104 - a server binds all
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# 8 threads: concurrent deliveries share one commit (group commit, service/store/committing.py), so more
+# requests in flight per process means fewer commits per delivery (docs/benchmarks.md).
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = 30  # a request that takes longer than this is a stuck worker
 graceful_timeout = 30  # SIGTERM: in-flight requests and the current job get this long
 keepalive = 5
