@@ -221,6 +221,7 @@ def test_a_batch_of_deliveries_leaves_the_same_rows_as_recording_them_in_turn(da
 
     assert len(set(event_ids)) == 4 and event_ids == sorted(event_ids)
     assert [row["id"] for row in rows(batched, events)] == event_ids  # each caller gets its own event's id
+
     # Events are the same apart from their ids; u2's row names the later event (the batch keeps the order).
     def comparable(engine, ids):
         renumber = dict(zip(ids, range(len(ids)), strict=True))
@@ -302,3 +303,18 @@ def test_a_failed_transaction_gives_the_sqlite_lock_back(tmp_path):
     assert len(rows(second, events)) == 1
     first.dispose()
     second.dispose()
+
+
+def test_a_writer_that_cannot_get_the_sqlite_lock_in_time_fails_like_a_locked_database(tmp_path):
+    """A stuck holder (a stopped process) costs the next writer an error after the timeout, not a hang."""
+    url = f"sqlite:///{tmp_path / 'enforcer.db'}"
+    holder, impatient = create_engine(url), create_engine(url, lock_timeout=0.2)
+    prepare_database(holder)
+    with holder.begin() as connection:
+        connection.execute(sa.text("SELECT 1"))
+        with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+            record_delivery(impatient, delivery("u1"), now=1.0)
+    record_delivery(impatient, delivery("u1"), now=2.0)  # free again: the failed attempt left nothing held
+    assert [row["received_at"] for row in rows(holder, events)] == [2.0]
+    holder.dispose()
+    impatient.dispose()
