@@ -16,6 +16,7 @@ Targets (issue 3): service peak >= 70% of the bare app's; p99 < 20 ms at half of
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -46,6 +47,7 @@ from bench.common import (
 from genauth_emulator.state import EmulatorState
 
 THROUGHPUT_TARGET = 0.70
+ABLATED = "upper bound: service, free store"
 P99_TARGET_MS = 20.0
 
 
@@ -64,6 +66,11 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--web-concurrency", type=int, help="WEB_CONCURRENCY (default: the config's, 2)")
     parser.add_argument("--threads", type=int, help="GUNICORN_THREADS (default: the config's, 4)")
     parser.add_argument("--logs", type=Path, help="keep gunicorn logs in this folder (default: a temp folder)")
+    parser.add_argument(
+        "--ablated",
+        action="store_true",
+        help="also measure the service with a database that costs nothing (bench/ablated_app.py): an upper bound",
+    )
     arguments = parser.parse_args()
     if not 0 < arguments.fraction <= 1 or arguments.rounds < 1 or arguments.duration <= 0:
         parser.error("need 0 < --fraction <= 1, --rounds >= 1 and --duration > 0")
@@ -108,8 +115,12 @@ def main() -> int:
             upgrade_database(env(0))
             bare = Gunicorn("bench.bare_app:app", env(free_port()), folder / "bare.log")
             service = Gunicorn("service.app:create_app()", env(free_port()), folder / "service.log")
-            with bare, service:
-                servers = {"bare Flask": bare, "mfa-enforcer": service}
+            servers = {"bare Flask": bare, "mfa-enforcer": service}
+            if arguments.ablated:
+                servers[ABLATED] = Gunicorn("bench.ablated_app:create()", env(free_port()), folder / "ablated.log")
+            with contextlib.ExitStack() as running:
+                for server in servers.values():
+                    running.enter_context(server)
                 log(f"bare app on {bare.url}, service on {service.url} ({arguments.db})")
                 results = run_measurements(arguments, servers, request_for, keepalive)
                 time.sleep(0.5)
@@ -149,6 +160,8 @@ def run_measurements(arguments, servers, request_for, keepalive):  # type: ignor
     peaks = {name: median([r.acked_per_second for r in runs]) for name, runs in closed.items()}
     paced_results: dict[str, LoadResult] = {}
     for name, server in servers.items():
+        if name == ABLATED:
+            continue  # a bound on the peak only
         rate = peaks[name] * arguments.fraction
         log(f"{name}: paced at {rate:.0f}/s for {arguments.paced_duration:.0f}s")
         result = paced(
@@ -210,6 +223,11 @@ def report(arguments, results, recorded: int) -> None:  # type: ignore[no-untype
         [
             ["bare Flask (baseline)", bare_peak, "1.00"],
             [f"mfa-enforcer ({arguments.db})", service_peak, f"{ratio:.2f}"],
+            *(
+                [[ABLATED, peaks[ABLATED], f"{peaks[ABLATED] / bare_peak:.2f}" if bare_peak else "nan"]]
+                if ABLATED in peaks
+                else []
+            ),
         ],
         title="Peak",
     )
