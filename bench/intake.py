@@ -10,6 +10,10 @@ are up for the whole run and the closed-loop measurements alternate bare / servi
 noise on this shared machine hits both. Then each is driven at ``--fraction`` (0.5) of its own peak by a paced
 sender, and p50/p99 are counted from each request's scheduled send time.
 
+Connections are spread evenly over each server's gunicorn workers before every measurement (see
+``bench.common.spread_connections``). ``--ablated`` also measures ``bench/ablated_app.py``, the service with a
+store that writes nothing, as an upper bound for the peak.
+
 Targets (issue 3): service peak >= 70% of the bare app's; p99 < 20 ms at half of peak.
 """
 

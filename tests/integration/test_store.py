@@ -6,11 +6,12 @@ import threading
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from service.store import queue
 from service.store.decisions import Decision, decisions_for_user, record_decision
 from service.store.engine import create_engine, is_reachable, prepare_database
-from service.store.inbox import Delivery, Inbox, record_deliveries, record_delivery
+from service.store.inbox import Delivery, Inbox, record_deliveries, record_delivery, write_deliveries
 from service.store.tables import events, work
 
 
@@ -318,3 +319,38 @@ def test_a_writer_that_cannot_get_the_sqlite_lock_in_time_fails_like_a_locked_da
     assert [row["received_at"] for row in rows(holder, events)] == [2.0]
     holder.dispose()
     impatient.dispose()
+
+
+def test_the_inbox_survives_postgresql_dropping_its_connections(postgres_url):
+    """A restart of PostgreSQL (every session terminated) costs no acknowledged delivery: the next batch
+    reconnects; a batch whose connection dies under it fails as a SQLAlchemy error, so the request gets a
+    503 and GenAuth sends the delivery again, and the one after that is stored."""
+    url = make_url(postgres_url).update_query_dict({"application_name": "mfa_enforcer_inbox_restart"})
+    engine = create_engine(url.render_as_string(hide_password=False))
+    prepare_database(engine)
+    inbox = Inbox(engine)
+    admin = create_engine(postgres_url)
+
+    def terminate_sessions() -> None:
+        with admin.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'mfa_enforcer_inbox_restart'"
+                )
+            )
+
+    first = inbox.record(delivery("u1"), now=1.0)
+    terminate_sessions()
+    second = inbox.record(delivery("u2"), now=2.0)  # the pooled connection was dead: pre-ping replaced it
+    # Now the connection dies inside a transaction, between BEGIN and the driver-level insert.
+    with pytest.raises(sa.exc.DBAPIError) as raised, engine.begin() as connection:
+        connection.execute(sa.text("SELECT 1"))
+        terminate_sessions()
+        write_deliveries(connection, [(delivery("lost"), 3.0)])
+    assert raised.value.connection_invalidated
+    third = inbox.record(delivery("u3"), now=4.0)
+    assert [row["id"] for row in rows(engine, events)] == [first, second, third]
+    assert sorted(row["user_id"] for row in rows(engine, work)) == ["u1", "u2", "u3"]
+    engine.dispose()
+    admin.dispose()
