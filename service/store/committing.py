@@ -3,9 +3,9 @@
 Why: a durable commit costs a disk flush (SQLite ``synchronous=FULL``) or a server round trip and WAL flush
 (PostgreSQL), and SQLite lets one writer in at a time. One transaction per webhook made the request threads
 queue behind each other's flush (docs/benchmarks.md). Here the threads of one process take turns as *leader*:
-the thread that finds nobody writing writes every item queued so far in one call, while the threads that
-arrive meanwhile queue up; when the leader is done it wakes them with their results and hands the lead to
-the first of any that queued during its write. Nobody answers before its own item is committed, so "durable
+the thread that finds nobody writing opens a transaction and writes every item queued by then, while the
+threads that arrive meanwhile queue up; when the leader is done it wakes them with their results and hands
+the lead to the first of any that queued during its write. Nobody answers before its own item is committed, so "durable
 before 2xx" (ARCHITECTURE.md) holds item by item. With no concurrency the leader writes its own item at once:
 batching adds no wait.
 
@@ -21,6 +21,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
+
+from service.errors import TemporaryError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -49,8 +51,10 @@ class _Ticket(Generic[Item, Result]):
         return self.result  # type: ignore[return-value]
 
 
-class GroupCommitTimeoutError(TimeoutError):
+class GroupCommitTimeoutError(TemporaryError):
     """The item waited too long for a writer and was withdrawn: it was not written."""
+
+    reason = "group_commit_timeout"
 
 
 class GroupCommit(Generic[Item, Result, Transaction]):

@@ -36,6 +36,18 @@ logger = logging.getLogger(__name__)
 STORE_ERROR_PAUSE_MAX = 30.0
 LEASE_SAFETY = 0.75
 """Share of a batch's lease after which its unstarted jobs are released rather than started."""
+CLAIM_HORIZON = 5.0
+"""Seconds of work a worker claims at once, judged by how long its recent jobs took."""
+JOB_TIME_SMOOTHING = 0.3
+"""Weight of the latest job in the running average of job durations."""
+
+
+def claim_size(batch_size: int, job_seconds: float | None) -> int:
+    """How many rows to claim: a full batch while jobs are quick, fewer when they are slow (GenAuth answering
+    slowly), so that a backlog is shared by every worker instead of waiting behind the one that claimed it."""
+    if job_seconds is None or job_seconds <= 0:
+        return batch_size
+    return max(1, min(batch_size, int(CLAIM_HORIZON / job_seconds)))
 
 
 def default_owner() -> str:
@@ -77,6 +89,8 @@ class Worker:
         self.owner = owner or default_owner()
         self.clock = clock
         self.stop_requested = threading.Event()
+        self.job_seconds: float | None = None
+        """Running average of how long a job takes here (None until the first one)."""
         self.sweeper = sweeper
         if sweeper is not None:
             sweeper.stop_event = self.stop_requested  # SIGTERM also interrupts a sweep's retry waits
@@ -130,7 +144,7 @@ class Worker:
         jobs = queue.claim(
             self.engine,
             owner=self.owner,
-            limit=self.settings.batch_size,
+            limit=claim_size(self.settings.batch_size, self.job_seconds),
             lease_seconds=self.settings.lease_seconds,
             now=self.clock(),
         )
@@ -140,9 +154,17 @@ class Worker:
             if self.stop_requested.is_set() or self.clock() >= deadline:
                 queue.release(self.engine, jobs[index:], owner=self.owner, now=self.clock())
                 return index
+            started = self.clock()
             self.process(job)
+            self._time_job(self.clock() - started)
             self._beat()
         return len(jobs)
+
+    def _time_job(self, seconds: float) -> None:
+        if self.job_seconds is None:
+            self.job_seconds = seconds
+        else:
+            self.job_seconds += JOB_TIME_SMOOTHING * (seconds - self.job_seconds)
 
     def run_until_idle(self, *, max_rounds: int = 1000) -> int:
         """Process due work until none is left (tests and one-shot runs); returns jobs processed."""

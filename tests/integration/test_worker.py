@@ -14,6 +14,7 @@ from service.store import queue
 from service.store.decisions import decisions_for_user
 from service.store.inbox import Delivery, record_delivery
 from service.store.tables import work
+from service.worker.loop import claim_size
 
 SET_MFA = "/api/v3/set-mfa-status"
 
@@ -203,3 +204,30 @@ def test_a_delivery_during_reconcile_is_not_lost(worker, engine, emulator):
     emulator.state.add_member(erin, "finance")  # the change it was told about
     drain(worker, engine)
     assert decisions_for_user(engine, erin)[0]["action"] == "enforced"
+
+
+def test_a_worker_whose_jobs_are_slow_claims_one_row_at_a_time(worker, engine, emulator):
+    """When GenAuth answers slowly, a worker claims only what it can finish soon, so a backlog is shared by
+    every worker instead of waiting behind the one that claimed it all."""
+    users = list(emulator.users.values())[:4]
+    enqueue(engine, *users)
+    worker.job_seconds = 8.0  # as after jobs of four 2-second calls
+    assert worker.run_once() == 1
+    rows = work_rows(engine)
+    assert len(rows) == 3 and all(row["lease_owner"] is None and row["attempts"] == 0 for row in rows)
+
+
+def test_a_worker_times_its_jobs_and_claims_full_batches_while_they_are_quick(worker, engine, emulator):
+    users = list(emulator.users.values())[:4]
+    enqueue(engine, *users)
+    assert worker.job_seconds is None
+    assert worker.run_once() == 4  # nothing timed yet: a full batch
+    assert worker.job_seconds is not None and 0 < worker.job_seconds < 5
+
+
+def test_claim_size_shrinks_with_slow_jobs_but_never_below_one():
+    assert claim_size(20, None) == 20
+    assert claim_size(20, 0.1) == 20
+    assert claim_size(20, 1.0) == 5
+    assert claim_size(20, 8.0) == 1
+    assert claim_size(20, 600.0) == 1
