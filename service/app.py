@@ -107,7 +107,7 @@ def stop_worker(app: Flask, *, wait: float = 30.0) -> None:
         thread.join(wait)
 
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}\Z")
 
 
 def _bind_request_id() -> None:

@@ -43,7 +43,7 @@ def engine_from_environment(*, migrate: bool = False) -> sa.Engine:
     return engine
 
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -25,7 +25,7 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_DEPTH = 32
 MAX_FIELDS = 5000
 MAX_INDEX = 10000
-_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)\Z")
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
 
 

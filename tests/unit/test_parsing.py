@@ -119,3 +119,9 @@ def test_numbers_too_large_to_read_are_malformed_not_a_crash():
         decode_body("application/json", b'{"n": ' + b"9" * 5000 + b"}")
     with pytest.raises(MalformedBodyError, match="larger than"):
         decode_body(FORM, b"a[" + b"1" * 5000 + b"]=x")
+
+
+def test_form_field_name_with_a_trailing_newline_is_refused():
+    """`data[id]%0A` is not the field `data[id]`."""
+    with pytest.raises(MalformedBodyError):
+        decode_body("application/x-www-form-urlencoded", b"eventName=login&data[id]%0A=u1")

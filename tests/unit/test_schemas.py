@@ -145,3 +145,18 @@ def test_invalid_expansion_events_name_the_field(body, errors):
     with pytest.raises(InvalidDeliveryError) as caught:
         interpret(body)
     assert caught.value.errors == errors
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"eventName": "login", "data": {**USER, "id": "65a1f0c2e4b0a1b2c3d4e5f6\n"}},
+        {"eventName": "user:updated", "data": {"user": "65a1f0c2e4b0a1b2c3d4e5f6\n"}},
+        {"eventName": "login\n", "data": USER},
+    ],
+)
+def test_a_trailing_newline_does_not_pass_as_part_of_an_id_or_event_name(body):
+    """A pattern anchored with `$` lets one trailing newline through; ids and event names end where they end,
+    so none can carry a line break into the store or a log line."""
+    with pytest.raises(InvalidDeliveryError):
+        interpret(body)
