@@ -19,7 +19,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre
 from service.intake.errors import InvalidDeliveryError
 
 # GenAuth ids are 24 hex characters; custom-database pools may use others, so accept any short token.
-USER_ID = validate.Regexp(r"^[^\s\x00-\x1f\x7f]{1,128}\Z", error="Not a valid user id.")
+# Lone surrogates (JSON "\ud800") are refused too: no database or log can encode them.
+USER_ID = validate.Regexp(r"^[^\s\x00-\x1f\x7f\ud800-\udfff]{1,128}\Z", error="Not a valid user id.")
 EVENT_NAME = validate.Regexp(r"^[A-Za-z0-9:_.\-]{1,100}\Z", error="Not a valid event name.")
 MAX_SUBJECTS = 5000
 

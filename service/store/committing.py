@@ -16,6 +16,7 @@ lock fail the whole batch at once: writing each alone would only fail again, mor
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -46,9 +47,22 @@ class _Ticket(Generic[Item, Result]):
         self.ready.acquire()
 
     def outcome(self) -> Result:
-        if self.error is not None:
+        """The result, or the batch's error raised as this caller's own copy: one exception object raised in
+        many threads would collect every thread's traceback (and keep their frames alive)."""
+        if self.error is None:
+            return self.result  # type: ignore[return-value]
+        own = _copy_of(self.error)
+        if own is self.error:
             raise self.error
-        return self.result  # type: ignore[return-value]
+        raise own from self.error
+
+
+def _copy_of(error: BaseException) -> BaseException:
+    try:
+        own = copy.copy(error)
+    except Exception:  # an exception class that cannot be copied: share the original
+        return error
+    return own if type(own) is type(error) else error
 
 
 class GroupCommitTimeoutError(TemporaryError):

@@ -36,6 +36,10 @@ def driver_sql(sql: str, dialect_name: str) -> str:
 @contextlib.contextmanager
 def driver_cursor(connection: sa.Connection) -> Iterator[Any]:
     """A cursor of ``connection``'s driver connection; driver errors are raised as SQLAlchemy errors."""
+    if not connection.in_transaction():
+        # Driver statements do not start SQLAlchemy's transaction; outside one they would not be committed
+        # with the caller's work (PostgreSQL) or would run without the write lock (SQLite).
+        raise RuntimeError("driver statements must run inside a transaction (engine.begin())")
     dbapi_connection = connection.connection.dbapi_connection
     assert dbapi_connection is not None
     dialect = connection.dialect

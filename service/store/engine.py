@@ -18,6 +18,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
+POSTGRES_CONNECT_ARGS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60000,
+}
+"""libpq connection parameters (seconds, milliseconds for tcp_user_timeout) unless the URL sets them."""
 
 
 def create_engine(url: str, *, lock_timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> sa.Engine:
@@ -31,7 +40,13 @@ def create_engine(url: str, *, lock_timeout: float = SQLITE_BUSY_TIMEOUT_MS / 10
     if parsed.drivername == "postgresql":
         # Plain postgresql:// means psycopg 3 here, the driver we install.
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=1800)
+    # TCP keepalives and a user timeout: a connection that went half-open (a failover, a dropped NAT entry)
+    # fails within about a minute instead of hanging the statement, and with it every delivery of its batch.
+    # Values in the URL's query take precedence.
+    connect_args = {key: value for key, value in POSTGRES_CONNECT_ARGS.items() if key not in parsed.query}
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_recycle=1800, connect_args=connect_args
+    )
 
 
 class _SerialisedConnection(sqlite3.Connection):
@@ -53,7 +68,11 @@ class _SerialisedConnection(sqlite3.Connection):
     def hold_write_lock(self) -> None:
         if self.lock_path is None or self._lock_file is not None:
             return
-        descriptor = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # Read access is all flock needs; 0644 lets a CLI run as another user share the lock.
+            descriptor = os.open(self.lock_path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise sqlite3.OperationalError(f"cannot open the lock file {self.lock_path}: {error.strerror}") from error
         try:
             _take_file_lock(descriptor, timeout=self.lock_timeout)
         except BaseException:

@@ -155,8 +155,10 @@ def _forget_removed(connection: sa.Connection, delivery: Delivery, *, reason: st
 
 
 def _is_item_error(error: BaseException) -> bool:
-    """A failed batch is split only for errors one delivery could cause, not for a lost connection or lock."""
-    return isinstance(error, sa.exc.DBAPIError) and not isinstance(error, sa.exc.OperationalError)
+    """A failed batch is split, and each delivery written alone, unless the error is the database's (a lost
+    connection, the lock, a timeout): then every delivery in it would fail again. Anything else may be one
+    delivery's fault (a value the database or the driver refuses) and must not fail its neighbours."""
+    return isinstance(error, Exception) and not isinstance(error, sa.exc.OperationalError | TimeoutError)
 
 
 class Inbox:

@@ -45,7 +45,7 @@ JOB_TIME_SMOOTHING = 0.3
 def claim_size(batch_size: int, job_seconds: float | None) -> int:
     """How many rows to claim: a full batch while jobs are quick, fewer when they are slow (GenAuth answering
     slowly), so that a backlog is shared by every worker instead of waiting behind the one that claimed it."""
-    if job_seconds is None or job_seconds <= 0:
+    if job_seconds is None or job_seconds < CLAIM_HORIZON / batch_size:
         return batch_size
     return max(1, min(batch_size, int(CLAIM_HORIZON / job_seconds)))
 
@@ -154,9 +154,9 @@ class Worker:
             if self.stop_requested.is_set() or self.clock() >= deadline:
                 queue.release(self.engine, jobs[index:], owner=self.owner, now=self.clock())
                 return index
-            started = self.clock()
+            started = time.monotonic()
             self.process(job)
-            self._time_job(self.clock() - started)
+            self._time_job(time.monotonic() - started)
             self._beat()
         return len(jobs)
 

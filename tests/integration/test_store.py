@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -354,3 +355,66 @@ def test_the_inbox_survives_postgresql_dropping_its_connections(postgres_url):
     assert sorted(row["user_id"] for row in rows(engine, work)) == ["u1", "u2", "u3"]
     engine.dispose()
     admin.dispose()
+
+
+def test_postgresql_connections_have_keepalives_and_a_user_timeout_unless_the_url_says_otherwise(postgres_url):
+    """A half-open connection must fail instead of hanging a batch of deliveries."""
+    url = make_url(postgres_url).update_query_dict({"keepalives_idle": "45"})
+    engine = create_engine(url.render_as_string(hide_password=False))
+    with engine.connect() as connection:
+        parameters = connection.connection.dbapi_connection.info.get_parameters()
+    engine.dispose()
+    assert parameters["keepalives"] == "1" and parameters["tcp_user_timeout"] == "60000"
+    assert parameters["keepalives_idle"] == "45"  # the operator's value wins
+
+
+def test_a_delivery_the_driver_cannot_encode_fails_alone_and_its_batch_neighbours_are_stored(store):
+    """One bad delivery in a batch (here a value the driver refuses) is written alone and fails alone."""
+    inbox = Inbox(store)
+    bad = Delivery("login", "pool", ("\ud800x",), "0" * 64, "application/json", "queued")
+    opened = threading.Event()
+    release = threading.Event()
+    original = inbox.commits._transaction
+
+    @contextlib.contextmanager
+    def held():
+        with original() as connection:
+            if not opened.is_set():
+                opened.set()
+                assert release.wait(10)
+            yield connection
+
+    inbox.commits._transaction = held
+    outcomes: dict[str, object] = {}
+
+    def send(name, item):
+        try:
+            outcomes[name] = inbox.record(item, now=1.0)
+        except Exception as error:  # the test looks at what each caller got
+            outcomes[name] = error
+
+    first = threading.Thread(target=send, args=("first", delivery("u0")))
+    first.start()
+    assert opened.wait(10)
+    others = [
+        threading.Thread(target=send, args=(name, item))
+        for name, item in (("good1", delivery("u1")), ("bad", bad), ("good2", delivery("u2")))
+    ]
+    for thread in others:
+        thread.start()
+    for _ in range(1000):
+        if inbox.commits.waiting == 3:
+            break
+        threading.Event().wait(0.005)
+    release.set()
+    for thread in [first, *others]:
+        thread.join(10)
+    assert isinstance(outcomes.pop("bad"), Exception)
+    assert all(isinstance(event_id, int) for event_id in outcomes.values())
+    assert sorted(row["user_id"] for row in rows(store, work)) == ["u0", "u1", "u2"]
+
+
+def test_driver_statements_refuse_to_run_outside_a_transaction(store):
+    """Outside engine.begin() they would not commit with the caller's work, so they are refused."""
+    with store.connect() as connection, pytest.raises(RuntimeError, match="inside a transaction"):
+        queue.enqueue(connection, "pool", ["u1"], reason="login", now=1.0)

@@ -231,3 +231,8 @@ def test_claim_size_shrinks_with_slow_jobs_but_never_below_one():
     assert claim_size(20, 1.0) == 5
     assert claim_size(20, 8.0) == 1
     assert claim_size(20, 600.0) == 1
+
+
+def test_claim_size_survives_jobs_that_take_no_measurable_time():
+    assert claim_size(20, 0.0) == 20
+    assert claim_size(20, 5e-324) == 20  # the smallest float: no overflow

@@ -217,3 +217,32 @@ def test_a_transaction_that_cannot_open_fails_the_leader_and_the_next_in_line_tr
     assert len(outcomes) == 10
     assert all(isinstance(outcome, ConnectionError) for outcome in outcomes.values())
     assert commits.waiting == 0
+
+
+def test_each_caller_of_a_failed_batch_gets_its_own_exception_object() -> None:
+    """One exception raised in many threads would collect all their tracebacks; each caller gets a copy."""
+    recorder = Recorder()
+    recorder.broken = ConnectionError("database gone")
+    commits = make(recorder, is_item_error=lambda error: False)
+    recorder.release.clear()
+    first = threading.Thread(target=lambda: outcomes.update({0: _outcome(commits, 0)}))
+    outcomes: dict[int, object] = {}
+    first.start()
+    assert recorder.entered.wait(5)
+    others = threading.Thread(target=lambda: outcomes.update(submit_all(commits, range(1, 6))))
+    others.start()
+    wait_for_queue(commits, 5)
+    recorder.release.set()
+    first.join(5)
+    others.join(5)
+    errors = [outcomes[item] for item in range(1, 6)]
+    assert all(isinstance(error, ConnectionError) and str(error) == "database gone" for error in errors)
+    assert len({id(error) for error in errors}) == 5
+    assert all(error.__cause__ is recorder.broken for error in errors)  # type: ignore[union-attr]
+
+
+def _outcome(commits: GroupCommit[int, str, None], item: int) -> object:
+    try:
+        return commits.submit(item)
+    except ConnectionError as error:
+        return error

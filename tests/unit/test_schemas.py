@@ -160,3 +160,9 @@ def test_a_trailing_newline_does_not_pass_as_part_of_an_id_or_event_name(body):
     so none can carry a line break into the store or a log line."""
     with pytest.raises(InvalidDeliveryError):
         interpret(body)
+
+
+def test_a_lone_surrogate_is_not_a_user_id():
+    """JSON can spell "\\ud800", which no database or log can encode."""
+    with pytest.raises(InvalidDeliveryError):
+        interpret({"eventName": "login", "data": {**USER, "id": "\ud800x"}})
