@@ -66,9 +66,14 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=180.0, help="longest wait for effects after sending (s)")
     parser.add_argument("--scenario", choices=("slow", "outage", "both"), default="both")
     parser.add_argument("--logs", type=Path, help="keep server logs in this folder")
+    parser.add_argument(
+        "--worker-threads", type=int, default=1, help="the service's ENFORCER_WORKER_THREADS (default 1)"
+    )
     arguments = parser.parse_args()
     if not 1 <= arguments.deliveries <= 2000 or arguments.rate <= 0 or arguments.settle > 3600:
         parser.error("need 1 <= --deliveries <= 2000, --rate > 0 and --settle <= 3600")
+    if not 1 <= arguments.worker_threads <= 32:
+        parser.error("need 1 <= --worker-threads <= 32")
     return arguments
 
 
@@ -89,6 +94,7 @@ def run_one(arguments, system: str, app: str, scenario: str, folder: Path) -> di
                 access_key_secret=state.access_key_secret,
                 userpool_id=state.userpool_id,
                 ENFORCER_RUN_WORKER="true",
+                ENFORCER_WORKER_THREADS=str(arguments.worker_threads),
             )
             upgrade_database(env)
             with Gunicorn(app, env, folder / f"{tag}.log") as server:

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -30,13 +31,14 @@ from service.settings import Settings, load_settings
 from service.store.engine import create_engine
 from service.store.inbox import Inbox
 from service.store.migrating import ensure_schema
-from service.worker.loop import Worker, start_in_thread
+from service.worker.loop import Worker, default_owner, start_in_thread
 from service.worker.sweeping import PeriodicSweep, userpool_id_for
 
 logger = logging.getLogger(__name__)
 
 WORKER_EXTENSION = "mfa_enforcer_worker"
-WORKER_THREAD_EXTENSION = "mfa_enforcer_worker_thread"
+WORKER_THREAD_EXTENSION = "mfa_enforcer_worker_threads"
+WORKERS_EXTENSION = "mfa_enforcer_workers"
 
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Flask:
@@ -65,9 +67,10 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.register_error_handler(Exception, _render_unexpected)
 
     if settings.worker.run_in_web:
-        worker = build_worker(settings, engine, policy_getter=policies.current)
-        app.extensions[WORKER_EXTENSION] = worker
-        app.extensions[WORKER_THREAD_EXTENSION] = start_in_thread(worker)
+        workers = build_workers(settings, engine, policy_getter=policies.current)
+        app.extensions[WORKER_EXTENSION] = workers[0]
+        app.extensions[WORKERS_EXTENSION] = workers
+        app.extensions[WORKER_THREAD_EXTENSION] = [start_in_thread(worker) for worker in workers]
     log_event(
         logger,
         "app_started",
@@ -79,32 +82,66 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     return app
 
 
-def build_worker(settings: Settings, engine: Any, *, policy_getter: Any) -> Worker:
-    """A worker with its own GenAuth client (one pooled session per worker thread)."""
-    limiter = RateLimiter(settings.genauth.rate_limit, settings.genauth.rate_burst)
+def build_worker(
+    settings: Settings,
+    engine: Any,
+    *,
+    policy_getter: Any,
+    limiter: RateLimiter | None = None,
+    owner: str | None = None,
+    sweeps: bool = True,
+) -> Worker:
+    """A worker with its own GenAuth client (one pooled session per worker thread).
+
+    ``limiter``: a rate limit shared with the process's other workers (a new one when None). ``sweeps``:
+    whether this worker runs the periodic reconcile sweeps (one worker per process does).
+    """
+    if limiter is None:
+        limiter = RateLimiter(settings.genauth.rate_limit, settings.genauth.rate_burst)
     client = GenAuthClient(settings.genauth, limiter=limiter)
     reconciler = Reconciler(client, policy_getter, force_audit=settings.is_audit)
-    sweeper = PeriodicSweep(
-        engine,
-        client,
-        policy_getter,
-        interval=settings.worker.reconcile_interval,
-        userpool_id=userpool_id_for(settings),
-    )
-    return Worker(engine, reconciler, settings.worker, sweeper=sweeper)
+    sweeper = None
+    if sweeps:
+        sweeper = PeriodicSweep(
+            engine,
+            client,
+            policy_getter,
+            interval=settings.worker.reconcile_interval,
+            userpool_id=userpool_id_for(settings),
+        )
+    return Worker(engine, reconciler, settings.worker, owner=owner, sweeper=sweeper)
+
+
+def build_workers(settings: Settings, engine: Any, *, policy_getter: Any) -> list[Worker]:
+    """``ENFORCER_WORKER_THREADS`` workers for one process: one GenAuth rate limit for all of them (so the
+    per-process limit holds), distinct lease owners, and the periodic sweeps in the first only."""
+    limiter = RateLimiter(settings.genauth.rate_limit, settings.genauth.rate_burst)
+    base = default_owner()
+    count = settings.worker.threads
+    return [
+        build_worker(
+            settings,
+            engine,
+            policy_getter=policy_getter,
+            limiter=limiter,
+            owner=base if count == 1 else f"{base}:{index}",
+            sweeps=index == 0,
+        )
+        for index in range(count)
+    ]
 
 
 def stop_worker(app: Flask, *, wait: float = 30.0) -> None:
-    """Stop the in-process worker after its current job, waiting up to ``wait`` seconds for it.
+    """Stop the in-process workers after their current jobs, waiting up to ``wait`` seconds in all.
 
-    Gunicorn's ``worker_exit`` hook calls this, so SIGTERM drains the worker within the grace period.
+    Gunicorn's ``worker_exit`` hook calls this, so SIGTERM drains the workers within the grace period.
     """
-    worker = app.extensions.get(WORKER_EXTENSION)
-    if isinstance(worker, Worker):
+    for worker in app.extensions.get(WORKERS_EXTENSION, []):
         worker.stop()
-    thread = app.extensions.get(WORKER_THREAD_EXTENSION)
-    if isinstance(thread, threading.Thread):
-        thread.join(wait)
+    deadline = time.monotonic() + wait
+    for thread in app.extensions.get(WORKER_THREAD_EXTENSION, []):
+        if isinstance(thread, threading.Thread):
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}\Z")

@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 DEFAULT_GENAUTH_HOST = "https://api.genauth.ai"
 DEFAULT_DATABASE_URL = "sqlite:///var/enforcer.db"
+MAX_WORKER_THREADS = 32
 MODES = ("enforce", "audit")
 
 
@@ -81,6 +82,8 @@ class WorkerSettings:
     """File the worker touches every round and after every job; ``mfa-enforcer worker-alive`` reads it."""
     reconcile_interval: float = 0.0
     """Seconds between sweeps of every user in scope run by the worker itself; 0 turns them off."""
+    threads: int = 1
+    """Workers per process, each reconciling one user at a time; they share the process's GenAuth rate limit."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _worker_threads(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= MAX_WORKER_THREADS:
+        raise ValueError(raw)
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
@@ -254,6 +264,7 @@ def load_settings(environ: Mapping[str, str], *, role: str = "all") -> Settings:
         backoff_max=read.parsed("ENFORCER_BACKOFF_MAX", defaults.backoff_max, _positive_float, "seconds"),
         heartbeat_file=read.text("ENFORCER_HEARTBEAT_FILE", defaults.heartbeat_file),
         reconcile_interval=read.parsed("ENFORCER_RECONCILE_INTERVAL", 0.0, _non_negative_float, "seconds"),
+        threads=read.parsed("ENFORCER_WORKER_THREADS", defaults.threads, _worker_threads, "an integer from 1 to 32"),
     )
     settings = Settings(
         genauth=genauth,

@@ -16,7 +16,7 @@ from types import FrameType
 import click
 from prometheus_client import start_http_server
 
-from service.app import build_worker
+from service.app import build_workers
 from service.cli.common import settings_or_exit
 from service.errors import ConfigurationError
 from service.policy import PolicyError
@@ -24,6 +24,7 @@ from service.policy_source import PolicySource
 from service.settings import WorkerSettings, is_sandbox
 from service.store.engine import create_engine
 from service.store.migrating import ensure_schema, upgrade
+from service.worker.loop import start_in_thread
 
 GUNICORN_CONFIG = Path("config/gunicorn.conf.py")
 
@@ -61,16 +62,20 @@ def worker() -> None:
         ensure_schema(engine, migrate=settings.migrate_on_start)
     except ConfigurationError as error:
         raise click.ClickException(error.message) from error
-    running = build_worker(settings, engine, policy_getter=policies.current)
+    first, *others = build_workers(settings, engine, policy_getter=policies.current)
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
-        running.stop()
+        for running in (first, *others):
+            running.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
-    running.run()
+    threads = [start_in_thread(running) for running in others]  # ENFORCER_WORKER_THREADS > 1
+    first.run()  # returns once stopped, after its current job
+    for thread in threads:
+        thread.join()  # each finishes its current job too
     engine.dispose()
 
 

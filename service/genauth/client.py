@@ -77,6 +77,11 @@ class GenAuthClient:
         self.calls = 0
         """Management calls made (token requests excluded); read by tests and benchmarks."""
 
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The rate limit this client's calls wait on (shared by the workers of one process)."""
+        return self._limiter
+
     def close(self) -> None:
         self._session.close()
 

@@ -43,9 +43,12 @@ JOB_TIME_SMOOTHING = 0.3
 
 
 def claim_size(batch_size: int, job_seconds: float | None) -> int:
-    """How many rows to claim: a full batch while jobs are quick, fewer when they are slow (GenAuth answering
-    slowly), so that a backlog is shared by every worker instead of waiting behind the one that claimed it."""
-    if job_seconds is None or job_seconds < CLAIM_HORIZON / batch_size:
+    """How many rows to claim: one until a job has been timed, then a full batch while jobs are quick and fewer
+    when they are slow (GenAuth answering slowly), so that a backlog is shared by every worker (and every
+    worker thread) instead of waiting behind the one that claimed it."""
+    if job_seconds is None:
+        return 1
+    if job_seconds < CLAIM_HORIZON / batch_size:
         return batch_size
     return max(1, min(batch_size, int(CLAIM_HORIZON / job_seconds)))
 

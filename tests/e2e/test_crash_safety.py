@@ -4,6 +4,7 @@ connection, and several workers sharing one PostgreSQL queue."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -251,3 +252,28 @@ def test_several_workers_share_a_burst_without_reconciling_a_user_twice_at_once(
             assert start >= end, f"user {user} was reconciled by two workers at once"
     shares = [(tmp_path / f"w{i}.log").read_text().count('"event": "decision_recorded"') for i in range(3)]
     assert sum(shares) >= 300 and all(shares), f"every worker should take a share: {shares}"
+
+
+def test_worker_threads_reconcile_users_side_by_side_and_drain_on_sigterm(emulator, database_url, store, tmp_path):
+    """ENFORCER_WORKER_THREADS=3: while GenAuth is slow, three users are reconciled at once (never one user
+    twice at once), every user is enforced, and SIGTERM lets every thread finish its job."""
+    users = list(emulator.users.values())  # six sample users
+    emulator.faults.latency = 0.3
+    enqueue(store, emulator.state.userpool_id, users)
+    process = start_worker(emulator, database_url, tmp_path / "w.log", ENFORCER_WORKER_THREADS="3")
+    try:
+        wait_until(lambda: count(store, work) == 0, timeout=60, what="every user reconciled")
+    finally:
+        assert finish(process) == 0
+    with store.connect() as connection:
+        spans = connection.execute(sa.select(decisions.c.user_id, decisions.c.started_at, decisions.c.decided_at)).all()
+    assert sorted(user for user, _, _ in spans) == sorted(users)  # one decision per user
+    overlapping = sum(
+        1
+        for (a, a_start, a_end), (b, b_start, b_end) in itertools.combinations(spans, 2)
+        if a_start < b_end and b_start < a_end
+    )
+    assert overlapping > 0, f"with 3 threads some reconciles must overlap in time: {spans}"
+    lines = [json.loads(line) for line in (tmp_path / "w.log").read_text().splitlines() if line.startswith("{")]
+    owners = [line["owner"] for line in lines if line["event"] == "worker_started"]
+    assert len(owners) == 3 and len(set(owners)) == 3  # three workers, each with its own lease owner

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import sqlalchemy as sa
 
-from service.app import build_worker, create_app
+from service.app import WORKER_THREAD_EXTENSION, WORKERS_EXTENSION, build_worker, create_app, stop_worker
 from service.intake.context import EXTENSION
 from service.store import queue
 from service.store.decisions import decisions_for_user
@@ -217,16 +217,18 @@ def test_a_worker_whose_jobs_are_slow_claims_one_row_at_a_time(worker, engine, e
     assert len(rows) == 3 and all(row["lease_owner"] is None and row["attempts"] == 0 for row in rows)
 
 
-def test_a_worker_times_its_jobs_and_claims_full_batches_while_they_are_quick(worker, engine, emulator):
+def test_a_worker_starts_with_one_row_and_claims_full_batches_once_jobs_prove_quick(worker, engine, emulator):
     users = list(emulator.users.values())[:4]
     enqueue(engine, *users)
     assert worker.job_seconds is None
-    assert worker.run_once() == 4  # nothing timed yet: a full batch
+    assert worker.run_once() == 1  # nothing timed yet: one row, in case jobs are slow
     assert worker.job_seconds is not None and 0 < worker.job_seconds < 5
+    worker.job_seconds = 0.01  # as after quick jobs
+    assert worker.run_once() == 3  # the rest, in one claim
 
 
 def test_claim_size_shrinks_with_slow_jobs_but_never_below_one():
-    assert claim_size(20, None) == 20
+    assert claim_size(20, None) == 1
     assert claim_size(20, 0.1) == 20
     assert claim_size(20, 1.0) == 5
     assert claim_size(20, 8.0) == 1
@@ -236,3 +238,22 @@ def test_claim_size_shrinks_with_slow_jobs_but_never_below_one():
 def test_claim_size_survives_jobs_that_take_no_measurable_time():
     assert claim_size(20, 0.0) == 20
     assert claim_size(20, 5e-324) == 20  # the smallest float: no overflow
+
+
+def test_the_web_process_runs_as_many_worker_threads_as_configured_and_stops_them_all(settings):
+    """ENFORCER_WORKER_THREADS in single-node mode: one rate limit and one sweeper per process, all stopped on
+    shutdown within the grace period."""
+    threaded = replace(settings, worker=replace(settings.worker, run_in_web=True, threads=3, poll_interval=0.05))
+    app = create_app(threaded, configure_logs=False)
+    try:
+        workers = app.extensions[WORKERS_EXTENSION]
+        threads = app.extensions[WORKER_THREAD_EXTENSION]
+        assert len(workers) == 3 and all(thread.is_alive() for thread in threads)
+        assert len({worker.owner for worker in workers}) == 3
+        assert [worker.sweeper is not None for worker in workers] == [True, False, False]
+        limiters = {id(worker.reconciler.client.limiter) for worker in workers}
+        assert len(limiters) == 1  # the process's GenAuth rate limit is shared
+    finally:
+        stop_worker(app, wait=10)
+        app.extensions[EXTENSION].engine.dispose()
+    assert not any(thread.is_alive() for thread in threads)

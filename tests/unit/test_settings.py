@@ -94,3 +94,11 @@ def test_each_role_is_asked_only_for_the_secrets_it_uses():
     assert load_settings(worker, role="worker").webhook.secrets == ()
     with pytest.raises(ConfigurationError, match="GENAUTH_WEBHOOK_SECRET"):
         load_settings(worker, role="all")
+
+
+def test_worker_threads_default_to_one_and_are_bounded():
+    assert load_settings(REQUIRED).worker.threads == 1
+    assert load_settings({**REQUIRED, "ENFORCER_WORKER_THREADS": "4"}).worker.threads == 4
+    for bad in ("0", "33", "many"):
+        with pytest.raises(ConfigurationError, match="ENFORCER_WORKER_THREADS"):
+            load_settings({**REQUIRED, "ENFORCER_WORKER_THREADS": bad})
