@@ -18,7 +18,7 @@ from service.intake.context import EXTENSION, Runtime
 from service.store.inbox import Delivery
 
 
-class _FreeInbox:
+class FreeInbox:
     """Stands in for ``service.store.inbox.Inbox``: no transaction, no row."""
 
     def __init__(self) -> None:
@@ -32,5 +32,5 @@ def create() -> Flask:
     app = create_app()
     runtime = app.extensions[EXTENSION]
     assert isinstance(runtime, Runtime)
-    runtime.inbox = _FreeInbox()  # type: ignore[assignment]
+    runtime.inbox = FreeInbox()  # type: ignore[assignment]
     return app

@@ -12,7 +12,14 @@ sender, and p50/p99 are counted from each request's scheduled send time.
 
 Connections are spread evenly over each server's gunicorn workers before every measurement (see
 ``bench.common.spread_connections``). ``--ablated`` also measures ``bench/ablated_app.py``, the service with a
-store that writes nothing, as an upper bound for the peak.
+store that writes nothing, as an upper bound for the peak. ``--compare-gthread`` also measures the bare app and
+the service under gunicorn's stock ``gthread`` worker (``GUNICORN_CMD_ARGS=--worker-class gthread``) instead of
+the configured one (``service/intake/connections.py``, which reads each request whole before a thread takes
+it), so the cost of that worker shows as a same-run ratio. ``--slow-clients N`` ends with one more paced
+phase per system (at ``--slow-rate``, default 50/s, with a 2 s client timeout) while N connections each hold
+half a request open, the attack of issue 10 (16 such connections used to stop a pod); a connection the server
+closes is reopened. ``--baseline-code DIR`` also measures the service from another checkout in the same rounds;
+``--sample`` ends the closed loop with one round per server under py-spy, split by stage (bench/sampling.py).
 
 Targets (issue 3): service peak >= 70% of the bare app's; p99 < 20 ms at half of peak.
 """
@@ -21,9 +28,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import selectors
+import socket
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,10 +59,14 @@ from bench.common import (
     verdict,
     webhook_request,
 )
+from bench.sampling import ORDER, sampled, stage_shares
 from genauth_emulator.state import EmulatorState
 
 THROUGHPUT_TARGET = 0.70
 ABLATED = "upper bound: service, free store"
+BASELINE_CODE = "mfa-enforcer, --baseline-code"
+STOCK = " (stock gthread)"
+MAIN = ("bare Flask", "mfa-enforcer")
 P99_TARGET_MS = 20.0
 
 
@@ -70,6 +85,24 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--web-concurrency", type=int, help="WEB_CONCURRENCY (default: the config's, 2)")
     parser.add_argument("--threads", type=int, help="GUNICORN_THREADS (default: the config's, 4)")
     parser.add_argument("--logs", type=Path, help="keep gunicorn logs in this folder (default: a temp folder)")
+    parser.add_argument(
+        "--compare-gthread",
+        action="store_true",
+        help="also measure the bare app and the service under gunicorn's stock gthread worker",
+    )
+    parser.add_argument("--slow-clients", type=int, default=0, help="connections holding half a request, last phase")
+    parser.add_argument("--slow-rate", type=float, default=50.0, help="paced rate/s while the slow clients hold on")
+    parser.add_argument(
+        "--baseline-code",
+        type=Path,
+        help="also measure the service from another checkout of the code (e.g. `git archive main | tar -x -C DIR`)",
+    )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="one more closed-loop round per server under py-spy: server CPU per delivery by stage (bench/sampling.py)",
+    )
+    parser.add_argument("--py-spy", default="py-spy", help="the py-spy binary for --sample (default: on PATH)")
     parser.add_argument(
         "--ablated",
         action="store_true",
@@ -120,8 +153,20 @@ def main() -> int:
             bare = Gunicorn("bench.bare_app:app", env(free_port()), folder / "bare.log")
             service = Gunicorn("service.app:create_app()", env(free_port()), folder / "service.log")
             servers = {"bare Flask": bare, "mfa-enforcer": service}
+            if arguments.baseline_code:
+                code = arguments.baseline_code.resolve()
+                servers[BASELINE_CODE] = Gunicorn(
+                    "service.app:create_app()", {**env(free_port()), "PYTHONPATH": str(code)}, folder / "baseline.log"
+                )
             if arguments.ablated:
                 servers[ABLATED] = Gunicorn("bench.ablated_app:create()", env(free_port()), folder / "ablated.log")
+            if arguments.compare_gthread:
+                stock = {"GUNICORN_CMD_ARGS": "--worker-class gthread"}
+                for name, app, log_name in (
+                    ("bare Flask", "bench.bare_app:app", "bare-gthread.log"),
+                    ("mfa-enforcer", "service.app:create_app()", "service-gthread.log"),
+                ):
+                    servers[name + STOCK] = Gunicorn(app, {**env(free_port()), **stock}, folder / log_name)
             with contextlib.ExitStack() as running:
                 for server in servers.values():
                     running.enter_context(server)
@@ -159,13 +204,44 @@ def run_measurements(arguments, servers, request_for, keepalive):  # type: ignor
             server.check_alive()
             result.cpu = cpu[0]  # type: ignore[attr-defined]
             closed[name].append(result)
-            if name == "mfa-enforcer":
+            if name.startswith("mfa-enforcer"):  # both share the database
                 acked_by_service += warm.acked + result.acked
     peaks = {name: median([r.acked_per_second for r in runs]) for name, runs in closed.items()}
+    sampled_rounds: dict[str, tuple[dict[str, float], int, float]] = {}
+    if arguments.sample:
+        with tempfile.TemporaryDirectory(prefix="bench-intake-samples-") as scratch:
+            samples_folder = arguments.logs / "samples" if arguments.logs else Path(scratch)
+            for name, server in servers.items():
+                log(f"sampled round: {name}, closed loop x{arguments.concurrency}, {arguments.duration:.0f}s, py-spy")
+                warm = closed_loop(
+                    server.port,
+                    request_for,
+                    concurrency=arguments.concurrency,
+                    duration=arguments.warmup,
+                    keepalive=keepalive,
+                    spread_over=server.worker_pids(),
+                )
+                label = name.replace(" ", "_").replace(":", "").replace(",", "")
+                with (
+                    sampled(arguments.py_spy, server.worker_pids(), arguments.duration, samples_folder, label) as files,
+                    cpu_meter(server.pids) as cpu,
+                ):
+                    result = closed_loop(
+                        server.port,
+                        request_for,
+                        concurrency=arguments.concurrency,
+                        duration=arguments.duration,
+                        keepalive=keepalive,
+                        spread_over=server.worker_pids(),
+                    )
+                if name.startswith("mfa-enforcer"):
+                    acked_by_service += warm.acked + result.acked
+                shares, samples = stage_shares(files)
+                sampled_rounds[name] = (shares, samples, cpu[0].server / max(result.acked, 1) * 1000)
     paced_results: dict[str, LoadResult] = {}
     for name, server in servers.items():
-        if name == ABLATED:
-            continue  # a bound on the peak only
+        if name not in MAIN:
+            continue  # the upper bound and the stock-gthread variants: peaks only
         rate = peaks[name] * arguments.fraction
         log(f"{name}: paced at {rate:.0f}/s for {arguments.paced_duration:.0f}s")
         result = paced(
@@ -180,7 +256,88 @@ def run_measurements(arguments, servers, request_for, keepalive):  # type: ignor
         paced_results[name] = result
         if name == "mfa-enforcer":
             acked_by_service += result.acked
-    return {"closed": closed, "peaks": peaks, "paced": paced_results, "acked_by_service": acked_by_service}
+    under_attack: dict[str, LoadResult] = {}
+    if arguments.slow_clients:
+        for name, server in servers.items():
+            if name == ABLATED:
+                continue
+            log(f"{name}: paced at {arguments.slow_rate:.0f}/s with {arguments.slow_clients} slow clients")
+            with slow_clients(server.port, arguments.slow_clients) as reopened:
+                time.sleep(1.0)  # every slow connection has sent its half request
+                result = paced(
+                    server.port,
+                    request_for,
+                    rate=arguments.slow_rate,
+                    duration=arguments.paced_duration,
+                    keepalive=keepalive,
+                    senders=32,
+                    timeout=2.0,
+                )
+            result.reopened = reopened[0]  # type: ignore[attr-defined]
+            under_attack[name] = result
+            if name.startswith("mfa-enforcer"):
+                acked_by_service += result.acked
+    return {
+        "closed": closed,
+        "peaks": peaks,
+        "paced": paced_results,
+        "under_attack": under_attack,
+        "sampled": sampled_rounds,
+        "acked_by_service": acked_by_service,
+    }
+
+
+HALF_A_REQUEST = (
+    b"POST /webhooks/genauth HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 2000\r\n\r\n{"eventName": "login", "data": {"id": "'
+)
+
+
+@contextlib.contextmanager
+def slow_clients(port: int, count: int) -> Iterator[list[int]]:
+    """``count`` connections that send half a request and then nothing; one the server closes is reopened.
+    Yields a one-item list: how many were reopened (that is, closed by the server) by the end."""
+    reopened = [0]
+    stop = threading.Event()
+    selector = selectors.DefaultSelector()
+
+    def open_one() -> None:
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        client.sendall(HALF_A_REQUEST)
+        client.setblocking(False)
+        selector.register(client, selectors.EVENT_READ)
+
+    def hold() -> None:
+        while not stop.is_set():
+            for key, _ in selector.select(timeout=0.2):
+                client = key.fileobj
+                assert isinstance(client, socket.socket)
+                try:
+                    data = client.recv(65536)
+                except OSError:
+                    data = b""
+                if data and not data.endswith(b"}"):
+                    continue  # more of an answer to come
+                selector.unregister(client)
+                client.close()
+                reopened[0] += 1
+                if not stop.is_set():
+                    with contextlib.suppress(OSError):
+                        open_one()
+
+    for _ in range(count):
+        open_one()
+    holder = threading.Thread(target=hold, name="slow-clients", daemon=True)
+    holder.start()
+    try:
+        yield reopened
+    finally:
+        stop.set()
+        holder.join(5)
+        for key in list(selector.get_map().values()):
+            with contextlib.suppress(OSError):
+                key.fileobj.close()  # type: ignore[union-attr]
+        selector.close()
 
 
 def report(arguments, results, recorded: int) -> None:  # type: ignore[no-untyped-def]
@@ -228,8 +385,25 @@ def report(arguments, results, recorded: int) -> None:  # type: ignore[no-untype
             ["bare Flask (baseline)", bare_peak, "1.00"],
             [f"mfa-enforcer ({arguments.db})", service_peak, f"{ratio:.2f}"],
             *(
-                [[ABLATED, peaks[ABLATED], f"{peaks[ABLATED] / bare_peak:.2f}" if bare_peak else "nan"]]
-                if ABLATED in peaks
+                [name, peaks[name], f"{peaks[name] / bare_peak:.2f}" if bare_peak else "nan"]
+                for name in (BASELINE_CODE, ABLATED)
+                if name in peaks
+            ),
+            *(
+                [
+                    [
+                        "bare Flask" + STOCK,
+                        peaks["bare Flask" + STOCK],
+                        f"{peaks['bare Flask' + STOCK] / bare_peak:.2f}",
+                    ],
+                    [
+                        "mfa-enforcer" + STOCK,
+                        peaks["mfa-enforcer" + STOCK],
+                        f"{peaks['mfa-enforcer' + STOCK] / bare_peak:.2f} "
+                        f"({peaks['mfa-enforcer' + STOCK] / peaks['bare Flask' + STOCK]:.2f} of bare Flask{STOCK})",
+                    ],
+                ]
+                if "mfa-enforcer" + STOCK in peaks and bare_peak
                 else []
             ),
         ],
@@ -254,6 +428,50 @@ def report(arguments, results, recorded: int) -> None:  # type: ignore[no-untype
         title=f"Paced at {arguments.fraction:.0%} of each system's own peak for {arguments.paced_duration:.0f} s "
         "(latency from the scheduled send time)",
     )
+    if results["under_attack"]:
+        print_table(
+            ["system", "paced rate/s", "acked/s", "p50 ms", "p99 ms", "max ms", "slow connections closed", "failures"],
+            [
+                [
+                    name,
+                    run.target_rate or 0.0,
+                    run.acked_per_second,
+                    run.pct(50),
+                    run.pct(99),
+                    run.pct(100),
+                    run.reopened,
+                    run.failure_text(),
+                ]
+                for name, run in results["under_attack"].items()
+            ],
+            title=f"Paced at {arguments.slow_rate:.0f}/s for {arguments.paced_duration:.0f} s while "
+            f"{arguments.slow_clients} connections each hold half a request (a closed one is reopened)",
+        )
+    if results["sampled"]:
+        names = list(results["sampled"])
+        print_table(
+            ["stage", *[f"{name}: µs/ack (share)" for name in names]],
+            [
+                [
+                    stage,
+                    *[
+                        f"{shares.get(stage, 0.0) * ms * 1000:.0f} ({shares.get(stage, 0.0):.0%})"
+                        for shares, _samples, ms in results["sampled"].values()
+                    ],
+                ]
+                for stage in ORDER
+            ]
+            + [
+                [
+                    "server CPU per ack (the sampled round)",
+                    *[f"{ms * 1000:.0f}" for _s, _n, ms in results["sampled"].values()],
+                ]
+            ]
+            + [["CPU samples", *[f"{samples:,}" for _s, samples, _ms in results["sampled"].values()]]],
+            title="Server CPU by stage under load (one more closed-loop round per server, under py-spy: "
+            "bench/sampling.py); µs per acknowledged delivery = the stage's share of the samples x the round's "
+            "server CPU per ack",
+        )
     service_paced = paced_results["mfa-enforcer"]
     p99 = service_paced.pct(99)
     acked = results["acked_by_service"]
@@ -271,6 +489,13 @@ def report(arguments, results, recorded: int) -> None:  # type: ignore[no-untype
         f"({'every acknowledged delivery is on disk' if recorded >= acked else 'ACKNOWLEDGED DELIVERIES MISSING'}; "
         "more rows than acks would mean a client timed out after the commit)"
     )
+    if "mfa-enforcer" + STOCK in peaks:
+        stock_service = peaks["mfa-enforcer" + STOCK]
+        print(
+            f"- the configured worker against stock gthread: service {service_peak:,.0f}/s vs {stock_service:,.0f}/s "
+            f"= {service_peak / stock_service:.2f}; bare Flask {bare_peak:,.0f}/s vs "
+            f"{peaks['bare Flask' + STOCK]:,.0f}/s = {bare_peak / peaks['bare Flask' + STOCK]:.2f}"
+        )
     print(flush=True)
 
 

@@ -1,10 +1,10 @@
-"""`create_emulator_app`: the Flask app that speaks GenAuth's management API (contract §2-3) on `/api/v3/*`
-and the test-control API on `/_emulator/*`.
+"""`create_emulator_app`: the Flask app that speaks GenAuth's management API (docs/genauth.md §2-3) on
+`/api/v3/*` and the test-control API on `/_emulator/*`.
 
-Every `/api/v3/*` request goes: fault check (and latency), route lookup, token check (except for
-`get-management-token`), handler, GenAuth envelope with HTTP 200, journal entry. `server.EmulatorServer`
-serves this app; tests may also use it directly through Flask's test client (except `disconnect` faults,
-which need a real socket).
+Every `/api/v3/*` request goes: fault check (and latency), route lookup, authentication (a management token
+or an AK/SK signature; none for `get-management-token`), handler, GenAuth envelope with HTTP 200, journal
+entry. `server.EmulatorServer` serves this app; tests may also use it directly through Flask's test client
+(except `disconnect` faults, which need a real socket).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from genauth_emulator import (
 )
 from genauth_emulator.control import control_blueprint
 from genauth_emulator.delivery import WebhookTarget, delivery_blueprint
+from genauth_emulator.event_socket import EventSocketServer
+from genauth_emulator.events_control import events_blueprint
 from genauth_emulator.faults import API_PREFIX, Fault, Faults
 from genauth_emulator.journal import Entry, Journal, redact_body, redact_headers
 from genauth_emulator.parsing import ApiCall, Handler
@@ -55,11 +57,20 @@ def api_routes() -> dict[tuple[str, str], Handler]:
         ("GET", "get-user-roles"): group_role_endpoints.get_user_roles,
         ("GET", "list-group-members"): group_role_endpoints.list_group_members,
         ("GET", "list-groups"): group_role_endpoints.list_groups,
+        ("GET", "list-roles"): group_role_endpoints.list_roles,
         ("GET", "get-mfa-status"): mfa_endpoints.get_mfa_status,
         ("POST", "set-mfa-status"): mfa_endpoints.set_mfa_status,
         ("GET", "get-user-mfa-info"): mfa_endpoints.get_user_mfa_info,
+        ("GET", "get-global-mfa-settings"): mfa_endpoints.get_global_mfa_settings,
+        ("POST", "update-global-mfa-settings"): mfa_endpoints.update_global_mfa_settings,
+        ("POST", "disable-global-mfa-settings"): mfa_endpoints.disable_global_mfa_settings,
+        ("POST", "update-application-mfa-settings"): mfa_endpoints.update_application_mfa_settings,
+        ("GET", "get-mfa-trigger-data"): mfa_endpoints.get_mfa_trigger_data,
+        ("GET", "get-application"): mfa_endpoints.get_application,
+        ("GET", "list-applications"): mfa_endpoints.list_applications,
         ("GET", "list-organizations"): organization_endpoints.list_organizations,
         ("GET", "get-department"): organization_endpoints.get_department,
+        ("GET", "get-all-departments"): organization_endpoints.get_all_departments,
         ("POST", "search-departments"): organization_endpoints.search_departments,
         ("POST", "create-webhook"): webhook_endpoints.create_webhook,
         ("GET", "list-webhooks"): webhook_endpoints.list_webhooks,
@@ -69,15 +80,20 @@ def api_routes() -> dict[tuple[str, str], Handler]:
         ("GET", "get-webhook-event-list"): webhook_endpoints.get_webhook_event_list,
         ("POST", "get-webhook-logs"): webhook_endpoints.get_webhook_logs,
         ("POST", "trigger-webhook"): webhook_endpoints.trigger_webhook,
+        ("GET", "list-events"): webhook_endpoints.list_events,
     }
 
 
-def create_emulator_app(state: EmulatorState, journal: Journal, faults: Faults) -> Flask:
-    """Build the emulator app around the given pool, journal and fault queue."""
+def create_emulator_app(
+    state: EmulatorState, journal: Journal, faults: Faults, events: EventSocketServer | None = None
+) -> Flask:
+    """Build the emulator app around the given pool, journal and fault queue (and event WebSocket, whose
+    control endpoints it then serves)."""
     app = Flask("genauth_emulator")
     routes = api_routes()
     app.register_blueprint(control_blueprint(state, journal, faults))
     app.register_blueprint(delivery_blueprint(state, WebhookTarget()))
+    app.register_blueprint(events_blueprint(events))
 
     @app.route(API_PREFIX + "<path:name>", methods=_METHODS)
     def management_api(name: str) -> Response:
@@ -116,6 +132,8 @@ def _answer(
     delay = faults.latency + (fault.seconds or 0.0 if fault is not None and fault.kind == "latency" else 0.0)
     if delay > 0:
         time.sleep(delay)  # the emulated server is slow; the client is the one being tested
+    if fault is not None and fault.kind in ("drop_write", "null_data"):
+        return Reply(200, success_envelope({"success": True} if fault.kind == "drop_write" else None))
     if fault is not None and fault.kind != "latency":
         return _fault_reply(fault)
     handler = routes.get((request.method, name))
@@ -123,7 +141,7 @@ def _answer(
         return Reply(404, {"statusCode": 404, "message": f"Cannot {request.method} {request.path}"})
     try:
         if name != authentication.TOKEN_ENDPOINT:
-            authentication.check_authorization(state, headers)
+            authentication.check_authorization(state, headers, request.method, request.path, request.args, body)
         data = handler(ApiCall(state=state, args=request.args, body=body))
     except ApiError as error:
         return Reply(200, error_envelope(error))

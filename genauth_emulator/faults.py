@@ -7,6 +7,10 @@ before authentication, so a fault also hits `get-management-token` unless it nam
 * `http_429` (with `Retry-After` when `retry_after` is given), `http_500`, `http_503`: a real HTTP error.
 * `latency`: wait `seconds`, then answer normally.
 * `disconnect`: close the connection without any HTTP response.
+* `drop_write`: answer the success envelope (`{"success": true}`) without calling the handler: the write
+  GenAuth says it made is not stored (tests of verified writes).
+* `null_data`: answer the success envelope with `data: null` without calling the handler (a read that
+  returns nothing for a user who exists).
 
 `latency` (the attribute) is a delay in seconds added to every management API request.
 """
@@ -17,7 +21,17 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
-FAULT_KINDS = ("status_429", "status_500", "http_429", "http_500", "http_503", "latency", "disconnect")
+FAULT_KINDS = (
+    "status_429",
+    "status_500",
+    "http_429",
+    "http_500",
+    "http_503",
+    "latency",
+    "disconnect",
+    "drop_write",
+    "null_data",
+)
 API_PREFIX = "/api/v3/"
 
 

@@ -1,4 +1,4 @@
-"""The legacy ("v2") objects GenAuth puts inside webhook bodies (contract §1.8, §1.9): user, node, organization.
+"""The legacy ("v2") objects GenAuth puts inside webhook bodies (docs/genauth.md §1.8, §1.9): user, node, organization.
 
 They differ from the v3 API shapes: the user is keyed `id` (not `userId`), carries its password hash, salt and
 ID token, and never says which departments it belongs to. `state.EmulatorState` calls these under its lock.
@@ -33,6 +33,7 @@ _PERSONAL = (
 def webhook_user(record: UserRecord, userpool_id: str) -> dict[str, Any]:
     """Return the user as webhooks show it, with every §1.8 field in the documented order."""
     profile = record.profile
+    leaked = record.secrets(userpool_id)
     user: dict[str, Any] = {
         "id": record.user_id,
         "createdAt": profile["createdAt"],
@@ -52,10 +53,10 @@ def webhook_user(record: UserRecord, userpool_id: str) -> dict[str, Any]:
             "photo": profile.get("photo"),
             "browser": profile.get("browser"),
             "device": profile.get("device"),
-            "password": record.password_hash,
-            "salt": record.salt,
-            "token": record.id_token,
-            "tokenExpiredAt": record.token_expired_at,
+            "password": leaked.password_hash,
+            "salt": leaked.salt,
+            "token": leaked.id_token,
+            "tokenExpiredAt": leaked.token_expired_at,
             "loginsCount": profile.get("loginsCount", 0),
             "lastIp": profile.get("lastIp"),
         }
@@ -79,7 +80,7 @@ def webhook_user(record: UserRecord, userpool_id: str) -> dict[str, Any]:
             "sendSmsCount": 0,
             "sendSmsLimitCount": 1000,
             "dataVersion": None,
-            "encryptedPassword": record.encrypted_password,
+            "encryptedPassword": leaked.encrypted_password,
             "signedUp": profile.get("signedUp"),
             "externalId": profile.get("externalId"),
             # Always null in GenAuth's examples: webhooks do not tell you the user's departments.

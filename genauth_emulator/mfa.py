@@ -1,4 +1,4 @@
-"""MFA trigger data (contract §3.1-3.3): its default shape, validation of writes, replace/merge, and the
+"""MFA trigger data (docs/genauth.md §3.1-3.3): its default shape, validation of writes, replace/merge, and the
 enabled/disabled summary `get-user-mfa-info` reports.
 
 Pure functions over plain dicts; `state.EmulatorState` stores the data and `mfa_endpoints` validates requests.

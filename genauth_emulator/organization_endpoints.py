@@ -1,8 +1,12 @@
 """Management API endpoints that read the organization tree: `list-organizations` (paged), `get-department`
-(§3.12, by id, by code or `root`) and `search-departments` (§3.13, by name). Registered by `app.api_routes`.
+(§3.12, by id, by code or `root`), `get-all-departments` (§3.12: a department and everything under it, not
+paged) and `search-departments` (§3.13, by name). Registered by `app.api_routes`.
 
 They read the directory through `EmulatorState.read_directory`, which holds the pool's lock, and build the
-v3 `OrganizationDto` / `DepartmentDto` shapes from copies.
+v3 `OrganizationDto` / `DepartmentDto` shapes from copies, with the types the SDK models declare
+(`authing-node-sdk` `src/models/OrganizationDto.ts`, `DepartmentDto.ts`): an organization's `status` is a
+string (`"true"`; the reference sample shows `"false"`), and a root department's `parentDepartmentId` is
+`"root"` (the SDK's word for the root) and its `parentDepartmentCode` an empty string, never null.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ from genauth_emulator.parsing import ApiCall, flag, json_object, paginated, quer
 from genauth_emulator.records import Department
 from genauth_emulator.responses import ApiError
 from genauth_emulator.state import EmulatorState, UnknownDepartmentError, UnknownOrganizationError
+
+#: What a root department names as its parent: strings, as `DepartmentDto` declares them.
+ROOT_PARENT_ID = "root"
+ROOT_PARENT_CODE = ""
 
 
 def list_organizations(call: ApiCall) -> dict[str, Any]:
@@ -45,6 +53,34 @@ def get_department(call: ApiCall) -> dict[str, Any]:
         raise ApiError(400, str(error)) from None
     views = _department_views(call.state, [department_id], with_custom_data=flag(call.args, "withCustomData"))
     return views[0]
+
+
+def get_all_departments(call: ApiCall) -> dict[str, Any]:
+    """Answer `{totalCount, list}` of the department `departmentId` names (default `root`) and every department
+    under it, parents before children (the emulator's choice: whether GenAuth includes the department itself
+    is not documented)."""
+    organization_code = required(call.args, "organizationCode")
+    reference = call.args.get("departmentId", "").strip() or "root"
+    id_type = call.args.get("departmentIdType", "department_id")
+    try:
+        top = call.state.find_department(organization_code, reference, id_type)
+    except UnknownOrganizationError:
+        raise ApiError(404, f"Organization {organization_code} does not exist") from None
+    except UnknownDepartmentError:
+        raise ApiError(404, f"Department {reference} does not exist") from None
+    except ValueError as error:
+        raise ApiError(400, str(error)) from None
+
+    def subtree(directory: Directory) -> list[str]:
+        found, frontier = [top], [top]
+        while frontier:
+            frontier = [d.id for d in directory.departments.values() if d.parent_id in frontier]
+            found.extend(frontier)
+        return found
+
+    found = call.state.read_directory(subtree)
+    views = _department_views(call.state, found, with_custom_data=flag(call.args, "withCustomData"))
+    return {"totalCount": len(views), "list": views}
 
 
 def search_departments(call: ApiCall) -> list[dict[str, Any]]:
@@ -90,7 +126,9 @@ def _organizations(directory: Directory) -> list[dict[str, Any]]:
                 "membersCount": 0,
                 "isVirtualNode": False,
                 "createdAt": organization.created_at,
-                "status": True,
+                "updatedAt": root.updated_at,
+                "postIdList": [],
+                "status": "true",
             }
         )
     return views
@@ -104,7 +142,7 @@ def _department_views(
 
     views = state.read_directory(build)
     for view in views:
-        view["membersCount"] = len(state.department_member_ids(view["departmentId"], include_children=False))
+        view["membersCount"] = state.direct_member_count(view["departmentId"])
         if with_custom_data:
             view["customData"] = {}
     return views
@@ -121,9 +159,9 @@ def _department_dto(directory: Directory, department: Department) -> dict[str, A
         "name": department.name,
         "leaderUserIds": [],
         "description": department.description,
-        "parentDepartmentId": parent.id if parent else None,
+        "parentDepartmentId": parent.id if parent else ROOT_PARENT_ID,
         "code": department.code,
-        "parentDepartmentCode": parent.code if parent else None,
+        "parentDepartmentCode": parent.code if parent else ROOT_PARENT_CODE,
         "membersCount": 0,
         "hasChildren": _has_children(directory, department),
         "isVirtualNode": False,

@@ -1,7 +1,7 @@
 """Reading management API parameters the way GenAuth accepts them, raising `ApiError(400)` on bad input.
 
 Query booleans arrive as `true`, `True` (the Python SDK sends `str(bool)`) or `1`; arrays as repeated keys,
-`key[]`, `key[0]` or comma-separated values. Page size is capped at 50 everywhere (contract §3).
+`key[]`, `key[0]` or comma-separated values. Page size is capped at 50 everywhere (docs/genauth.md §3).
 """
 
 from __future__ import annotations
@@ -95,6 +95,12 @@ def paginated(items: list[Any], page: int, limit: int) -> dict[str, Any]:
     return {"totalCount": len(items), "list": items[start : start + limit]}
 
 
+def page_of(ids: list[str], page: int, limit: int) -> list[str]:
+    """The ids on one page (the page is cut first, so only its users are then copied)."""
+    start = (page - 1) * limit
+    return ids[start : start + limit]
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool):
         raise ApiError(400, f"{name} must be a positive integer")
@@ -108,18 +114,16 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 def member_views(call: ApiCall, member_ids: list[str]) -> list[dict[str, Any]]:
-    """The `UserDto`s of listed members, honouring the `with*` flags; users deleted meanwhile are skipped."""
-    users = []
-    for member_id in member_ids:
-        try:
-            users.append(
-                call.state.user_view(
-                    member_id,
-                    with_department_ids=flag(call.args, "withDepartmentIds"),
-                    with_custom_data=flag(call.args, "withCustomData"),
-                    with_identities=flag(call.args, "withIdentities"),
-                )
-            )
-        except UnknownUserError:
-            continue  # deleted while we were listing
-    return users
+    """The `UserDto`s of listed members, honouring the `with*` query flags; users deleted meanwhile are skipped."""
+    return call.state.user_views(
+        member_ids,
+        with_department_ids=flag(call.args, "withDepartmentIds"),
+        with_custom_data=flag(call.args, "withCustomData"),
+        with_identities=flag(call.args, "withIdentities"),
+    )
+
+
+def member_page(call: ApiCall, member_ids: list[str]) -> dict[str, Any]:
+    """`{totalCount, list}` for the page the query asks for, building `UserDto`s for that page only."""
+    page, limit = query_page_and_limit(call.args)
+    return {"totalCount": len(member_ids), "list": member_views(call, page_of(member_ids, page, limit))}

@@ -1,19 +1,22 @@
-"""Webhook bodies in GenAuth's shapes (contract §1.4, §1.5, §1.10), built from an `EmulatorState`.
+"""Webhook bodies in GenAuth's shapes (docs/genauth.md §1.4, §1.5, §1.10), built from an `EmulatorState`.
 
 `event_body(state, "login", user_id)` returns `{"eventName": ..., "data": ...}` with the legacy user/node
-objects of §1.8-1.9; `sender.WebhookSender` posts it. Shapes marked *constructed* in the contract (deleted,
-group and role events) follow the contract's reconstruction: `group:member-*` carry `{group, users}` (the
+objects of §1.8-1.9; `sender.WebhookSender` posts it. Shapes marked *constructed* in docs/genauth.md (deleted,
+group and role events) follow its reconstruction: `group:member-*` carry `{group, users}` (the
 group from the pool when `group_code` names one), `role:*` carry `{userIds, groupIds, nodeIds}` and, as the
-contract leaves open, nothing about which role.
+docs leave open, nothing about which role.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genauth_emulator.state import EmulatorState, UnknownGroupError
+from genauth_emulator.groups import UnknownGroupError
+
+if TYPE_CHECKING:  # the state builds its change events with event_body, so it imports this module
+    from genauth_emulator.state import EmulatorState
 
 TEST_DESCRIPTION = "A test from GenAuth Webhook"
 _USER_EVENTS = {"user:blocked", "user:unblocked", "user:archived", "user:unarchived"}

@@ -1,7 +1,8 @@
 """Plain records behind the emulator's user pool, and the helpers that mint ids and timestamps for them.
 
-`state.EmulatorState` owns instances of these and guards them with its lock; nothing here locks or knows
-about HTTP. Ids look like MongoDB ObjectIds (24 lowercase hex, seconds first) because GenAuth's do.
+The aggregate stores (`users`, `directory`, `groups`, `roles`) own instances of these;
+`state.EmulatorState` guards them all with its one lock, so nothing here locks or knows about HTTP. Ids look
+like MongoDB ObjectIds (24 lowercase hex, seconds first) because GenAuth's do.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import base64
 import json
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 DEFAULT_PHOTO = "https://files.authing.co/authing-console/default-user-avatar.png"
@@ -25,6 +26,16 @@ def iso_timestamp(now: float) -> str:
     """Format epoch seconds the way GenAuth does: ISO-8601 UTC with milliseconds and a `Z`."""
     moment = datetime.fromtimestamp(now, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+#: GenAuth's delivery log writes local China time with its offset, e.g. `2022-09-20T08:55:00.188+0800`.
+_LOG_ZONE = timezone(timedelta(hours=8))
+
+
+def log_timestamp(now: float) -> str:
+    """Format epoch seconds as the webhook log's `timestamp` does: milliseconds and a `+0800` offset."""
+    moment = datetime.fromtimestamp(now, _LOG_ZONE)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}" + moment.strftime("%z")
 
 
 def b64url(raw: bytes) -> str:
@@ -81,24 +92,53 @@ class Membership:
     is_leader: bool = False
 
 
-@dataclass
-class UserRecord:
-    """A user: the v3 `UserDto` fields, the secrets only webhooks leak, memberships and MFA trigger data."""
+_ID_TOKEN_LIFETIME = 14 * 24 * 3600
 
-    profile: dict[str, Any]
+
+@dataclass(frozen=True)
+class LeakedSecrets:
+    """What webhook user objects carry and the v3 API never shows: password hash, salt, an ID token."""
+
     password_hash: str
     salt: str
     encrypted_password: str
     id_token: str
     token_expired_at: str
+
+
+@dataclass
+class UserRecord:
+    """A user: the v3 `UserDto` fields, identities, memberships, MFA trigger data and the secrets webhooks leak.
+
+    `index` is the user's place in creation order (the order listings use); `created` is the creation time in
+    epoch seconds. The leaked secrets are minted on first use, so bulk seeding does not pay for them.
+    """
+
+    profile: dict[str, Any]
+    created: float = 0.0
+    index: int = 0
     mfa: dict[str, Any] = field(default_factory=dict)
     custom_data: dict[str, Any] = field(default_factory=dict)
+    identities: list[dict[str, Any]] = field(default_factory=list)
     memberships: dict[str, Membership] = field(default_factory=dict)
+    _secrets: LeakedSecrets | None = None
 
     @property
     def user_id(self) -> str:
         """The user's 24-hex id (`userId` in v3, `id` in webhooks)."""
         return str(self.profile["userId"])
+
+    def secrets(self, userpool_id: str) -> LeakedSecrets:
+        """The user's password hash, salt and ID token, minted the first time anyone asks."""
+        if self._secrets is None:
+            self._secrets = LeakedSecrets(
+                password_hash=secrets.token_hex(16),
+                salt=secrets.token_hex(6),
+                encrypted_password=base64.b64encode(secrets.token_bytes(48)).decode("ascii"),
+                id_token=fake_id_token(self.user_id, userpool_id, self.created),
+                token_expired_at=iso_timestamp(self.created + _ID_TOKEN_LIFETIME),
+            )
+        return self._secrets
 
     def main_department_id(self) -> str | None:
         """The id of the department marked main, if the user belongs to any."""

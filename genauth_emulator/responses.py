@@ -1,4 +1,4 @@
-"""What the emulator's management API answers: the GenAuth envelope (contract §2.5) and `ApiError`.
+"""What the emulator's management API answers: the GenAuth envelope (docs/genauth.md §2.5) and `ApiError`.
 
 Endpoint modules return `data` or raise `ApiError`; `app.py` wraps either in the envelope and answers HTTP 200,
 as GenAuth does for business errors. `Reply` is the transport-neutral answer `app.py` turns into a response.

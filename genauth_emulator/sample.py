@@ -8,6 +8,9 @@ department yet (move them into Finance to see the policy react).
 For rules on groups and roles: the user group `contractors` holds one Finance member (fin.bob, in Payroll),
 the group `mfa-exempt` starts empty (for exceptions), and eng.dave holds the role `admin` in the default
 namespace.
+
+For rules about applications: one application, "ACME Portal", which inherits the pool's MFA factors (SMS,
+EMAIL and OTP by default) until its own are switched.
 """
 
 from __future__ import annotations
@@ -51,4 +54,5 @@ def seed_sandbox(state: EmulatorState) -> dict[str, str]:
     state.add_group("mfa-exempt", "MFA exempt", "Exempt from MFA rules for a reason on record")
     state.add_role("admin", name="Administrator")
     state.assign_role(ids["eng.dave"], "admin")
+    state.add_application("ACME Portal", identifier="acme-portal")
     return ids

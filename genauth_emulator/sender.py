@@ -1,5 +1,5 @@
-"""`WebhookSender`: posts webhook bodies to a receiver the way GenAuth does (contract §1.1-1.2), in each body
-encoding and header style the contract leaves open, so the receiver can be tested against all of them.
+"""`WebhookSender`: posts webhook bodies to a receiver the way GenAuth does (docs/genauth.md §1.1-1.2), in each body
+encoding and header style the docs leave open, so the receiver can be tested against all of them.
 
 Encodings: `json`; `form-brackets` (`data[id]=...&data[registerSource][0]=...`, see `encode_form_brackets`);
 `form-json-field` (`eventName=login&data=<JSON>`); `form-raw-json` (a JSON body labelled as a form).
@@ -79,12 +79,21 @@ def _json(value: Any) -> str:
 class WebhookSender:
     """Delivers webhook bodies to `url` over one `requests.Session`; close it (or use `with`) when done."""
 
-    def __init__(self, url: str, secret: str, userpool_id: str, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        userpool_id: str,
+        *,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+    ) -> None:
         self.url = url
         self.secret = secret
         self.userpool_id = userpool_id
         self.timeout = timeout
-        self._session = requests.Session()
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
 
     def headers(self, header_style: str, content_type: str) -> dict[str, str]:
         """Return the headers GenAuth sends with a delivery in this style."""
@@ -109,6 +118,21 @@ class WebhookSender:
         extra_headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """POST one delivery and return the receiver's response. `bare` sends `body["data"]` alone."""
+        text, headers = self.prepare(
+            body, encoding=encoding, header_style=header_style, bare=bare, extra_headers=extra_headers
+        )
+        return self._session.post(self.url, data=text.encode("utf-8"), headers=headers, timeout=self.timeout)
+
+    def prepare(
+        self,
+        body: Mapping[str, Any],
+        *,
+        encoding: str = "json",
+        header_style: str = "authing",
+        bare: bool = False,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> tuple[str, dict[str, str]]:
+        """The encoded body and the headers `deliver` sends with it."""
         if bare:
             if not isinstance(body.get("data"), Mapping):
                 raise ValueError("bare=True needs an enveloped body whose data is an object")
@@ -116,11 +140,16 @@ class WebhookSender:
         text, content_type = encode_body(body, encoding)
         headers = self.headers(header_style, content_type)
         headers.update(extra_headers or {})
-        return self._session.post(self.url, data=text.encode("utf-8"), headers=headers, timeout=self.timeout)
+        return text, headers
+
+    def post(self, text: str, headers: Mapping[str, str]) -> requests.Response:
+        """POST an already prepared delivery."""
+        return self._session.post(self.url, data=text.encode("utf-8"), headers=dict(headers), timeout=self.timeout)
 
     def close(self) -> None:
-        """Close the underlying HTTP session."""
-        self._session.close()
+        """Close the underlying HTTP session (unless it was lent to this sender)."""
+        if self._owns_session:
+            self._session.close()
 
     def __enter__(self) -> WebhookSender:
         return self

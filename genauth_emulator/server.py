@@ -1,8 +1,10 @@
-"""`EmulatorServer`: serves the emulator app over real HTTP on loopback, in a daemon thread.
+"""`EmulatorServer`: serves the emulator app over real HTTP on loopback, in a daemon thread, and the event
+WebSocket (`event_socket`) beside it on its own port.
 
-Tests start one per test (port 0 picks a free port) and point real clients at `.url`. `stop()` closes the
-listening socket, so clients get "connection refused" as in an outage; `start()` again rebinds the same
-port, as a recovered GenAuth would come back at the same address.
+Tests start one per test (port 0 picks a free port) and point real clients at `.url` (and `.events_url`).
+`stop()` closes both listening sockets, so clients get "connection refused" as in an outage; `start()` again
+rebinds the same ports, as a recovered GenAuth would come back at the same addresses. `events_port=None`
+runs without the WebSocket; so does an install without the `websockets` library.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from types import TracebackType
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from genauth_emulator.app import create_emulator_app
+from genauth_emulator.event_socket import EventSocketServer
 from genauth_emulator.faults import Faults
 from genauth_emulator.journal import Journal
 from genauth_emulator.state import EmulatorState
@@ -29,7 +32,8 @@ class _QuietRequestHandler(WSGIRequestHandler):
 
 
 class EmulatorServer:
-    """The GenAuth emulator on `http://host:port`; `.state`, `.journal` and `.faults` drive and inspect it."""
+    """The GenAuth emulator on `http://host:port`; `.state`, `.journal`, `.faults` and `.events` (the event
+    WebSocket, None without one) drive and inspect it."""
 
     def __init__(
         self,
@@ -38,11 +42,13 @@ class EmulatorServer:
         port: int = 0,
         *,
         log_requests: bool = False,
+        events_port: int | None = 0,
     ) -> None:
         self.state = state if state is not None else EmulatorState()
         self.journal = Journal()
         self.faults = Faults()
-        self.app = create_emulator_app(self.state, self.journal, self.faults)
+        self.events = _event_server(self.state, host, events_port)
+        self.app = create_emulator_app(self.state, self.journal, self.faults, self.events)
         self.host = host
         self.port = port
         self._handler = WSGIRequestHandler if log_requests else _QuietRequestHandler
@@ -57,6 +63,13 @@ class EmulatorServer:
             raise RuntimeError("the server has no port yet: call start() first")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def events_url(self) -> str:
+        """Base URL of the event WebSocket, e.g. `ws://127.0.0.1:54322` (clients add `/events/v1/...`)."""
+        if self.events is None:
+            raise RuntimeError("this emulator has no event WebSocket (events_port=None, or websockets is missing)")
+        return self.events.url
 
     @property
     def is_running(self) -> bool:
@@ -81,10 +94,18 @@ class EmulatorServer:
             )
             thread.start()
             self._server, self._thread = server, thread
-            return self
+        if self.events is not None:
+            try:
+                self.events.start()
+            except OSError:
+                self.stop()
+                raise
+        return self
 
     def stop(self) -> None:
-        """Stop accepting connections and close the listening socket. Idempotent."""
+        """Stop accepting connections and close the listening sockets. Idempotent."""
+        if self.events is not None:
+            self.events.stop()
         with self._lock:
             server, thread = self._server, self._thread
             self._server = self._thread = None
@@ -104,3 +125,13 @@ class EmulatorServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _event_server(state: EmulatorState, host: str, port: int | None) -> EventSocketServer | None:
+    if port is None:
+        return None
+    try:
+        import websockets.asyncio.server  # noqa: F401 - only to learn whether the library is there
+    except ImportError:
+        return None
+    return EventSocketServer(state, host, port)

@@ -1,6 +1,7 @@
 """Management tokens: minting GenAuth-shaped JWTs and remembering which are still good.
 
-`state.EmulatorState` owns one `TokenRegistry` and calls it under its own lock, so the registry does not lock.
+`credentials.Credentials` owns one `TokenRegistry`; `state.EmulatorState` calls it under its lock, so the registry
+does not lock.
 The official Python SDK reads `scoped_userpool_id` by decoding the JWT payload with *standard* base64, so a
 payload segment containing `-` or `_` would break it; `mint_management_token` never returns one.
 """

@@ -1,6 +1,11 @@
-"""Management API endpoints for webhooks (contract §3.14): create, list, get, update, delete, the event list,
-delivery logs, and `trigger-webhook`, which really POSTs the test event to the webhook's URL with GenAuth's
-headers (§1.2) and answers with what the receiver returned. Registered by `app.api_routes`."""
+"""Management API endpoints for webhooks (docs/genauth.md §3.14): create, list, get, update, delete, the event
+list, delivery logs, and `trigger-webhook`, which really POSTs the test event to the webhook's URL with GenAuth's
+headers (§1.2) and answers with what the receiver returned; also `list-events`, the event codes the event
+WebSocket publishes. Registered by `app.api_routes`.
+
+`delete-webhook` answers `{success: true}` (the SDKs type it `IsSuccessRespDto`); `get-webhook-logs` takes
+`{webhookId, page, limit}` in the body and pages the log newest first, at most 50 entries a page.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +13,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import requests
-
+from genauth_emulator import event_socket
 from genauth_emulator.parsing import ApiCall, json_object, page_and_limit, paginated, query_page_and_limit, required
 from genauth_emulator.payloads import event_body
-from genauth_emulator.records import iso_timestamp
 from genauth_emulator.responses import ApiError
-from genauth_emulator.sender import WebhookSender
+from genauth_emulator.webhook_delivery import attempt
 from genauth_emulator.webhooks import CONTENT_TYPES, EVENT_VALUES, UnknownWebhookError, event_catalogue
 
 DELIVERY_TIMEOUT = 10.0
-_BODY_MAX = 2000
 
 
 def create_webhook(call: ApiCall) -> dict[str, Any]:
@@ -65,13 +67,14 @@ def update_webhook(call: ApiCall) -> dict[str, Any]:
         raise _not_found(webhook_id) from None
 
 
-def delete_webhook(call: ApiCall) -> None:
+def delete_webhook(call: ApiCall) -> dict[str, bool]:
     """Delete the webhooks in `webhookIds`; unknown ids are no error."""
     body = json_object(call.body)
     webhook_ids = body.get("webhookIds")
     if not isinstance(webhook_ids, list) or not all(isinstance(item, str) for item in webhook_ids):
         raise ApiError(400, "webhookIds must be an array of strings")
     call.state.webhooks.delete(webhook_ids)
+    return {"success": True}
 
 
 def get_webhook_event_list(call: ApiCall) -> dict[str, Any]:
@@ -86,7 +89,8 @@ def get_webhook_logs(call: ApiCall) -> dict[str, Any]:
     if not isinstance(webhook_id, str) or not webhook_id:
         raise ApiError(400, "webhookId is required")
     page, limit = page_and_limit(body.get("page"), body.get("limit"))
-    return paginated(call.state.webhooks.logs(webhook_id), page, limit)
+    total, entries = call.state.webhooks.log_page(webhook_id, page, limit)
+    return {"totalCount": total, "list": entries}
 
 
 def trigger_webhook(call: ApiCall) -> dict[str, Any]:
@@ -101,33 +105,22 @@ def trigger_webhook(call: ApiCall) -> dict[str, Any]:
         raise _not_found(webhook_id) from None
     payload = _optional_object(body, "requestBody") or event_body(call.state, "test")
     extra_headers = {str(key): str(value) for key, value in (_optional_object(body, "requestHeaders") or {}).items()}
-    encoding = "json" if webhook["contentType"] == "application/json" else "form-brackets"
-    log: dict[str, Any] = {
-        "webhookId": webhook_id,
-        "eventName": str(payload.get("eventName", "test")),
-        "requestBody": payload,
-        "requestHeaders": extra_headers,
-        "timestamp": iso_timestamp(time.time()),
-    }
-    answer: Any = None
-    secret = webhook.get("secret") or ""
-    with WebhookSender(webhook["url"], secret, call.state.userpool_id, timeout=DELIVERY_TIMEOUT) as sender:
-        try:
-            response = sender.deliver(payload, encoding=encoding, extra_headers=extra_headers)
-        except requests.Timeout:
-            log.update(success=False, errorMessage="ERRTIMEOUT")
-        except requests.RequestException as error:
-            log.update(success=False, errorMessage=f"ECONNREFUSED ({type(error).__name__})")
-        else:
-            answer = _answer_of(response)
-            log.update(
-                success=200 <= response.status_code < 300,
-                responseStatusCode=response.status_code,
-                responseHeaders=dict(response.headers),
-                responseBody=answer,
-            )
+    log, answer = attempt(
+        webhook,
+        payload,
+        userpool_id=call.state.userpool_id,
+        timeout=DELIVERY_TIMEOUT,
+        now=time.time,
+        extra_headers=extra_headers,
+    )
     call.state.webhooks.add_log(webhook_id, log)
     return {"response": answer}
+
+
+def list_events(call: ApiCall) -> dict[str, Any]:
+    """Answer one page of the event codes the emulator publishes on its WebSocket (`OpenEventDto`s)."""
+    page, limit = query_page_and_limit(call.args)
+    return paginated(event_socket.event_catalogue(), page, limit)
 
 
 def _checked_fields(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,13 +159,6 @@ def _optional_object(body: Mapping[str, Any], name: str) -> dict[str, Any] | Non
     if not isinstance(value, dict):
         raise ApiError(400, f"{name} must be an object")
     return value
-
-
-def _answer_of(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return response.text[:_BODY_MAX]
 
 
 def _not_found(webhook_id: str) -> ApiError:

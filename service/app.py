@@ -1,14 +1,21 @@
-"""``create_app(settings)``: wires settings, logging, the database, the policy, the views and the error handler.
+"""``create_app(settings)``: the web process: logging, the views and the error handler on the collaborators the
+composition root builds (``service.services``: the database, the policy, GenAuth clients, the workers).
 
 Gunicorn calls ``create_app()`` with no argument, which reads the production settings from the environment and
 fails with one message listing every missing variable. Tests and the sandbox pass ``Settings`` they built.
-With ``ENFORCER_RUN_WORKER`` on, a worker thread runs inside each web process (single node).
+With ``ENFORCER_RUN_WORKER`` on, a worker thread runs inside each web process (single node), and so do two
+watches that ask GenAuth in the background: whether it takes the access key (``service.genauth.access``) and
+whether the departments, groups and roles the rules name exist (``service.enforcement.references``). Neither
+can stop the process or make it unready: intake needs only the database (docs/architecture.md, principle 11).
+
+Nothing about the policy can stop it: a file that does not validate (or cannot be read) leaves the last good
+copy from the database in force, or no rules (``service.policy_source``), because intake needs no policy and
+a gunicorn worker that fails to boot makes gunicorn stop every other one.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -18,21 +25,19 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from service.enforcement.reconciling import Reconciler
-from service.genauth.client import GenAuthClient
-from service.genauth.throttling import RateLimiter
+from service.enforcement.references import REFERENCES_EXTENSION
+from service.genauth.access import ACCESS_EXTENSION
 from service.intake.admin import blueprint as admin_blueprint
 from service.intake.context import EXTENSION, Runtime
-from service.intake.errors import HttpError
-from service.intake.views import blueprint
+from service.intake.errors import HttpError, error_body
+from service.intake.views import blueprint, database_gauges
 from service.logs import bind_request, configure_logging, log_event, unbind_request
-from service.policy_source import PolicySource
+from service.metrics import CachedReading
+from service.services import Services
 from service.settings import Settings, load_settings
-from service.store.engine import create_engine
 from service.store.inbox import Inbox
-from service.store.migrating import ensure_schema
-from service.worker.loop import Worker, default_owner, start_in_thread
-from service.worker.sweeping import PeriodicSweep, userpool_id_for
+from service.store.keys import deployment_key
+from service.worker.loop import start_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +48,13 @@ WORKERS_EXTENSION = "mfa_enforcer_workers"
 
 def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> Flask:
     if settings is None:
-        settings = load_settings(os.environ, role="web")
+        settings = load_settings(role="web")
     if configure_logs:
         configure_logging(settings.log_format, settings.log_level)
-    policies = PolicySource(settings.policy_file, check_interval=settings.policy_check_interval)
-    engine = create_engine(settings.database_url)
-    ensure_schema(engine, migrate=settings.migrate_on_start)
+    services = Services.open(settings)
+    engine = services.database
+    read_engine = services.read_engine or engine
+    policies = services.policy_source()
 
     app = Flask(__name__)
     # One byte over the limit is let through to the view, which refuses it: a chunked body (no
@@ -56,7 +62,18 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     # that it went over (413) instead of parsing a truncated body (400).
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION] = Runtime(settings=settings, engine=engine, policies=policies, inbox=Inbox(engine))
+    app.extensions[EXTENSION] = Runtime(
+        settings=settings,
+        engine=engine,
+        policies=policies,
+        inbox=Inbox(engine, wakeup=services.wakeup),
+        read_engine=read_engine,
+        digest_key=deployment_key(engine),
+        gauges=CachedReading(lambda now: database_gauges(read_engine, now)),
+        limiter=services.limiter,
+        breaker=services.breaker,
+        explainer=lambda: services.explainer(policies.current),
+    )
     app.register_blueprint(blueprint)
     app.register_blueprint(admin_blueprint)
     app.before_request(_bind_request_id)
@@ -67,68 +84,24 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.register_error_handler(Exception, _render_unexpected)
 
     if settings.worker.run_in_web:
-        workers = build_workers(settings, engine, policy_getter=policies.current)
+        # GenAuth refusing the key or down never stops intake: the access watch logs it, /readyz shows it.
+        app.extensions[ACCESS_EXTENSION] = services.watch_access()
+        app.extensions[REFERENCES_EXTENSION] = services.watch_references(policies.current)
+        workers = services.workers(policies.enforceable)
         app.extensions[WORKER_EXTENSION] = workers[0]
         app.extensions[WORKERS_EXTENSION] = workers
         app.extensions[WORKER_THREAD_EXTENSION] = [start_in_thread(worker) for worker in workers]
+    policy = policies.status()
     log_event(
         logger,
         "app_started",
         mode=settings.mode,
-        rules=len(policies.current().rules),
+        rules=policy.rules,
+        policy=policy.state,
         worker=settings.worker.run_in_web,
         genauth=settings.genauth.host,
     )
     return app
-
-
-def build_worker(
-    settings: Settings,
-    engine: Any,
-    *,
-    policy_getter: Any,
-    limiter: RateLimiter | None = None,
-    owner: str | None = None,
-    sweeps: bool = True,
-) -> Worker:
-    """A worker with its own GenAuth client (one pooled session per worker thread).
-
-    ``limiter``: a rate limit shared with the process's other workers (a new one when None). ``sweeps``:
-    whether this worker runs the periodic reconcile sweeps (one worker per process does).
-    """
-    if limiter is None:
-        limiter = RateLimiter(settings.genauth.rate_limit, settings.genauth.rate_burst)
-    client = GenAuthClient(settings.genauth, limiter=limiter)
-    reconciler = Reconciler(client, policy_getter, force_audit=settings.is_audit)
-    sweeper = None
-    if sweeps:
-        sweeper = PeriodicSweep(
-            engine,
-            client,
-            policy_getter,
-            interval=settings.worker.reconcile_interval,
-            userpool_id=userpool_id_for(settings),
-        )
-    return Worker(engine, reconciler, settings.worker, owner=owner, sweeper=sweeper)
-
-
-def build_workers(settings: Settings, engine: Any, *, policy_getter: Any) -> list[Worker]:
-    """``ENFORCER_WORKER_THREADS`` workers for one process: one GenAuth rate limit for all of them (so the
-    per-process limit holds), distinct lease owners, and the periodic sweeps in the first only."""
-    limiter = RateLimiter(settings.genauth.rate_limit, settings.genauth.rate_burst)
-    base = default_owner()
-    count = settings.worker.threads
-    return [
-        build_worker(
-            settings,
-            engine,
-            policy_getter=policy_getter,
-            limiter=limiter,
-            owner=base if count == 1 else f"{base}:{index}",
-            sweeps=index == 0,
-        )
-        for index in range(count)
-    ]
 
 
 def stop_worker(app: Flask, *, wait: float = 30.0) -> None:
@@ -138,6 +111,9 @@ def stop_worker(app: Flask, *, wait: float = 30.0) -> None:
     """
     for worker in app.extensions.get(WORKERS_EXTENSION, []):
         worker.stop()
+    for watch in (REFERENCES_EXTENSION, ACCESS_EXTENSION):
+        if watch in app.extensions:
+            app.extensions.pop(watch).stop()
     deadline = time.monotonic() + wait
     for thread in app.extensions.get(WORKER_THREAD_EXTENSION, []):
         if isinstance(thread, threading.Thread):
@@ -166,7 +142,7 @@ def _unbind_request_id(_error: BaseException | None) -> None:
 
 
 def _body(code: str, status: int, message: str, errors: Any = None) -> tuple[dict[str, Any], int]:
-    return {"code": code, "status": status, "message": message, "errors": errors or {}}, status
+    return error_body(code, status, message, errors), status
 
 
 def _render_service_error(error: HttpError) -> tuple[dict[str, Any], int]:

@@ -3,6 +3,12 @@
 Log records carry a constant snake_case event name as their message and values as fields
 (``log_event(logger, "job_retry_scheduled", job_id=7, delay=4.2)``). Fields bound with ``bind`` (request id,
 job id) are added to every line logged inside the block. Callers log identifiers, never payloads or secrets.
+
+Values can come from a client (a request path, a header, a library's message quoting a bad request line), so
+neither format lets one forge or hide lines: characters that end a line, move the cursor or reorder text on
+a terminal (C0 and C1 controls, DEL, U+2028/2029, the bidirectional overrides and isolates, zero-width
+characters) are written as ``\\uXXXX`` escapes. JSON already escapes C0 controls; the others are legal in a
+JSON string, but ``str.splitlines`` breaks a line at U+2028 and U+0085, so they are escaped too.
 """
 
 from __future__ import annotations
@@ -11,12 +17,25 @@ import contextlib
 import contextvars
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 _HANDLER_NAME = "mfa-enforcer"
+UNSAFE_CHARACTERS = (
+    # Characters that can end a line, or hide or reorder text on a terminal. Ids refuse them too (intake).
+    "\x00-\x1f\x7f-\x9f"  # C0, DEL, C1 (U+0085 ends a line for str.splitlines)
+    "\u061c\u200b-\u200f"  # Arabic letter mark; zero-width space, joiners; left-to-right/right-to-left marks
+    "\u2028-\u202e"  # line and paragraph separators; bidirectional embeddings and overrides
+    "\u2060-\u2069"  # word joiner, invisible operators; bidirectional isolates
+    "\ufeff"  # zero-width no-break space (byte order mark)
+)
+_UNSAFE = re.compile(f"[{UNSAFE_CHARACTERS}]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# In console values a space or a quote also makes the value quoted, so that fields stay apart.
+_NEEDS_QUOTES = re.compile(f'[ "\\\\{UNSAFE_CHARACTERS}]')
 _bound: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("log_fields", default=None)
 
 
@@ -69,6 +88,16 @@ def _event(record: logging.LogRecord) -> str:
     return record.getMessage()
 
 
+def _escape_match(match: re.Match[str]) -> str:
+    character = match.group()
+    return _SHORT_ESCAPES.get(character) or f"\\u{ord(character):04x}"
+
+
+def escape_unsafe(text: str) -> str:
+    """``text`` with every character that could forge or hide a log line written as an escape."""
+    return _UNSAFE.sub(_escape_match, text) if _UNSAFE.search(text) else text
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -81,22 +110,30 @@ class JsonFormatter(logging.Formatter):
         entry.update({key: value for key, value in _fields(record).items() if key not in entry})
         if record.exc_info and record.levelno >= logging.ERROR:
             entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # json.dumps escapes C0 controls; C1, DEL and the Unicode separators and bidi controls it leaves as they
+        # are, and they can only occur inside strings, where an escape means the same character.
+        return escape_unsafe(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        pairs = " ".join(f"{key}={_short(value)}" for key, value in _fields(record).items())
-        line = f"{stamp} {record.levelname.lower():<7} {_event(record):<24} {pairs}".rstrip()
+        pairs = " ".join(f"{escape_unsafe(str(key))}={_short(value)}" for key, value in _fields(record).items())
+        line = f"{stamp} {record.levelname.lower():<7} {escape_unsafe(_event(record)):<24} {pairs}".rstrip()
         if record.exc_info and record.levelno >= logging.ERROR:
-            line += "\n" + self.formatException(record.exc_info)
+            # A traceback keeps its lines, each indented, so that no line of it can pass for a log line.
+            trace = self.formatException(record.exc_info)
+            line += "".join(f"\n    {escape_unsafe(part)}" for part in trace.splitlines())
         return line
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if " " not in text else json.dumps(text)
+    if type(value) is int:  # what json.dumps writes for an int, at a tenth of the cost (ids and counts)
+        return str(value)
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if not _NEEDS_QUOTES.search(text):
+        return text
+    return escape_unsafe(json.dumps(text, ensure_ascii=False))
 
 
 def skip_unused_record_attributes() -> None:
@@ -113,7 +150,7 @@ def configure_logging(log_format: str = "console", level: str = "INFO") -> None:
     """Send every logger to stdout in ``log_format`` (``console`` or ``json``)."""
     skip_unused_record_attributes()
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else ConsoleFormatter())
+    handler.setFormatter(formatter(log_format))
     handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
     # Replace only our own handler, so calling this twice (or under pytest's capture) is harmless.
@@ -124,9 +161,8 @@ def configure_logging(log_format: str = "console", level: str = "INFO") -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
-def formatter_from_environment() -> logging.Formatter:
-    """The formatter LOG_FORMAT asks for; gunicorn's ``logconfig_dict`` uses it for its own loggers."""
-    import os
-
+def formatter(log_format: str = "console") -> logging.Formatter:
+    """The formatter of ``log_format`` (``LOG_FORMAT``); gunicorn's ``logconfig_dict`` uses it for its own
+    loggers, so it also turns off what no line shows."""
     skip_unused_record_attributes()
-    return JsonFormatter() if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else ConsoleFormatter()
+    return JsonFormatter() if log_format == "json" else ConsoleFormatter()

@@ -2,15 +2,17 @@
 
 Counters and histograms are recorded where things happen (intake, worker, GenAuth client). Under gunicorn,
 set ``PROMETHEUS_MULTIPROC_DIR`` to an empty writable folder (config/gunicorn.conf.py does it for you when
-unset): every process then writes its samples there and ``/metrics`` merges them. prometheus_client reads
-that variable when this module is imported, which is the one piece of configuration read at import time.
+unset): every process then writes its samples there and ``/metrics`` merges them (``Settings.metrics_dir``).
+prometheus_client itself reads that variable when this module is imported, the one piece of configuration
+read at import time.
 Queue depth, dead letters and sweep progress are read from the database at scrape time, so every process
-reports the same truth.
+reports the same truth; each process reads them at most every ``GAUGE_TTL`` seconds (``CachedReading``), so
+frequent scrapes cost no more than one count of the work table per few seconds.
 """
 
 from __future__ import annotations
 
-import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -19,6 +21,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -51,11 +54,74 @@ GENAUTH_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 JOBS = Counter("mfa_enforcer_jobs_total", "Work rows processed, by result.", ["result"])
+POLICY_UNRESOLVED = Gauge(
+    "mfa_enforcer_policy_unresolved_references",
+    "Departments, groups and roles the policy in force names that GenAuth does not know.",
+    multiprocess_mode="livemax",
+)
+GENAUTH_CIRCUIT_OPENED = Counter(
+    "mfa_enforcer_genauth_circuit_opened_total",
+    "Times the GenAuth circuit breaker opened (every call failing): workers stopped claiming until a probe passed.",
+)
+GENAUTH_RATE = Gauge(
+    "mfa_enforcer_genauth_rate",
+    "GenAuth calls per second this process paces itself to: GENAUTH_RATE_LIMIT, halved on a 429 and recovering "
+    "additively (0: pacing off). Summed over the live processes.",
+    multiprocess_mode="livesum",
+)
+WRITE_CHECKS = Counter(
+    "mfa_enforcer_write_checks_total",
+    "Writes read back after set-mfa-status, by result (kept, restored, not_kept, unknown).",
+    ["result"],
+)
+PRUNED_ROWS = Counter(
+    "mfa_enforcer_pruned_rows_total",
+    "History rows deleted by ENFORCER_RETENTION_DAYS, by table (events, decisions).",
+    ["table"],
+)
 
 
 def record_decision(rules: tuple[str, ...], action: str) -> None:
     for rule in rules or ("-",):
         DECISIONS.labels(rule=rule, action=action).inc()
+
+
+GAUGE_TTL = 5.0
+"""Seconds one process reuses the database gauges it read."""
+
+
+class CachedReading:
+    """``read(now)`` at most once per ``ttl`` seconds (a failure too); callers meanwhile get the last answer.
+
+    One scrape at a time reads; the others wait for it rather than read again.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[float], dict[str, float | None]],
+        *,
+        ttl: float = GAUGE_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._read_at: float | None = None
+        self._values: dict[str, float | None] = {}
+        self.reads = 0
+        """Database reads made (for tests)."""
+
+    def __call__(self, now: float) -> dict[str, float | None]:
+        with self._lock:
+            if self._read_at is None or self._clock() - self._read_at >= self._ttl:
+                self.reads += 1
+                try:
+                    self._values = self._read(now)
+                except Exception:
+                    self._values = {}  # "database_up 0" until the next read
+                self._read_at = self._clock()
+            return dict(self._values)
 
 
 class DatabaseCollector(Collector):
@@ -87,13 +153,14 @@ GAUGES = {
     "queue_oldest_due_age_seconds": "How long the oldest waiting row has been due.",
     "dead_letters": "Work rows dead-lettered after their retry budget.",
     "reconcile_last_success_timestamp_seconds": "When the last reconcile sweep finished (UNIX time).",
-    "reconcile_progress_users": "Users enqueued by the sweep in progress.",
+    "reconcile_progress_users": "Users in scope the sweep in progress has handled so far.",
 }
 
 
-def render(extra: Collector | None = None) -> tuple[bytes, str]:
-    """The exposition text for ``/metrics``: this process, or every process in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+def render(extra: Collector | None = None, *, multiprocess_dir: str = "") -> tuple[bytes, str]:
+    """The exposition text for ``/metrics``: this process, or every process sharing ``multiprocess_dir``
+    (``Settings.metrics_dir``)."""
+    if multiprocess_dir:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:

@@ -1,5 +1,6 @@
 """The compliance report as people and scripts read it: decision counts plus what the policy file says
-(rule modes, exceptions that have expired). Shared by ``mfa-enforcer report`` and ``GET /api/report``."""
+(rule modes, exceptions that have expired), and on request the users behind each count. Shared by
+``mfa-enforcer report`` and ``GET /api/report``."""
 
 from __future__ import annotations
 
@@ -8,16 +9,34 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from service.errors import ReportFilterError
 from service.policy import Policy
 from service.store.reporting import CATEGORIES, compliance
+from service.vocabulary import INACTIVE_STATUSES, Bucket
+
+OUTCOMES = (*CATEGORIES, Bucket.INACTIVE)
+"""What ``--outcome`` / ``?outcome=`` accept."""
 
 
-def build_report(engine: sa.Engine, policy: Policy, *, today: date, rule: str | None = None) -> dict[str, Any]:
-    """The report; ``rule`` limits it to one rule (ValueError naming the rules if unknown)."""
+def build_report(
+    engine: sa.Engine,
+    policy: Policy,
+    *,
+    today: date,
+    rule: str | None = None,
+    with_users: bool = False,
+    outcome: str | None = None,
+) -> dict[str, Any]:
+    """The report; ``rule`` limits it to one rule, ``with_users`` lists the users behind the counts (only those
+    with ``outcome``, if given). ``ReportFilterError`` names the choices for an unknown rule or outcome."""
     names = [r.name for r in policy.rules]
     if rule is not None and rule not in names:
-        raise ValueError(f"no rule {rule!r}; the rules are: {', '.join(names) or 'none'}")
-    report = compliance(engine, {r.name: r.mode for r in policy.rules}, only_rule=rule)
+        raise ReportFilterError(f"no rule {rule!r}; the rules are: {', '.join(names) or 'none'}")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise ReportFilterError(f"no outcome {outcome!r}; the outcomes are: {', '.join(OUTCOMES)}")
+    report = compliance(
+        engine, {r.name: r.mode for r in policy.rules}, only_rule=rule, with_users=with_users, outcome=outcome
+    )
     expired = [
         {
             "rule": r.name,
@@ -31,4 +50,10 @@ def build_report(engine: sa.Engine, policy: Policy, *, today: date, rule: str | 
         for exception in r.exceptions
         if exception.is_expired(today)
     ]
-    return {**report, "categories": list(CATEGORIES), "expired_exceptions": expired, "as_of": today.isoformat()}
+    return {
+        **report,
+        "categories": list(CATEGORIES),
+        "inactive_statuses": list(INACTIVE_STATUSES),
+        "expired_exceptions": expired,
+        "as_of": today.isoformat(),
+    }

@@ -1,12 +1,15 @@
 """Settings, read once from the environment into frozen values that are passed explicitly.
 
-Nothing reads configuration at import time: ``load_settings(os.environ)`` is called by the entry points
-(``create_app()``, the CLI) and tests build whatever ``Settings`` they need. A missing or malformed variable
-stops startup with one ``ConfigurationError`` that lists every problem at once.
+This is the one module that reads the environment (tests/unit/test_environment.py keeps it so): every
+``load_*`` and ``*_from`` function reads ``os.environ`` unless given a mapping. Nothing reads configuration at
+import time: the entry points (``create_app()``, the CLI, config/gunicorn.conf.py) call ``load_settings()``,
+and tests build whatever ``Settings`` they need. A missing or malformed variable stops startup with one
+``ConfigurationError`` that lists every problem at once.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +21,20 @@ T = TypeVar("T")
 
 DEFAULT_GENAUTH_HOST = "https://api.genauth.ai"
 DEFAULT_DATABASE_URL = "sqlite:///var/enforcer.db"
+DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a server binds every interface unless HOST says otherwise
 MAX_WORKER_THREADS = 32
 MODES = ("enforce", "audit")
+# Intake limits (docs/operations.md, "Limits of a delivery").
+DEFAULT_MAX_BODY_BYTES = 256 * 1024
+"""Over 100 times the largest single-user event the emulator builds (2.1 KB); room for a list event (group
+members, deletions) of about 100 full user objects."""
+DEFAULT_MAX_SUBJECTS = 1000
+MAX_SUBJECTS_LIMIT = 10000
+"""The most ENFORCER_MAX_SUBJECTS may be set to: also the bound on any one list a schema reads."""
+BYTES_PER_VALUE = 8
+"""A body may hold one JSON value per this many bytes of the body limit. GenAuth's densest events (lists of
+user objects) need about one per 12 bytes; a flood of empty objects has one per 3."""
+DEFAULT_REQUEST_READ_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -27,21 +42,31 @@ class GenAuthSettings:
     """How to reach the GenAuth management API."""
 
     host: str = DEFAULT_GENAUTH_HOST
-    """Base URL of the management API, without a trailing slash."""
+    """Base URL of the management API (``https://`` or ``http://``; private deployments set their own)."""
     access_key_id: str = ""
-    """User-pool id or an admin access key id."""
+    """The user-pool id, or a collaborator administrator's access key id; without it ``make run`` starts the sandbox
+    (``serve`` never does). What each process does when GenAuth refuses it at start: docs/operations.md, "Command
+    reference"."""
     access_key_secret: str = field(default="", repr=False)
     """The matching secret; never logged."""
     connect_timeout: float = 3.05
-    """Seconds to wait for a TCP connection."""
+    """Seconds to wait for a connection to GenAuth."""
     read_timeout: float = 10.0
-    """Seconds to wait for a response once connected."""
+    """Seconds to wait for GenAuth's answer once connected."""
     token_refresh_margin: float = 300.0
     """Seconds before a management token expires at which it is renewed."""
     rate_limit: float = 20.0
-    """Average GenAuth calls per second from one process (0 turns pacing off)."""
+    """Average GenAuth calls per second **per process** (0 turns pacing off): GenAuth sees up to the number of
+    calling processes times this (docs/operations.md, "Scale"). A 429 halves the process's rate, which then grows
+    back by 5% of this per second (``mfa_enforcer_genauth_rate``)."""
     rate_burst: int = 20
     """Calls one process may make at once before pacing starts."""
+    circuit_failures: int = 5
+    """GenAuth failures in a row, across all users, after which the process stops claiming work (0 turns the circuit
+    breaker off); any answer from GenAuth (a 404 too) resets the count."""
+    circuit_cooldown: float = 30.0
+    """Seconds an open circuit waits before one job probes GenAuth (doubled per failed probe, up to 300); a web
+    process whose start found GenAuth refusing the key or unreachable asks again this often."""
 
 
 @dataclass(frozen=True)
@@ -49,13 +74,31 @@ class WebhookSettings:
     """How webhook deliveries are accepted."""
 
     secrets: tuple[str, ...] = field(default=(), repr=False)
-    """Accepted webhook request keys (several during rotation); never logged."""
+    """The webhook request keys, separated by commas: any of them is accepted (several during a rotation), and
+    ``webhooks subscribe`` sets the first in GenAuth. A key cannot contain a comma; ``openssl rand -hex 32`` makes a
+    good one. Never logged."""
     userpool_id: str | None = None
-    """When set, deliveries for another user pool are refused with 403."""
-    max_body_bytes: int = 1024 * 1024
-    """Largest accepted request body, in bytes."""
+    """When set, the pool check fails closed: a delivery that names another user pool (in ``x-authing-userpool-id``,
+    ``x-genauth-userpool-id`` or anywhere in its body) gets 403 ``wrong_userpool``, and one that names no pool 403
+    ``missing_userpool``, except the ``test`` event, accepted without a pool but not with another one. Also the pool
+    id work rows are recorded under. Recommended; set it whenever the access key id is not the pool id."""
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    """Largest accepted request body, in bytes: 413 above it, once the secret is checked (without one, 401 before the
+    body is read). It also bounds the JSON values a body may hold (docs/operations.md, "Limits of a delivery")."""
     admin_token: str = field(default="", repr=False)
-    """Bearer token for the /api/* admin endpoints; empty turns them off (404)."""
+    """Bearer token for the read-only admin endpoints under /api/; unset, every /api/ route answers 404. Keep it in
+    the Secret, not in the ConfigMap."""
+    max_subjects: int = DEFAULT_MAX_SUBJECTS
+    """Most subjects (users, departments and groups together) one delivery may name; a delivery that names more is
+    refused with 422 (``too_many_subjects``) and nothing is stored (a reconcile finds those users)."""
+    request_read_timeout: float = DEFAULT_REQUEST_READ_TIMEOUT
+    """Seconds a client has to send a whole request, headers and body, before it is answered 408; meanwhile it holds
+    a connection, never a thread."""
+
+    @property
+    def max_values(self) -> int:
+        """Most JSON values a body may hold (counted before parsing), in proportion to the body limit."""
+        return max(1024, self.max_body_bytes // BYTES_PER_VALUE)
 
 
 @dataclass(frozen=True)
@@ -63,27 +106,50 @@ class WorkerSettings:
     """How the worker claims and retries work."""
 
     run_in_web: bool = True
-    """Run the worker as a thread inside the web process (single node)."""
+    """Run worker threads (``ENFORCER_WORKER_THREADS``) inside each gunicorn process. Set ``false`` on web processes
+    when separate ``worker`` processes drain the queue; ``mfa-enforcer worker`` ignores it."""
     poll_interval: float = 1.0
-    """Seconds to wait for new work when the queue is empty."""
+    """Seconds a worker waits before it looks again when no work was due."""
     batch_size: int = 5
-    """Work rows claimed at once."""
+    """Work rows claimed at once, at most; a worker whose recent jobs were slow claims fewer (docs/operations.md,
+    "Scale")."""
     lease_seconds: float = 120.0
-    """Seconds a claimed row stays invisible to other workers; a crashed worker's rows return after it."""
+    """Seconds a claimed row stays hidden from other workers; a crashed worker's rows come back after it, a running
+    job's lease is renewed (docs/operations.md, "Scale")."""
     max_attempts: int = 12
-    """Attempts before a row is dead-lettered."""
+    """Attempts before a failing row is dead-lettered."""
     max_age: float = 86400.0
-    """Seconds after its first delivery that a failing row is dead-lettered, whatever its attempts."""
+    """Seconds after a row's first delivery after which a failing row is dead-lettered, however many attempts it has
+    had."""
     backoff_base: float = 2.0
-    """Seconds of the first retry delay; doubled each attempt, with jitter."""
+    """Ceiling of the first retry delay, in seconds. The ceiling doubles with each attempt; the delay is a random
+    value between half the ceiling and the ceiling, and at least GenAuth's ``Retry-After``."""
     backoff_max: float = 600.0
-    """Upper bound of one retry delay, in seconds."""
+    """Largest retry delay, in seconds."""
     heartbeat_file: str = "/tmp/mfa-enforcer-worker.alive"  # noqa: S108 - /tmp is the writable volume in the image
-    """File the worker touches every round and after every job; ``mfa-enforcer worker-alive`` reads it."""
+    """File the worker touches every round and after every job; ``mfa-enforcer worker-alive`` (the worker pods'
+    liveness probe) reads it."""
     reconcile_interval: float = 0.0
-    """Seconds between sweeps of every user in scope run by the worker itself; 0 turns them off."""
-    threads: int = 1
-    """Workers per process, each reconciling one user at a time; they share the process's GenAuth rate limit."""
+    """Seconds between sweeps of every user in scope that the worker runs itself, as an alternative to the CronJob;
+    0 turns them off. One worker per process starts them; their pages are work rows any worker reads, and the
+    database keeps one sweep at a time across processes."""
+    threads: int = 16
+    """Workers per process, in the web process (with ``ENFORCER_RUN_WORKER``) and in ``mfa-enforcer worker``; each
+    reconciles one user at a time, and they share the process's ``GENAUTH_RATE_LIMIT``. A delivery wakes an idle one
+    at once; while idle, one worker per process polls. The default is sized for time to effect when GenAuth is slow
+    (docs/operations.md, "Scale"): a job makes about five GenAuth calls, most of them one after another, so at 2 s per
+    call it holds its worker about 10 s, and deliveries arriving at 1.6 per second keep 16 workers busy (arrival rate
+    times job time). Fewer, and a burst queues behind running jobs while a naive in-request handler (gunicorn's 16
+    threads) would be answering it. The rate limit is not the bound at that latency: 16 jobs of 5 calls per 10 s are
+    8 calls per second, under the default 20; at low latency the limit, not the thread count, paces the calls. More
+    threads pay only when GenAuth is slower still."""
+    verify_writes: bool = True
+    """Read every set-mfa-status back and check GenAuth kept it (one more read per write; docs/operations.md,
+    "Writes and what GenAuth kept"); off, a write whose answer was lost is recorded as ``unknown`` until the next
+    reconcile."""
+    retention_days: float = 90.0
+    """Days of event records and superseded decisions kept (each user's latest decision stays, so the report does
+    not change); 0 keeps everything (docs/operations.md, "Back up and restore")."""
 
 
 @dataclass(frozen=True)
@@ -94,23 +160,42 @@ class Settings:
     webhook: WebhookSettings
     worker: WorkerSettings
     database_url: str = DEFAULT_DATABASE_URL
-    """SQLAlchemy URL: sqlite:///… or postgresql+psycopg://…"""
+    """SQLAlchemy URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, or PostgreSQL as
+    ``postgresql+psycopg://user:password@host:5432/db`` (``postgresql://`` and ``postgres://``, as Procfile
+    platforms hand it out, mean the same). Any other scheme stops startup. The image defaults to
+    ``sqlite:////var/lib/mfa-enforcer/enforcer.db``."""
     policy_file: Path = Path("config/policies.yaml")
-    """The policy rules (YAML)."""
+    """The policy rules (docs/policy.md); the image sets /app/config/policies.yaml, Kubernetes mounts it in /etc."""
     policy_check_interval: float = 5.0
-    """Seconds between checks of the policy file for changes (reloaded without a restart)."""
+    """Seconds between checks of the policy file for changes: a valid new file is loaded without a restart; an
+    invalid one is ignored and the previous rules stay in force."""
     mode: str = "enforce"
-    """``enforce``, or ``audit`` to record decisions and change nothing whatever the rules say."""
+    """``enforce``, or ``audit`` to record every decision and change nothing in GenAuth, whatever each rule's own
+    ``mode`` says."""
     port: int = 8000
-    """HTTP port of ``serve``."""
+    """HTTP port of the web service (gunicorn from the Procfile, ``serve``); ``serve`` stops, naming it, when the
+    port is in use."""
+    host: str = DEFAULT_HOST
+    """Address gunicorn and the worker's /metrics server bind to."""
     log_format: str = "console"
-    """``console`` (readable) or ``json`` (one object per line)."""
+    """``console`` for readable lines, or ``json`` for one object per line (the Kubernetes base sets it); gunicorn's
+    own lines and its access log use the same format."""
     log_level: str = "INFO"
     """Lowest level logged."""
     migrate_on_start: bool = False
-    """Upgrade the schema at startup instead of refusing to start on an old one (single node only)."""
+    """Upgrade the schema at startup instead of refusing to start on an old one. Only where a single process tree
+    owns the database (the single-node overlay sets it); ``worker`` and ``reconcile`` honour it too."""
     metrics_port: int = 0
-    """Port on which ``mfa-enforcer worker`` serves /metrics (0: none; the web service always serves it)."""
+    """Port on which ``mfa-enforcer worker`` serves Prometheus /metrics, on ``HOST`` (``0``: none; the Kubernetes
+    worker pods set 9102). The web processes always serve /metrics on ``PORT``. A port in use stops the worker,
+    naming this variable."""
+    metrics_dir: str = ""
+    """Folder where gunicorn's processes share their metric samples, which /metrics merges; leave it unset
+    (config/gunicorn.conf.py then makes a new temporary one at each start). Empty: this process's only."""
+    web_processes: int = 2
+    """gunicorn processes (config/gunicorn.conf.py); with ``run_in_web`` each one also runs the workers."""
+    web_threads: int = 8
+    """Threads per gunicorn process: the requests one process handles at once (they share commits)."""
 
     @property
     def is_audit(self) -> bool:
@@ -129,8 +214,8 @@ class Settings:
 class _Reader:
     """Reads typed values from an environment mapping, collecting every problem instead of stopping."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
+    def __init__(self, environ: Mapping[str, str] | None) -> None:
+        self.environ = os.environ if environ is None else environ
         self.problems: list[str] = []
 
     def text(self, name: str, default: str) -> str:
@@ -153,12 +238,75 @@ class _Reader:
             self.problems.append(f"{name}={raw!r} is not {expected}")
             return default
 
+    def strong_secret(self, name: str, value: str) -> None:
+        """A secret that anyone could guess stops startup: too short, or a placeholder this repository ships."""
+        if value.casefold() in PLACEHOLDER_SECRETS:
+            self.problems.append(
+                f"{name} is a placeholder from config/example.env or deploy/k8s/secret.example.yaml: set a real "
+                "secret (e.g. `openssl rand -hex 32`)"
+            )
+        elif len(value) < MIN_SECRET_LENGTH:
+            self.problems.append(
+                f"{name} is too short ({len(value)} characters; at least {MIN_SECRET_LENGTH}): "
+                "use a long random value (e.g. `openssl rand -hex 32`)"
+            )
+
+    def database_url(self, name: str) -> str:
+        """A database URL, with the PostgreSQL spellings Procfile platforms use made psycopg's; an unsupported
+        scheme is a problem that names the supported ones (never the URL itself: it may hold a password)."""
+        raw = self.text(name, DEFAULT_DATABASE_URL)
+        try:
+            return normalise_database_url(raw)
+        except ValueError as error:
+            self.problems.append(str(error))
+            return DEFAULT_DATABASE_URL
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default).lower()
         if value not in choices:
             self.problems.append(f"{name}={value!r} is not one of {', '.join(choices)}")
             return default
         return value
+
+
+MIN_SECRET_LENGTH = 16
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        # config/example.env and deploy/k8s/secret.example.yaml (tests/unit/test_settings.py keeps this in step)
+        "replace-with-a-long-random-string",
+        "replace-with-the-matching-secret",
+        "replace-with-user-pool-id-or-access-key-id",
+        "replace-with-user-pool-id",
+        "replace-me",
+        "change-me",
+        # the fixed secret earlier sandboxes published in the README
+        "sandbox-webhook-secret",
+    }
+)
+"""Secret values published in this repository (compared ignoring case): never accepted as a real secret."""
+
+DATABASE_SCHEMES = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+"""Accepted ``DATABASE_URL`` schemes and the SQLAlchemy driver each means (``postgres://`` is what Heroku-style
+platforms hand out)."""
+
+
+def normalise_database_url(raw: str) -> str:
+    """``raw`` with its scheme made the driver's; ValueError naming the supported schemes when it has none."""
+    scheme, separator, rest = raw.partition("://")
+    driver = DATABASE_SCHEMES.get(scheme.lower()) if separator else None
+    if driver is None:
+        shown = f"the scheme {scheme!r}" if separator else "no scheme"
+        raise ValueError(
+            f"DATABASE_URL has {shown}, which is not supported: use sqlite:///path/to.db, or PostgreSQL as "
+            "postgresql://, postgres:// or postgresql+psycopg://user:password@host:5432/db"
+        )
+    return f"{driver}://{rest}"
 
 
 def _boolean(raw: str) -> bool:
@@ -170,18 +318,23 @@ def _boolean(raw: str) -> bool:
     raise ValueError(raw)
 
 
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError(raw)
-    return value
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """A parser of whole numbers from ``low`` to ``high`` (unbounded above when None)."""
+
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if value < low or (high is not None and value > high):
+            raise ValueError(raw)
+        return value
+
+    return parse
 
 
-def _worker_threads(raw: str) -> int:
-    value = int(raw)
-    if not 1 <= value <= MAX_WORKER_THREADS:
-        raise ValueError(raw)
-    return value
+_positive_int = _whole(1)
+_non_negative_int = _whole(0)
+_subject_cap = _whole(1, MAX_SUBJECTS_LIMIT)
+_worker_threads = _whole(1, MAX_WORKER_THREADS)
+_port = _whole(1, 65535)
 
 
 def _positive_float(raw: str) -> float:
@@ -202,22 +355,76 @@ def _port_or_off(raw: str) -> int:
     return 0 if raw == "0" else _port(raw)
 
 
-def _port(raw: str) -> int:
-    value = int(raw)
-    if not 0 < value < 65536:
-        raise ValueError(raw)
-    return value
-
-
-def is_sandbox(environ: Mapping[str, str]) -> bool:
-    """True when no GenAuth credentials are configured: ``make run`` then starts the sandbox."""
-    return not environ.get("GENAUTH_ACCESS_KEY_ID", "").strip()
-
-
 ROLES = ("all", "web", "worker")
 
 
-def load_settings(environ: Mapping[str, str], *, role: str = "all") -> Settings:
+# -- what commands that need only part of the configuration read -------------------------------------------
+
+
+def _only(read: _Reader, value: T) -> T:
+    if read.problems:
+        raise ConfigurationError("cannot start: " + "; ".join(read.problems))
+    return value
+
+
+def database_url_from(environ: Mapping[str, str] | None = None) -> str:
+    """``DATABASE_URL`` alone (``db``, ``report``, ``replay``, ``dead-letters``), checked and normalised."""
+    read = _Reader(environ)
+    return _only(read, read.database_url("DATABASE_URL"))
+
+
+def policy_file_from(environ: Mapping[str, str] | None = None) -> Path:
+    """``POLICY_FILE`` alone."""
+    return Path(_Reader(environ).text("POLICY_FILE", "config/policies.yaml"))
+
+
+def pool_key_from(environ: Mapping[str, str] | None = None) -> str:
+    """``Settings.pool_key`` for commands that read no other GenAuth setting (``replay``)."""
+    return _Reader(environ).text("GENAUTH_USERPOOL_ID", "")
+
+
+def heartbeat_file_from(environ: Mapping[str, str] | None = None) -> Path:
+    """``ENFORCER_HEARTBEAT_FILE`` alone (``worker-alive``)."""
+    return Path(_Reader(environ).text("ENFORCER_HEARTBEAT_FILE", WorkerSettings().heartbeat_file))
+
+
+def has_genauth_credentials(environ: Mapping[str, str] | None = None) -> bool:
+    """True when ``GENAUTH_ACCESS_KEY_ID`` and its secret are both set (a command may then ask GenAuth)."""
+    read = _Reader(environ)
+    return bool(read.text("GENAUTH_ACCESS_KEY_ID", "") and read.text("GENAUTH_ACCESS_KEY_SECRET", ""))
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """Where ``mfa-enforcer sandbox`` listens (always on 127.0.0.1) and which rules it loads."""
+
+    port: int = 8000
+    """The service's port (``PORT``)."""
+    emulator_port: int = 8081
+    """The bundled GenAuth emulator's port (the sandbox listens on 127.0.0.1 only)."""
+    policy_file: Path = Path("config/policies.yaml")
+    """The policy rules the sandbox's service loads (the same file as production's by default)."""
+    passed_on: tuple[tuple[str, str], ...] = ()
+    """The service settings the sandbox takes from its environment (``ENFORCER_MODE``, ``LOG_FORMAT``,
+    ``LOG_LEVEL``), as (name, value) pairs, checked when the sandbox loads its service's settings."""
+
+
+SANDBOX_PASSED_ON = ("ENFORCER_MODE", "LOG_FORMAT", "LOG_LEVEL")
+
+
+def load_sandbox_settings(environ: Mapping[str, str] | None = None) -> SandboxSettings:
+    """The sandbox's few settings; everything else it sets itself (credentials, secrets, its own database)."""
+    read = _Reader(environ)
+    settings = SandboxSettings(
+        port=read.parsed("PORT", 8000, _port, "a TCP port"),
+        emulator_port=read.parsed("ENFORCER_SANDBOX_EMULATOR_PORT", 8081, _port, "a TCP port"),
+        policy_file=Path(read.text("POLICY_FILE", "config/policies.yaml")),
+        passed_on=tuple((name, read.environ[name]) for name in SANDBOX_PASSED_ON if name in read.environ),
+    )
+    return _only(read, settings)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, role: str = "all") -> Settings:
     """Read the production settings; raise ``ConfigurationError`` listing every missing or bad variable.
 
     ``role`` says what the process does, so it is asked only for the secrets it uses: ``web`` needs the webhook
@@ -240,17 +447,32 @@ def load_settings(environ: Mapping[str, str], *, role: str = "all") -> Settings:
         read_timeout=read.parsed("GENAUTH_READ_TIMEOUT", 10.0, _positive_float, "a positive number"),
         rate_limit=read.parsed("GENAUTH_RATE_LIMIT", 20.0, _non_negative_float, "a number of calls per second"),
         rate_burst=read.parsed("GENAUTH_RATE_BURST", 20, _positive_int, "a positive integer"),
+        circuit_failures=read.parsed("GENAUTH_CIRCUIT_FAILURES", 5, _non_negative_int, "a number of failures"),
+        circuit_cooldown=read.parsed("GENAUTH_CIRCUIT_COOLDOWN", 30.0, _positive_float, "seconds"),
     )
     secrets = tuple(
         s.strip()
         for s in read.required("GENAUTH_WEBHOOK_SECRET", "the webhook request key", needs_webhook).split(",")
         if s.strip()
     )
+    for secret in secrets:
+        read.strong_secret("GENAUTH_WEBHOOK_SECRET", secret)
+    admin_token = read.text("ENFORCER_ADMIN_TOKEN", "")
+    if admin_token:
+        read.strong_secret("ENFORCER_ADMIN_TOKEN", admin_token)
     webhook = WebhookSettings(
         secrets=secrets,
         userpool_id=read.text("GENAUTH_USERPOOL_ID", "") or None,
-        max_body_bytes=read.parsed("ENFORCER_MAX_BODY_BYTES", 1024 * 1024, _positive_int, "a positive integer"),
-        admin_token=read.text("ENFORCER_ADMIN_TOKEN", ""),
+        max_body_bytes=read.parsed(
+            "ENFORCER_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, _positive_int, "a positive integer"
+        ),
+        admin_token=admin_token,
+        max_subjects=read.parsed(
+            "ENFORCER_MAX_SUBJECTS", DEFAULT_MAX_SUBJECTS, _subject_cap, f"an integer from 1 to {MAX_SUBJECTS_LIMIT}"
+        ),
+        request_read_timeout=read.parsed(
+            "ENFORCER_REQUEST_READ_TIMEOUT", DEFAULT_REQUEST_READ_TIMEOUT, _positive_float, "seconds"
+        ),
     )
     defaults = WorkerSettings()
     worker = WorkerSettings(
@@ -265,19 +487,27 @@ def load_settings(environ: Mapping[str, str], *, role: str = "all") -> Settings:
         heartbeat_file=read.text("ENFORCER_HEARTBEAT_FILE", defaults.heartbeat_file),
         reconcile_interval=read.parsed("ENFORCER_RECONCILE_INTERVAL", 0.0, _non_negative_float, "seconds"),
         threads=read.parsed("ENFORCER_WORKER_THREADS", defaults.threads, _worker_threads, "an integer from 1 to 32"),
+        verify_writes=read.parsed("ENFORCER_VERIFY_WRITES", defaults.verify_writes, _boolean, "true or false"),
+        retention_days=read.parsed(
+            "ENFORCER_RETENTION_DAYS", defaults.retention_days, _non_negative_float, "a number of days (0: forever)"
+        ),
     )
     settings = Settings(
         genauth=genauth,
         webhook=webhook,
         worker=worker,
-        database_url=read.text("DATABASE_URL", DEFAULT_DATABASE_URL),
+        database_url=read.database_url("DATABASE_URL"),
         policy_file=Path(read.text("POLICY_FILE", "config/policies.yaml")),
         policy_check_interval=read.parsed("ENFORCER_POLICY_CHECK_INTERVAL", 5.0, _positive_float, "seconds"),
         mode=read.choice("ENFORCER_MODE", "enforce", MODES),
         port=read.parsed("PORT", 8000, _port, "a TCP port"),
+        host=read.text("HOST", DEFAULT_HOST),
         log_format=read.choice("LOG_FORMAT", "console", ("console", "json")),
         log_level=read.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
         metrics_port=read.parsed("ENFORCER_METRICS_PORT", 0, _port_or_off, "a TCP port, or 0 for none"),
+        metrics_dir=read.text("PROMETHEUS_MULTIPROC_DIR", ""),
+        web_processes=read.parsed("WEB_CONCURRENCY", 2, _positive_int, "a positive integer"),
+        web_threads=read.parsed("GUNICORN_THREADS", 8, _positive_int, "a positive integer"),
         migrate_on_start=read.parsed("ENFORCER_MIGRATE_ON_START", False, _boolean, "true or false"),
     )
     if read.problems:

@@ -2,34 +2,29 @@
 emulator on loopback, settings pointing at both, and the app built from them.
 
 Fixtures build on each other: ``database_url`` → ``settings`` (+ ``emulator``) → ``app`` → ``engine``,
-``worker``; ``live_service`` serves the app over real HTTP with its worker thread running.
+``worker``; ``live_service`` serves the app over real HTTP with its worker thread running. What tests import
+(helpers, constants) is in tests/support/, never here.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import uuid
-from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from werkzeug.serving import make_server
 
 from genauth_emulator.sample import seed_sandbox
-from genauth_emulator.sender import WebhookSender
 from genauth_emulator.server import EmulatorServer
 from genauth_emulator.state import EmulatorState
-from service.app import WORKER_EXTENSION, build_worker, create_app, stop_worker
+from service.app import create_app, stop_worker
 from service.intake.context import EXTENSION
+from service.services import Services
 from service.settings import GenAuthSettings, Settings, WebhookSettings, WorkerSettings
+from tests.support.live import serve_service
+from tests.support.values import ADMIN_TOKEN, PREVIOUS_SECRET, ROOT, WEBHOOK_SECRET
 
-ROOT = Path(__file__).resolve().parent.parent
-WEBHOOK_SECRET = "test-webhook-secret-0123456789"
-ADMIN_TOKEN = "test-admin-token-abcdefghijklmnop"
-PREVIOUS_SECRET = "previous-webhook-secret-9876543210"
 PG_SKIP_REASON = (
     "PostgreSQL tests need TEST_DATABASE_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test); .ci/run sets it"
 )
@@ -126,53 +121,20 @@ def engine(app):
 @pytest.fixture
 def worker(app, settings, engine):
     """A worker (not running) on the app's database, to drive step by step."""
-    running = build_worker(settings, engine, policy_getter=app.extensions[EXTENSION].policies.current)
+    running = Services(settings, engine).worker(app.extensions[EXTENSION].policies.current)
     yield running
     running.reconciler.client.close()
-
-
-@dataclass
-class LiveService:
-    url: str
-    app: object
-    engine: sa.Engine
-    sender: WebhookSender
-
-    @property
-    def webhook_url(self) -> str:
-        return f"{self.url}/webhooks/genauth"
-
-
-def _serve(settings, emulator, *, run_worker):
-    live_settings = replace(settings, worker=replace(settings.worker, run_in_web=run_worker))
-    application = create_app(live_settings, configure_logs=False)
-    server = make_server("127.0.0.1", 0, application, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    sender = WebhookSender(f"{url}/webhooks/genauth", WEBHOOK_SECRET, emulator.state.userpool_id)
-    try:
-        yield LiveService(url=url, app=application, engine=application.extensions[EXTENSION].engine, sender=sender)
-    finally:
-        sender.close()
-        server.shutdown()
-        server.server_close()
-        stop_worker(application)
-        worker = application.extensions.get(WORKER_EXTENSION)
-        if worker is not None:
-            worker.reconciler.client.close()
-        if application.extensions[EXTENSION].admin_client is not None:
-            application.extensions[EXTENSION].admin_client.close()
-        application.extensions[EXTENSION].engine.dispose()
 
 
 @pytest.fixture
 def live_service(settings, emulator):
     """The service over real HTTP on loopback, with its worker thread running."""
-    yield from _serve(settings, emulator, run_worker=True)
+    with serve_service(settings, emulator, run_worker=True) as live:
+        yield live
 
 
 @pytest.fixture
 def live_intake(settings, emulator):
     """The service over real HTTP on loopback with no worker: deliveries stay on the queue for inspection."""
-    yield from _serve(settings, emulator, run_worker=False)
+    with serve_service(settings, emulator, run_worker=False) as live:
+        yield live

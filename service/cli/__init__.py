@@ -1,13 +1,18 @@
 """The ``mfa-enforcer`` command line: one module per command group, wired here.
 
-Every command reads the same environment variables as the web service (``service.settings``); a bad or
-missing setting ends the command with exit code 1 and the list of problems (2: the command line itself is wrong).
+Every command reads the same environment variables as the web service (``service.settings``). Exit codes:
+0 done; 1 failed, with one clear line on stderr (a bad or missing setting lists every problem; GenAuth refusing
+the keys or unreachable, the database unreachable, a port in use: ``service.cli.common.failure_message``);
+2 the command line itself is wrong. Some commands add their own (``reconcile``: 3 and 4).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from service.cli.common import failure_message
 from service.cli.database import db
 from service.cli.insight import explain, report
 from service.cli.policy import policy
@@ -18,7 +23,22 @@ from service.cli.serving import serve, worker, worker_alive
 from service.cli.webhooks import webhooks
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CommandLine(click.Group):
+    """The top-level group: a failure any command did not handle itself ends in one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as error:
+            message = failure_message(error)
+            if message is None:
+                raise
+            raise click.ClickException(message) from error
+
+
+@click.group(cls=CommandLine, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mfa-enforcer")
 def main() -> None:
     """Keep GenAuth user pools compliant with MFA policy."""

@@ -1,9 +1,16 @@
-"""What commands share: reading the settings (or stopping with the list of problems), the database, times."""
+"""What commands share: their settings and services (or stopping with the list of problems), times, and the one
+place that turns a failure into the single line an operator reads (``failure_message``).
+
+Every command ends in one of: exit 0; exit 1 with one clear line on stderr (a setting, GenAuth, the
+database, a port: ``failure_message``); exit 2 for a wrong command line (click's usage errors). A traceback
+means a bug.
+"""
 
 from __future__ import annotations
 
-import os
+import errno
 import re
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -11,16 +18,17 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from service.errors import ConfigurationError
+from service.cli.errors import PortInUseError
+from service.errors import ConfigurationError, ServiceError
+from service.genauth.access import failure_line
 from service.logs import configure_logging
-from service.settings import DEFAULT_DATABASE_URL, Settings, load_settings
-from service.store.engine import create_engine
-from service.store.migrating import ensure_schema
+from service.services import Services, open_engine
+from service.settings import Settings, database_url_from, load_settings
 
 
 def settings_or_exit(*, logs: bool = True, role: str = "all") -> Settings:
     try:
-        settings = load_settings(os.environ, role=role)
+        settings = load_settings(role=role)
     except ConfigurationError as error:
         raise click.ClickException(error.message) from error
     if logs:
@@ -28,19 +36,59 @@ def settings_or_exit(*, logs: bool = True, role: str = "all") -> Settings:
     return settings
 
 
+def services_or_exit(*, role: str = "all", database: bool = True, logs: bool = False) -> Services:
+    """The command's collaborators (``service.services``) from the whole configuration for ``role``; with
+    ``database``, on a current schema (a ``ConfigurationError`` ends the command in one line otherwise)."""
+    return Services.open(settings_or_exit(logs=logs, role=role), database=database)
+
+
 def engine_from_environment(*, migrate: bool = False) -> sa.Engine:
     """An engine for ``DATABASE_URL`` alone: commands that only touch the database need no credentials.
 
     The schema is upgraded when ``migrate`` (``db upgrade``), else it must already be current.
     """
-    url = os.environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
-    engine = create_engine(url)
-    try:
-        ensure_schema(engine, migrate=migrate)
-    except ConfigurationError as error:
-        engine.dispose()
-        raise click.ClickException(error.message) from error
-    return engine
+    return open_engine(database_url_from(), migrate=migrate)
+
+
+def check_port_free(host: str, port: int, variable: str) -> None:
+    """Raise ``PortInUseError`` naming ``variable`` (the setting that moves it) when ``host:port`` is taken."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise port_error(error, host, port, variable) from error
+
+
+def port_error(error: OSError, host: str, port: int, variable: str) -> ServiceError:
+    if error.errno == errno.EADDRINUSE:
+        return PortInUseError(
+            f"port {port} on {host} is already in use by another process: set {variable} to a free port"
+        )
+    return PortInUseError(f"cannot listen on {host}:{port} ({error.strerror}): set {variable} (and HOST) to another")
+
+
+def failure_message(error: BaseException) -> str | None:
+    """The one line an operator needs for a failure outside the command's own handling, or None for a bug."""
+    genauth = failure_line(error)
+    if genauth is not None:
+        return genauth
+    if isinstance(error, ServiceError):
+        return error.message
+    if isinstance(error, sa.exc.ArgumentError):
+        return f"DATABASE_URL cannot be used: {_first_line(error)}"
+    if isinstance(error, sa.exc.SQLAlchemyError):
+        driver = error.orig if isinstance(error, sa.exc.DBAPIError) else None  # the driver's own words
+        return f"cannot use the database (DATABASE_URL): {_first_line(driver or error)}"
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if error.filename else ""
+        return f"{error.strerror or error}{where}"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])\Z")
@@ -79,3 +127,8 @@ def show_time(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def who(username: str | None, email: str | None) -> str:
+    """How listings show a user next to their id: the username, else the email (never the phone)."""
+    return username or email or "-"

@@ -3,12 +3,10 @@ Kubernetes migration Job). Safe to run again; a database from before migrations 
 
 from __future__ import annotations
 
-import os
-
 import click
 
-from service.settings import DEFAULT_DATABASE_URL
-from service.store.engine import create_engine
+from service.settings import database_url_from
+from service.store.engine import create_engine, disposing
 from service.store.migrating import current_revision, upgrade
 
 
@@ -20,11 +18,8 @@ def db() -> None:
 @db.command(name="upgrade")
 def upgrade_command() -> None:
     """Apply the schema migrations this version needs."""
-    engine = create_engine(os.environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL)
-    try:
-        before, after = upgrade(engine)
-    finally:
-        engine.dispose()
+    with disposing(create_engine(database_url_from())) as engine:
+        before, after = upgrade(engine)  # ConfigurationError: e.g. a SQLite database missing where one existed
     where = engine.url.render_as_string(hide_password=True)
     if before == after:
         click.echo(f"database {where} is up to date (revision {after})")
@@ -37,11 +32,8 @@ def status() -> None:
     """Show the schema revision, and exit 1 when `db upgrade` is needed."""
     from service.store.migrating import head_revision
 
-    engine = create_engine(os.environ.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL)
-    try:
+    with disposing(create_engine(database_url_from())) as engine:
         current = current_revision(engine)
-    finally:
-        engine.dispose()
     head = head_revision()
     click.echo(f"schema revision {current or 'none'}; this version needs {head}")
     if current != head:

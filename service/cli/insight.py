@@ -1,44 +1,47 @@
-"""``mfa-enforcer explain USER`` (live, from GenAuth) and ``mfa-enforcer report`` (from decision records)."""
+"""``mfa-enforcer explain USER`` (live, from GenAuth) and ``mfa-enforcer report`` (from decision records).
+
+Users are shown by their id and their username (else email) as the decisions recorded them; a phone number is
+never shown unmasked. ``report --users --format csv`` is for spreadsheets: one row per (rule, user).
+"""
 
 from __future__ import annotations
 
+import csv
 import json
-import os
+import sys
+from contextlib import closing
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
 
-from service.app import build_worker
-from service.cli.common import engine_from_environment, settings_or_exit, show_time
+from service.cli.common import engine_from_environment, services_or_exit, show_time, who
 from service.enforcement.explaining import explain_user
+from service.errors import ReportFilterError
 from service.genauth.errors import GenAuthUserNotFoundError
-from service.policy import PolicyError, load_policy
-from service.policy_source import PolicySource
-from service.reports import build_report
+from service.genauth.users import find_user
+from service.policy import load_policy
+from service.reports import OUTCOMES, build_report
+from service.settings import policy_file_from
+from service.store.engine import disposing
 from service.store.reporting import CATEGORIES
 
 
 @click.command()
-@click.argument("user_id")
+@click.argument("user")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def explain(user_id: str, as_json: bool) -> None:
-    """Why USER_ID has, or would get, the MFA factors: every rule, matched or not, and the exact change."""
-    settings = settings_or_exit(logs=False, role="worker")
-    try:
-        policies = PolicySource(settings.policy_file)
-    except PolicyError as error:
-        raise click.ClickException(str(error)) from error
-    engine = engine_from_environment()
-    worker = build_worker(settings, engine, policy_getter=policies.current)
-    try:
-        explanation = explain_user(worker.reconciler, user_id, userpool_id=settings.pool_key)
-    except GenAuthUserNotFoundError as error:
-        raise click.ClickException(f"no user {user_id} in GenAuth") from error
-    finally:
-        worker.reconciler.client.close()
-        engine.dispose()
+def explain(user: str, as_json: bool) -> None:
+    """Why USER has, or would get, the MFA factors: every rule, matched or not, and the change the worker would
+    make. USER is a user id, username, email or phone number. Reads GenAuth live and writes nothing."""
+    services = services_or_exit(role="worker", database=False)
+    policies = services.policy_source(strict=True)
+    reconciler = services.explainer(policies.current)
+    with closing(reconciler.client) as client:
+        try:
+            found = find_user(client, user)
+            explanation = explain_user(reconciler, found.user_id, userpool_id=services.settings.pool_key)
+        except GenAuthUserNotFoundError as error:
+            raise click.ClickException(f"no user {user!r} in GenAuth (by id, username, email or phone)") from error
     if as_json:
         click.echo(json.dumps(explanation, indent=2, ensure_ascii=False))
         return
@@ -48,7 +51,8 @@ def explain(user_id: str, as_json: bool) -> None:
 
 def render_explanation(explanation: dict[str, Any]) -> list[str]:
     user = explanation["user"]
-    lines = [f"User {user['id']} ({user.get('email') or 'no email'}, {user.get('status') or 'unknown status'})"]
+    name = ", ".join(part for part in (user.get("username"), user.get("email") or "no email") if part)
+    lines = [f"User {user['id']} ({name}, {user.get('status') or 'unknown status'})"]
     facts = []
     if "departments" in user:
         facts.append(
@@ -75,13 +79,16 @@ def render_explanation(explanation: dict[str, Any]) -> list[str]:
             lines.append(f"      outcome: {rule['outcome']}")
         lines.extend(f"      {detail}" for detail in rule["details"])
         lines.extend(f"      expired exception: {text}" for text in rule["expired_exemptions"])
+        if rule.get("fix"):
+            lines.append(f"      to fix: {rule['fix'].split(': ', 1)[1]}")
+    current = explanation["current_factors"]
     lines.append(
-        f"Factors now: {', '.join(explanation['current_factors']) or 'none'}; "
+        f"Factors now: {'not read' if current is None else ', '.join(current) or 'none'}; "
         f"required: {', '.join(explanation['required_factors']) or 'none'}"
     )
     change = explanation["change"]
     if change["enable"]:
-        lines.append(f"Enforcement would enable {', '.join(change['enable'])}, changing:")
+        lines.append(f"Enforcement would enable {', '.join(change['enable'])} (nothing was written), changing:")
         lines.extend(
             f"  {field}: {json.dumps(values['before'], ensure_ascii=False)} -> "
             f"{json.dumps(values['after'], ensure_ascii=False)}"
@@ -91,43 +98,72 @@ def render_explanation(explanation: dict[str, Any]) -> list[str]:
         lines.append("Enforcement would change nothing.")
     if change["would_enable_in_audit"]:
         lines.append(f"Audit rules would enable: {', '.join(change['would_enable_in_audit'])}")
-    lines.append(f"Decision: {explanation['decision']['action']} — {explanation['decision']['reason']}")
+    decision = explanation["decision"]
+    lines.append(f"If the worker ran now: {decision['action']} — {decision['reason']}")
     return lines
 
 
+FORMATS = ("text", "csv", "json")
+CSV_COLUMNS = ("rule", "outcome", "user_id", "username", "email", "status", "decided_at")
+
+
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (the same as --format json).")
+@click.option("--format", "output", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("--rule", "rule_name", metavar="NAME", help="Only this rule.")
-def report(as_json: bool, rule_name: str | None) -> None:
-    """Compliance now, from the decision records: per rule and in total."""
-    path = Path(os.environ.get("POLICY_FILE", "").strip() or "config/policies.yaml")
-    try:
-        policy = load_policy(path)
-    except PolicyError as error:
-        raise click.ClickException(str(error)) from error
-    engine = engine_from_environment()
-    try:
-        result = build_report(engine, policy, today=datetime.now(UTC).date(), rule=rule_name)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--rule") from error
-    finally:
-        engine.dispose()
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    for line in render_report(result):
-        click.echo(line)
+@click.option("--users", "with_users", is_flag=True, help="List the users behind each count.")
+@click.option("--outcome", metavar="KIND", help=f"With --users: only users with this outcome ({', '.join(OUTCOMES)}).")
+def report(as_json: bool, output: str, rule_name: str | None, with_users: bool, outcome: str | None) -> None:
+    """Compliance now, from the decision records: per rule and in total; with --users, who is behind each
+    count. Suspended users are counted apart (inactive), not as compliant or not; deleted and archived ones
+    count as removed."""
+    output = "json" if as_json else output
+    if outcome is not None and outcome not in OUTCOMES:
+        raise click.BadParameter(f"{outcome!r} is not one of {', '.join(OUTCOMES)}", param_hint="--outcome")
+    if output == "csv" and not with_users:
+        raise click.UsageError("--format csv lists users: add --users")
+    policy = load_policy(policy_file_from())
+    with disposing(engine_from_environment()) as engine:
+        try:
+            result = build_report(
+                engine,
+                policy,
+                today=datetime.now(UTC).date(),
+                rule=rule_name,
+                with_users=with_users or outcome is not None,
+                outcome=outcome,
+            )
+        except ReportFilterError as error:
+            raise click.BadParameter(str(error), param_hint="--rule") from error
+    if output == "json":
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    elif output == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for entry in result["users_listed"]:
+            writer.writerow({**entry, "decided_at": show_time(entry["decided_at"])})
+    else:
+        for line in render_report(result):
+            click.echo(line)
 
 
 def render_report(result: dict[str, Any]) -> list[str]:
     header = f"{'rule':<28}{'mode':<9}" + "".join(f"{name:>15}" for name in CATEGORIES) + "  oldest non-compliance"
-    lines = [f"Compliance as of {result['as_of']}: {result['users']} user(s) with decisions", header]
+    lines = [f"Compliance as of {result['as_of']}: {result['users']} user(s) covered by the rules", header]
     for name, counts in result["rules"].items():
         oldest = show_time(counts["oldest_non_compliance"])
         lines.append(f"{name:<28}{counts['mode']:<9}" + "".join(f"{counts[c]:>15}" for c in CATEGORIES) + f"  {oldest}")
     totals = result["totals"]
     lines.append(f"{'all rules (worst per user)':<37}" + "".join(f"{totals[c]:>15}" for c in CATEGORIES))
+    if result.get("inactive"):
+        statuses = "/".join(status.lower() for status in result["inactive_statuses"])
+        lines.append(f"Not counted: {result['inactive']} inactive user(s) ({statuses}); see --users --outcome inactive")
     for expired in result["expired_exceptions"]:
-        who = ", ".join(expired["users"] + [f"group {g}" for g in expired["groups"]])
-        lines.append(f"Expired exception in {expired['rule']} ({expired['expired']}): {who} — {expired['reason']}")
+        names = ", ".join(expired["users"] + [f"group {g}" for g in expired["groups"]])
+        lines.append(f"Expired exception in {expired['rule']} ({expired['expired']}): {names} — {expired['reason']}")
+    if "users_listed" in result:
+        lines.append("Users:" if result["users_listed"] else "Users: none")
+        for entry in result["users_listed"]:
+            name = who(entry["username"], entry["email"])
+            lines.append(f"  {entry['rule']:<28}{entry['outcome']:<15}{entry['user_id']}  {name}")
     return lines

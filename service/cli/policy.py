@@ -1,26 +1,25 @@
 """``mfa-enforcer policy check [FILE]`` and ``policy test SUITE [--policy FILE]``.
 
-``check`` validates a policy file and prints the rules as the service reads them. ``test`` runs a YAML test
+``check`` validates a policy file and prints the rules as the service reads them; with ``--live`` it also
+resolves every department, group and role the rules name against GenAuth and fails on unknown ones, naming
+close matches (``service.enforcement.references``). ``test`` runs a YAML test
 suite (fixture users and the outcome each rule should have; format in docs/policy.md) and exits 0 when
 every case passes, 1 when any fails, 2 when the suite or the policy file does not validate.
 """
 
 from __future__ import annotations
 
-import os
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 
 import click
 
-from service.policy import PolicyError, SuiteError, describe_rule, load_policy, load_suite, run_suite
-
-DEFAULT_POLICY_FILE = "config/policies.yaml"
-
-
-def default_policy_path() -> Path:
-    """``$POLICY_FILE``, else ``config/policies.yaml``."""
-    return Path(os.environ.get("POLICY_FILE", "").strip() or DEFAULT_POLICY_FILE)
+from service.cli.common import settings_or_exit
+from service.enforcement.references import check_references, references_of
+from service.policy import Policy, PolicyError, SuiteError, describe_rule, load_policy, load_suite, run_suite
+from service.services import Services
+from service.settings import policy_file_from
 
 
 @click.group()
@@ -30,9 +29,12 @@ def policy() -> None:
 
 @policy.command()
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-def check(path: Path | None) -> None:
+@click.option(
+    "--live", is_flag=True, help="Also check against GenAuth that every department, group and role named exists."
+)
+def check(path: Path | None, live: bool) -> None:
     """Validate PATH (default: $POLICY_FILE or config/policies.yaml); exit 1 with every problem."""
-    path = path or default_policy_path()
+    path = path or policy_file_from()
     try:
         loaded = load_policy(path)
     except PolicyError as error:
@@ -45,6 +47,24 @@ def check(path: Path | None) -> None:
         click.echo(f"- {first}")
         for line in rest:
             click.echo(f"  {line}")
+    if live:
+        _check_live(loaded)
+
+
+def _check_live(loaded: Policy) -> None:
+    settings = settings_or_exit(logs=False, role="worker")
+    with closing(Services(settings).genauth()) as client:
+        problems = check_references(client, loaded)
+        count = len(references_of(loaded))
+    for problem in problems:
+        click.echo(f"error: {problem.message}", err=True)
+    if problems:
+        click.echo(
+            f"{len(problems)} of the {count} names the rules use are unknown to GenAuth at {settings.genauth.host}",
+            err=True,
+        )
+        raise SystemExit(1)
+    click.echo(f"GenAuth at {settings.genauth.host} knows every department, group and role the rules name ({count})")
 
 
 @policy.command("test")
@@ -62,7 +82,7 @@ def run_tests(path: Path, policy_path: Path | None) -> None:
     except SuiteError as error:
         click.echo(str(error), err=True)
         raise SystemExit(2) from error
-    policy_file = policy_path or suite.policy or default_policy_path()
+    policy_file = policy_path or suite.policy or policy_file_from()
     try:
         loaded = load_policy(policy_file)
         result = run_suite(suite, loaded, today=date.today())

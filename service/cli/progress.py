@@ -76,3 +76,40 @@ def _duration(value: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class WaitDisplay:
+    """``reconcile --wait`` progress on ``stream``: a redrawn line on a terminal, a line every
+    ``PLAIN_EVERY_SECONDS`` otherwise."""
+
+    def __init__(self, stream: TextIO, *, enabled: bool = True, clock: Any = time.monotonic) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.is_tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.clock = clock
+        self._last_line_at: float | None = None
+        self._latest = ""
+
+    def update(self, decided: int, total: int, failed: int, elapsed: float) -> None:
+        if not self.enabled:
+            return
+        self._latest = f"waiting for the worker: {decided}/{total} decided, {failed} failed, {_duration(elapsed)}"
+        if self.is_tty:
+            self.stream.write("\r" + self._latest + "\x1b[K")
+            self.stream.flush()
+            return
+        now = self.clock()
+        if self._last_line_at is None or now - self._last_line_at >= PLAIN_EVERY_SECONDS or decided == total:
+            self._last_line_at = now
+            self.stream.write("reconcile: " + self._latest + "\n")
+            self.stream.flush()
+
+    def note(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(("\n" if self.is_tty else "") + f"reconcile: {text}\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.is_tty and self._latest:
+            self.stream.write("\n")
+            self.stream.flush()

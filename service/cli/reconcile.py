@@ -1,14 +1,19 @@
-"""``mfa-enforcer reconcile``: put every user in scope of the rules on the work queue (or, with ``--dry-run``,
-evaluate them and print the plan without enqueueing or writing anything).
+"""``mfa-enforcer reconcile``: sweep every user in scope of the rules through the worker (or, with
+``--dry-run``, evaluate them here and print the plan without writing anything).
 
-It catches whatever webhooks missed. Scope and paging are ``service.enforcement.scoping``; the enqueueing
-sweep, its lock and its resumable progress are ``service.worker.sweeping``; the worker then reconciles each
-user through the one enforcement path. Progress goes to stderr (a bar on a terminal, a line every 500 users
-or 10 s otherwise), the summary to stdout (JSON with ``--json``). Ctrl-C or SIGTERM stops after the page in
-hand, and running the command again resumes.
+It catches whatever webhooks missed. Scope is ``service.enforcement.scoping``; the sweep itself is work on the
+queue (``service.worker.sweeping``): this command plans the listings and starts the sweep, and the worker
+reads each page and reconciles its users through the one enforcement path. A sweep of the same scope and plan
+that is running already is joined rather than started again (and its dead-lettered pages revived). The dry run
+walks the same listings and evaluation in memory; its verdict on each user is ``service.cli.verdicts``.
 
-Exit codes: 0 done; 1 failed (GenAuth or the database; progress is kept); 2 bad usage or settings; 3 another
-sweep holds the lock; 128 + the signal number when interrupted (130 for Ctrl-C).
+With ``--wait`` it then follows the sweep (progress on stderr: a bar on a terminal, a line every 500 users or
+10 s otherwise, from the sweep's row; ``service.cli.waiting``) until the worker has decided every user in it,
+and prints what the worker decided per rule. Ctrl-C or SIGTERM stops waiting, not the sweep.
+
+Exit codes: 0 done; 1 failed (a setting, GenAuth or the database); 2 bad usage; 3 with ``--wait``: some users
+ended ``failed`` or dead-lettered (see ``dead-letters``); 4 another sweep is running; 128 + the signal number
+when interrupted (130 for Ctrl-C, 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -26,46 +31,35 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from service.cli.common import settings_or_exit
+from service.cli.common import failure_message, settings_or_exit, who
 from service.cli.progress import ProgressDisplay
-from service.enforcement.reconciling import Reconciler
-from service.enforcement.scoping import (
-    DepartmentResolver,
-    MemoryLedger,
-    ScopePlan,
-    Sweeper,
-    SweepStoppedError,
-    call_with_retries,
-    plan_scope,
-)
+from service.cli.verdicts import OUTCOMES, Verdict, outcome_name, verdict_of
+from service.cli.waiting import follow_sweep
+from service.enforcement.facts import user_flags
+from service.enforcement.scoping import DepartmentResolver, Progress, ScopePlan, plan_scope
 from service.errors import ServiceError
 from service.genauth.client import GenAuthClient
-from service.genauth.throttling import RateLimiter
-from service.policy.errors import PolicyError
+from service.genauth.errors import GenAuthUserNotFoundError
 from service.policy.loading import load_policy
 from service.policy.rules import Policy, Rule
+from service.services import Services
 from service.settings import Settings
-from service.store.decisions import Decision
 from service.store.engine import create_engine
 from service.store.migrating import ensure_schema
-from service.store.sweeps import ALL_RULES, SweepLockLostError
-from service.worker.sweeping import StoredSweep, SweepBusyError, SweepResult, userpool_id_for
+from service.store.reporting import CATEGORIES
+from service.store.sweeps import ALL_RULES
+from service.vocabulary import Bucket
+from service.worker.errors import SweepBusyError
+from service.worker.sweeping import Started, begin_sweep
 
 EXIT_FAILED = 1
-EXIT_BUSY = 3
-OUTCOMES = ("compliant", "to_enforce", "unsatisfiable", "exempt", "failed", "not_matched")
-_OUTCOME_OF_ACTION = {
-    "would-enforce": "to_enforce",
-    "enforced": "to_enforce",
-    "unsatisfiable": "unsatisfiable",
-    "exempt": "exempt",
-    "failed": "failed",
-}
+EXIT_USERS_FAILED = 3
+EXIT_BUSY = 4
 PLAN_LINES = 50
 
 
 class SweepBusyExit(click.ClickException):
-    """Another sweep holds the lock: exit code 3, so a CronJob run shows it did not sweep."""
+    """Another sweep is running: exit code 4, so a CronJob run shows it did not sweep."""
 
     exit_code = EXIT_BUSY
 
@@ -74,15 +68,27 @@ class SweepBusyExit(click.ClickException):
 @click.option("--dry-run", is_flag=True, help="Evaluate each user in scope and print the plan; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("--rule", "rule_name", metavar="NAME", help="Only the users in scope of this rule.")
-@click.option("--restart", is_flag=True, help="Start over instead of resuming an unfinished sweep.")
+@click.option("--restart", is_flag=True, help="Abandon the running sweep and start over.")
 @click.option("--quiet", is_flag=True, help="No progress on stderr.")
-def reconcile(dry_run: bool, as_json: bool, rule_name: str | None, restart: bool, quiet: bool) -> None:
-    """Enqueue every user in scope of the rules, so the worker reconciles them (catches missed webhooks)."""
+@click.option("--wait", is_flag=True, help="Then follow the sweep until the worker has decided every user in it.")
+@click.option(
+    "--wait-timeout",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="With --wait: give up (exit 1) after this many seconds; 0 waits as long as it takes.",
+)
+def reconcile(
+    dry_run: bool, as_json: bool, rule_name: str | None, restart: bool, quiet: bool, wait: bool, wait_timeout: float
+) -> None:
+    """Sweep every user in scope of the rules through the worker (catches missed webhooks).
+
+    Exit codes: 0 done; 1 failed; 2 bad usage; 3 with --wait, some users ended failed or dead-lettered;
+    4 another sweep is running; 130/143 interrupted (the sweep goes on in the worker).
+    """
+    if dry_run and wait:
+        raise click.UsageError("--wait waits for the worker; a --dry-run gives it nothing to do")
     settings = settings_or_exit(logs=False, role="worker")  # GenAuth and the database; no webhook secret
-    try:
-        policy = load_policy(settings.policy_file)
-    except PolicyError as error:
-        raise click.ClickException(str(error)) from error
+    policy = load_policy(settings.policy_file)
     rules = _select_rules(policy.rules, rule_name)
     if not rules:
         _emit(
@@ -92,16 +98,17 @@ def reconcile(dry_run: bool, as_json: bool, rule_name: str | None, restart: bool
         )
         return
     display = ProgressDisplay(sys.stderr, enabled=not quiet)
-    client = GenAuthClient(
-        settings.genauth, limiter=RateLimiter(settings.genauth.rate_limit, settings.genauth.rate_burst)
-    )
+    services = Services(settings)
+    client = services.genauth()
     started = time.monotonic()
     try:
         with _stop_on_signals() as (stop, received):
             if dry_run:
-                summary, code = _dry_run(settings, client, policy, rules, display, stop, received)
+                summary, code = _dry_run(services, client, policy, rules, display, stop, received)
             else:
-                summary, code = _sweep(settings, client, rules, rule_name, restart, display, stop, received)
+                summary, code = _sweep(settings, client, rules, rule_name, restart), 0
+                if wait:
+                    summary, code = _wait(settings, policy, summary, display, quiet, stop, received, wait_timeout)
     finally:
         display.close()
         client.close()
@@ -123,7 +130,7 @@ def _select_rules(rules: tuple[Rule, ...], name: str | None) -> tuple[Rule, ...]
 
 @contextmanager
 def _stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
-    """Ctrl-C or SIGTERM sets the event (the sweep ends after the page in hand); a second Ctrl-C aborts."""
+    """Ctrl-C or SIGTERM sets the event (the dry run ends after the user in hand); a second Ctrl-C aborts."""
     stop = threading.Event()
     received: list[int] = []
 
@@ -145,87 +152,92 @@ def _interrupted_code(received: list[int]) -> int:
     return 128 + int(received[0] if received else signal.SIGINT)
 
 
-# -- the enqueueing sweep -----------------------------------------------------------------------------------
+# -- the sweep ----------------------------------------------------------------------------------------------
 
 
 def _sweep(
-    settings: Settings,
-    client: GenAuthClient,
-    rules: tuple[Rule, ...],
-    rule_name: str | None,
-    restart: bool,
-    display: ProgressDisplay,
-    stop: threading.Event,
-    received: list[int],
-) -> tuple[dict[str, Any], int]:
+    settings: Settings, client: GenAuthClient, rules: tuple[Rule, ...], rule_name: str | None, restart: bool
+) -> dict[str, Any]:
     engine = create_engine(settings.database_url)
-    sweep = StoredSweep(
-        engine,
-        client,
-        rules,
-        scope=rule_name or ALL_RULES,
-        userpool_id=userpool_id_for(settings),
-        restart=restart,
-        on_progress=display.update,
-        stop=stop,
-        retry_base=settings.worker.backoff_base,
-    )
-    code = 0
     try:
         ensure_schema(engine, migrate=settings.migrate_on_start)
-        sweep.start()
-        sweep.step()
+        started = begin_sweep(
+            engine,
+            client,
+            rules,
+            scope=rule_name or ALL_RULES,
+            userpool_id=settings.pool_key,
+            now=time.time(),
+            restart=restart,
+        )
     except SweepBusyError as busy:
-        until = time.strftime("%H:%M:%S", time.localtime(busy.holder.expires_at))
+        since = time.strftime("%H:%M:%S", time.localtime(busy.sweep.started_at))
         raise SweepBusyExit(
-            f"another reconcile sweep is running (lock held by {busy.holder.owner}, renewed while it works, "
-            f"now until {until}); not starting a second one. Try again when it has finished."
+            f"another reconcile sweep is running (#{busy.sweep.id} of {busy.sweep.scope}, started by "
+            f"{busy.sweep.owner} at {since}); not starting a second one. Try again when it has finished, "
+            "or abandon it with --restart."
         ) from busy
-    except SweepStoppedError:
-        code = _interrupted_code(received)
-    except (ServiceError, SweepLockLostError, sa.exc.SQLAlchemyError) as error:
-        if sweep.sweeper is None:
-            raise click.ClickException(f"reconcile failed before it started: {_reason(error)}") from error
-        click.echo(f"reconcile failed: {_reason(error)}; progress is saved, run it again to resume", err=True)
-        code = EXIT_FAILED
-    finally:
-        sweep.close()
-    if sweep.plan is None:  # stopped (or failed) while the scope was still being planned: nothing to report
-        engine.dispose()
-        click.echo("reconcile stopped before its plan was made; nothing was enqueued", err=True)
-        raise SystemExit(code or EXIT_FAILED)
-    try:
-        result = sweep.result()
+    except (ServiceError, sa.exc.SQLAlchemyError) as error:
+        raise click.ClickException(f"reconcile failed before it started: {_reason(error)}") from error
     finally:
         engine.dispose()
-    return _sweep_summary(result, interrupted=bool(received)), code
+    return _sweep_summary(started)
 
 
-def _sweep_summary(result: SweepResult, *, interrupted: bool) -> dict[str, Any]:
-    summary: dict[str, Any] = {
+def _sweep_summary(started: Started) -> dict[str, Any]:
+    sweep = started.sweep
+    return {
         "dry_run": False,
-        "sweep_id": result.sweep_id,
-        "scope": result.scope,
-        "resumed": result.resumed,
-        "finished": result.finished,
-        "interrupted": interrupted,
-        "in_scope": result.in_scope,
-        "enqueued": result.in_scope,
-        "enqueued_this_run": result.enqueued,
+        "sweep_id": sweep.id,
+        "scope": sweep.scope,
+        "resumed": started.joined,
+        "finished": sweep.state == "finished",
+        "interrupted": False,
+        "in_scope": sweep.in_scope,
+        "listed": sweep.listed,
         "decided_by": "worker",
         **dict.fromkeys(OUTCOMES),
-        "rules": {name: {"in_scope": count} for name, count in result.rule_counts.items()},
-        **_plan_fields(result.plan),
-        "pages": result.pages,
+        "rules": {name: {"in_scope": sweep.rule_counts.get(name, 0)} for name in started.plan.rules},
+        **_plan_fields(started.plan),
     }
-    return summary
+
+
+def _wait(
+    settings: Settings,
+    policy: Policy,
+    summary: dict[str, Any],
+    display: ProgressDisplay,
+    quiet: bool,
+    stop: threading.Event,
+    received: list[int],
+    timeout: float,
+) -> tuple[dict[str, Any], int]:
+    """``--wait``: follow the sweep to its end and the worker's decisions, and the exit code they make."""
+    modes = {rule.name: rule.mode for rule in policy.rules}
+    result = follow_sweep(
+        settings.database_url, summary["sweep_id"], modes, display=display, quiet=quiet, stop=stop, timeout=timeout
+    )
+    sweep = result.sweep
+    summary.update(
+        finished=sweep.state == "finished",
+        interrupted=result.stopped,
+        in_scope=sweep.in_scope,
+        listed=sweep.listed,
+        rules={name: {"in_scope": sweep.rule_counts.get(name, 0)} for name in summary["rules"]},
+        waited=result.summary,
+    )
+    if result.stopped:
+        return summary, _interrupted_code(received)
+    if result.timed_out or sweep.state != "finished":
+        return summary, EXIT_FAILED
+    return summary, EXIT_USERS_FAILED if result.summary["failed"] else 0
 
 
 # -- the dry run --------------------------------------------------------------------------------------------
 
 
 def _dry_run(
-    settings: Settings,
+    services: Services,
     client: GenAuthClient,
     policy: Policy,
     rules: tuple[Rule, ...],
@@ -233,91 +245,91 @@ def _dry_run(
     stop: threading.Event,
     received: list[int],
 ) -> tuple[dict[str, Any], int]:
-    # Each user is previewed against the whole policy: that is what the worker will decide for them.
-    reconciler = Reconciler(client, lambda: policy, force_audit=settings.is_audit)
-    userpool_id = userpool_id_for(settings)
-    base = settings.worker.backoff_base
-    ledger = MemoryLedger()
-    outcome_of: dict[str, str] = {}
-    changes: list[dict[str, Any]] = []
-
-    def evaluate(user_ids: list[str]) -> None:
-        for user_id in user_ids:
-            if stop.is_set():
-                raise SweepStoppedError()
-            try:
-                decision = call_with_retries(_previewer(reconciler, userpool_id, user_id), stop=stop, base=base)
-            except ServiceError as error:
-                outcome_of[user_id] = "failed"
-                changes.append({"user_id": user_id, "outcome": "failed", "action": "failed", "reason": _reason(error)})
-                continue
-            outcome_of[user_id] = _outcome(decision)
-            if outcome_of[user_id] not in ("compliant", "not_matched"):
-                changes.append(_change(decision, outcome_of[user_id]))
-
-    code = 0
-    sweeper: Sweeper | None = None
+    # The same listings, records and evaluation the worker's sweep uses, in memory: each user is evaluated
+    # against the whole policy, as the worker will; each rule's block counts that rule's own outcome, and only
+    # the chosen rules (``--rule``) are counted and planned.
+    reconciler = services.reconciler(client, lambda: policy)
+    chosen = tuple(rule.name for rule in rules)
     try:
-        plan = call_with_retries(lambda: plan_scope(rules, DepartmentResolver(client)), stop=stop, base=base)
-    except SweepStoppedError as stopped:
-        raise click.ClickException("interrupted before the plan was made") from stopped
+        plan = plan_scope(rules, DepartmentResolver(client))
     except ServiceError as error:
         raise click.ClickException(f"dry run failed: {_reason(error)}") from error
-    sweeper = Sweeper(
-        client, plan, ledger, on_new_users=evaluate, on_progress=display.update, stop=stop, retry_base=base
-    )
+    flags = user_flags(policy)
+    rules_of: dict[str, set[str]] = {}
+    verdicts: dict[str, Verdict] = {}
+    totals: dict[str, int | None] = {}
+    listed = pages = code = 0
+    clock = time.monotonic()
     try:
-        sweeper.run()
-    except SweepStoppedError:
+        for source in plan.sources:
+            number = 1
+            while True:
+                if stop.is_set():
+                    raise _Stopped
+                page = source.fetch(client, number, flags=flags)
+                totals[source.key] = page.total
+                pages += 1
+                for record in page.items:
+                    user_id = record.get("userId")
+                    if not isinstance(user_id, str) or not user_id:
+                        continue
+                    listed += 1
+                    rules_of.setdefault(user_id, set()).update(source.rules)
+                    if user_id not in verdicts:
+                        if stop.is_set():
+                            raise _Stopped
+                        verdicts[user_id] = _verdict(reconciler, user_id, record, chosen)
+                known = None if len(totals) < len(plan.sources) else sum(t or 0 for t in totals.values())
+                elapsed = time.monotonic() - clock
+                display.update(Progress(listed, known, len(rules_of), pages, elapsed, listed))
+                if page.is_last(number):
+                    break
+                number += 1
+    except _Stopped:
         code = _interrupted_code(received)
     except ServiceError as error:
         click.echo(f"dry run failed: {_reason(error)}", err=True)
         code = EXIT_FAILED
     counts = dict.fromkeys(OUTCOMES, 0)
-    per_rule = {rule.name: {"in_scope": 0, **dict.fromkeys(OUTCOMES, 0)} for rule in rules}
-    for user_id, in_rules in ledger.rules_of.items():
-        outcome = outcome_of.get(user_id)
-        if outcome is not None:
-            counts[outcome] += 1
+    per_rule = {name: {"in_scope": 0, **dict.fromkeys(OUTCOMES, 0)} for name in chosen}
+    changes: list[dict[str, Any]] = []
+    for user_id, in_rules in rules_of.items():
+        verdict = verdicts.get(user_id)
+        if verdict is None:
+            continue  # listed, not evaluated yet when the run stopped
+        counts[verdict.overall] += 1
         for name in in_rules:
-            per_rule[name]["in_scope"] += 1
-            if outcome is not None:
-                per_rule[name][outcome] += 1
+            if name in per_rule:
+                per_rule[name]["in_scope"] += 1
+                per_rule[name][outcome_name(verdict.outcomes.get(name, Bucket.NOT_MATCHED))] += 1
+        if verdict.overall not in ("compliant", "exempt", "not_matched", "inactive", "removed"):
+            changes.append(verdict.change())
     summary: dict[str, Any] = {
         "dry_run": True,
-        "finished": sweeper.is_finished and code == 0,
+        "finished": code == 0,
         "interrupted": bool(received),
-        "in_scope": ledger.in_scope(),
+        "in_scope": len(verdicts),
         "enqueued": 0,
         **counts,
         "rules": per_rule,
         **_plan_fields(plan),
-        "pages": sweeper.pages,
+        "pages": pages,
         "changes": changes,
     }
     return summary, code
 
 
-def _previewer(reconciler: Reconciler, userpool_id: str, user_id: str) -> Callable[[], Decision]:
-    return lambda: reconciler.preview(userpool_id, user_id, trigger="reconcile-dry-run")
+class _Stopped(Exception):
+    """Ctrl-C or SIGTERM during the dry run."""
 
 
-def _outcome(decision: Decision) -> str:
-    if decision.action == "none":
-        return "compliant" if decision.rules else "not_matched"
-    return _OUTCOME_OF_ACTION.get(decision.action, "failed")
-
-
-def _change(decision: Decision, outcome: str) -> dict[str, Any]:
-    return {
-        "user_id": decision.user_id,
-        "outcome": outcome,
-        "action": decision.action,
-        "rules": list(decision.rules),
-        "required": list(decision.required),
-        "before": list(decision.before),
-        "reason": decision.reason,
-    }
+def _verdict(reconciler: Any, user_id: str, record: dict[str, Any], chosen: tuple[str, ...]) -> Verdict:
+    try:
+        return verdict_of(user_id, reconciler.plan(user_id, dry_run=True, user=record), chosen)
+    except GenAuthUserNotFoundError:
+        return verdict_of(user_id, None, chosen)
+    except ServiceError as error:
+        return Verdict(user_id, dict.fromkeys(chosen, Bucket.FAILED), reason=_reason(error))
 
 
 # -- output -------------------------------------------------------------------------------------------------
@@ -331,7 +343,7 @@ def _plan_fields(plan: ScopePlan) -> dict[str, Any]:
 
 
 def _reason(error: BaseException) -> str:
-    return str(error) or type(error).__name__
+    return failure_message(error) or str(error) or type(error).__name__
 
 
 def _emit(as_json: bool, summary: dict[str, Any], lines: list[str]) -> None:
@@ -347,10 +359,10 @@ def _describe(summary: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for item in summary.get("unresolved", []):
         lines.append(f"warning: rule {item['rule']}: department {item['department']!r} matched no department")
-    lines.append("Listings read:")
+    lines.append("Listings:")
     lines.extend(f"  {item['label']}  [{', '.join(item['rules'])}]" for item in summary.get("listings", []))
-    state = "finished" if summary.get("finished") else "INTERRUPTED (run again to resume)"
     if summary["dry_run"]:
+        state = "finished" if summary.get("finished") else "INTERRUPTED"
         lines.append(f"Dry run {state}: nothing was enqueued or written.")
         state = "so far" if not summary.get("finished") else ""
         lines.append(f"{summary['in_scope']} user(s) in scope {state}".rstrip())
@@ -363,15 +375,32 @@ def _describe(summary: dict[str, Any]) -> list[str]:
         if changes:
             lines.append("Plan (users the worker would change or cannot):")
             for change in changes[:PLAN_LINES]:
-                lines.append(f"  {change['outcome']:<13} {change['user_id']}  {change.get('reason', '')}")
+                name = who(change.get("username"), change.get("email"))
+                lines.append(f"  {change['outcome']:<13} {change['user_id']} ({name})  {change.get('reason', '')}")
             if len(changes) > PLAN_LINES:
                 lines.append(f"  … and {len(changes) - PLAN_LINES} more (--json lists them all)")
         return lines
-    resumed = " (resumed)" if summary.get("resumed") else ""
-    lines.append(
-        f"Sweep #{summary['sweep_id']}{resumed} {state}: {summary['in_scope']} user(s) in scope, "
-        f"{summary['enqueued']} enqueued ({summary['enqueued_this_run']} by this run). "
-        "The worker decides what each one needs."
-    )
+    joined = " (joined: it was running already)" if summary.get("resumed") else ""
+    waited = summary.get("waited")
+    if waited is None:
+        lines.append(
+            f"Sweep #{summary['sweep_id']}{joined} started: its pages are on the work queue, and the worker lists "
+            "and reconciles every user in scope. Follow it with `reconcile --wait` or /metrics."
+        )
+        return lines
+    state = "finished" if summary.get("finished") else "not finished (the worker goes on with it)"
+    lines.append(f"Sweep #{summary['sweep_id']}{joined} {state}: {summary['in_scope']} user(s) in scope.")
     lines.extend(f"  {name}: {counts['in_scope']} in scope" for name, counts in summary["rules"].items())
+    if waited is not None:
+        lines.append(
+            f"Waited {waited['seconds']:.0f} s: {waited['decided']} user(s) decided by the worker, "
+            f"{waited['failed']} failed or dead-lettered, {waited['pending']} still waiting. Per rule:"
+        )
+        for name, counts in waited["rules"].items():
+            detail = ", ".join(f"{counts[c]} {c}" for c in CATEGORIES if counts.get(c))
+            lines.append(f"  {name}: {detail or 'none'}")
+        for failed in waited["failed_users"][:PLAN_LINES]:
+            lines.append(f"  failed: {failed['user_id']} ({who(failed['username'], None)}): {failed['reason']}")
+        if waited["failed"]:
+            lines.append("See `mfa-enforcer dead-letters`; `mfa-enforcer replay --all` retries them.")
     return lines

@@ -1,7 +1,15 @@
 """``mfa-enforcer serve`` (web, plus the worker thread) and ``mfa-enforcer worker`` (the worker alone).
 
-``serve`` without ``GENAUTH_ACCESS_KEY_ID`` starts the sandbox (bundled emulator, sample users); with it,
-it runs gunicorn with ``config/gunicorn.conf.py``, exactly as the Procfile and the container do.
+``serve`` is always production: it runs gunicorn with ``config/gunicorn.conf.py``, exactly as the Procfile and
+the container do, and never starts the sandbox (``mfa-enforcer sandbox`` does that, when asked). Before it
+hands over to gunicorn, and before the worker starts, the process checks what would otherwise fail later with
+a traceback in every gunicorn worker: the settings (every problem listed), the port (naming the variable that
+moves it), the database and its schema.
+
+GenAuth is not one of those checks for ``serve``: a process that takes deliveries starts whatever GenAuth says
+(docs/architecture.md, principle 11), and says what is wrong in its log and ``/readyz``
+(``service.genauth.access``). The worker alone stops with one line when GenAuth refuses the access key, and
+starts anyway when GenAuth cannot be reached, to wait for it.
 """
 
 from __future__ import annotations
@@ -9,81 +17,94 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
+from contextlib import closing
 from pathlib import Path
 from types import FrameType
 
 import click
 from prometheus_client import start_http_server
 
-from service.app import build_workers
-from service.cli.common import settings_or_exit
-from service.errors import ConfigurationError
-from service.policy import PolicyError
-from service.policy_source import PolicySource
-from service.settings import WorkerSettings, is_sandbox
-from service.store.engine import create_engine
-from service.store.migrating import ensure_schema, upgrade
-from service.worker.loop import start_in_thread
+from service.cli.common import check_port_free, port_error, settings_or_exit
+from service.genauth.access import OK, REFUSED, check_access, log_access
+from service.services import Services, open_engine
+from service.settings import heartbeat_file_from
+from service.worker.loop import Worker, start_in_thread
 
 GUNICORN_CONFIG = Path("config/gunicorn.conf.py")
 
 
 @click.command()
 def serve() -> None:
-    """Run the web service on $PORT (the sandbox when no GenAuth credentials are set)."""
-    if is_sandbox(os.environ):
-        from service.cli.sandbox import run_sandbox
-
-        run_sandbox()
-        return
+    """Run the web service on $HOST:$PORT with gunicorn (production; `mfa-enforcer sandbox` is the sandbox)."""
     # Fail here, once, with the full list of problems, rather than in every gunicorn worker.
     settings = settings_or_exit(logs=False, role="web")
-    engine = create_engine(settings.database_url)
-    try:
-        upgrade(engine)  # `make run` prepares the database; production runs `db upgrade` as its release step
-    finally:
-        engine.dispose()
+    check_port_free(settings.host, settings.port, "PORT")
+    open_engine(settings.database_url, migrate=settings.migrate_on_start).dispose()
     gunicorn = Path(sys.executable).with_name("gunicorn")
     arguments = [str(gunicorn), "--config", str(GUNICORN_CONFIG), "service.app:create_app()"]
     os.execv(arguments[0], arguments)  # noqa: S606 - replaces this process with gunicorn, as in production
+
+
+def check_worker_access(services: Services) -> None:
+    """The standalone worker's start: stop with one line when GenAuth refuses the access key (no retry fixes
+    that); when GenAuth cannot be reached, say so in one log line and start anyway, to wait for it (the circuit
+    breaker pauses the workers while every call fails), so an outage does not crash-loop workers."""
+    with closing(services.genauth()) as client:
+        access = check_access(client)
+    if access.state == REFUSED:
+        raise click.ClickException(f"the worker cannot start: {access.message}")
+    if access.state != OK:
+        log_access(access, what="the worker starts and retries until GenAuth answers")
 
 
 @click.command()
 def worker() -> None:
     """Run the worker until SIGTERM or Ctrl-C; the current job finishes first."""
     settings = settings_or_exit(role="worker")
-    try:
-        policies = PolicySource(settings.policy_file, check_interval=settings.policy_check_interval)
-    except PolicyError as error:
-        raise click.ClickException(str(error)) from error
-    engine = create_engine(settings.database_url)
-    try:
-        ensure_schema(engine, migrate=settings.migrate_on_start)
-    except ConfigurationError as error:
-        raise click.ClickException(error.message) from error
-    first, *others = build_workers(settings, engine, policy_getter=policies.current)
+    # Stop requests count from the first moment: one that comes while the worker starts (its checks can
+    # take seconds) ends it cleanly as soon as it is up, instead of killing it half-way.
+    stopping = threading.Event()
+    running_workers: list[Worker] = []
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
-        for running in (first, *others):
+        stopping.set()
+        for running in running_workers:
             running.stop()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port)
+        check_port_free(settings.host, settings.metrics_port, "ENFORCER_METRICS_PORT")
+    services = Services.open(settings)
+    # A bad policy file never stops the worker: it uses the last good copy, or waits for a valid file.
+    policies = services.policy_source()
+    check_worker_access(services)
+    references = services.watch_references(policies.current)
+    running_workers.extend(services.workers(policies.enforceable))
+    first, *others = running_workers
+    if stopping.is_set():
+        for running in running_workers:
+            running.stop()
+    if settings.metrics_port:
+        try:
+            start_http_server(settings.metrics_port, addr=settings.host)
+        except OSError as error:
+            raise port_error(error, settings.host, settings.metrics_port, "ENFORCER_METRICS_PORT") from error
     threads = [start_in_thread(running) for running in others]  # ENFORCER_WORKER_THREADS > 1
     first.run()  # returns once stopped, after its current job
     for thread in threads:
         thread.join()  # each finishes its current job too
-    engine.dispose()
+    references.stop()
+    services.close()
 
 
 @click.command(name="worker-alive")
 @click.option("--max-age", default=300.0, show_default=True, help="Seconds since the worker's last heartbeat.")
 def worker_alive(max_age: float) -> None:
     """Exit 0 when the worker on this host showed a heartbeat recently (a Kubernetes liveness probe)."""
-    path = Path(os.environ.get("ENFORCER_HEARTBEAT_FILE", "").strip() or WorkerSettings().heartbeat_file)
+    path = heartbeat_file_from()
     try:
         age = time.time() - path.stat().st_mtime
     except OSError as error:

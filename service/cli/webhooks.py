@@ -1,44 +1,69 @@
-"""``mfa-enforcer webhooks subscribe | list | test``: the GenAuth webhook that feeds this service.
+"""``mfa-enforcer webhooks subscribe | list | test | remove``: the GenAuth webhook that feeds this service.
 
 ``subscribe`` creates our webhook (JSON, the first ``GENAUTH_WEBHOOK_SECRET``, exactly the events the loaded
-rules need: ``service.genauth.webhooks.events_for``) or updates the one that already has the URL, so running
-it twice leaves one webhook. ``list`` shows ours and whether each is in the state the service needs.
-``test`` makes GenAuth send its test event (``trigger-webhook``) and reports what the service answered and
-whether the event was recorded in the service's ``events`` table (so it needs the service's ``DATABASE_URL``).
+rules need: ``events_for``) or updates the one it manages (``--id``, else the one
+named ``--name``, else the one with the URL), so running it twice leaves one webhook and ``--url NEW`` moves
+it. ``list`` shows ours, whether each is in the state the service needs, and GenAuth's latest delivery
+results. ``remove`` deletes ours. ``test`` makes GenAuth send its test event (``trigger-webhook``) and reports
+what the service answered and whether the event was recorded in the service's ``events`` table (so it needs
+the service's ``DATABASE_URL``).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from contextlib import closing
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
 import sqlalchemy as sa
 
-from service.cli.common import settings_or_exit
-from service.errors import ConfigurationError, ServiceError
+from service.cli.common import failure_message, settings_or_exit
+from service.errors import ServiceError
 from service.genauth.client import GenAuthClient
 from service.genauth.webhooks import (
     JSON_CONTENT_TYPE,
     WEBHOOK_NAME,
     Webhook,
-    events_for,
+    delete_webhooks,
+    deliveries,
     list_webhooks,
     subscribe,
     trigger_webhook,
 )
-from service.policy.errors import PolicyError
+from service.policy.conditions import FACT_EVENTS
 from service.policy.loading import load_policy
 from service.policy.rules import Policy
+from service.services import Services
 from service.settings import Settings
-from service.store.engine import create_engine
+from service.store.engine import create_engine, disposing
 from service.store.migrating import ensure_schema
 from service.store.tables import events
 
 WEBHOOK_PATH = "/webhooks/genauth"
 TEST_EVENT = "test"
+
+#: Events every policy needs: a user appears, signs in, changes, or goes away.
+BASE_EVENTS: tuple[str, ...] = (
+    "user:created",
+    "register",
+    "login",
+    "user:updated",
+    "user:deleted",
+    "user:archived",
+)
+
+
+def events_for(policy: Policy) -> list[str]:
+    """The events our webhook must subscribe to for ``policy``, in a stable order: the base events, then those
+    that change a fact its rules read (each condition names them: ``service.policy.conditions``)."""
+    events = list(BASE_EVENTS)
+    for fact, fact_events in FACT_EVENTS.items():
+        if fact in policy.needs:
+            events.extend(fact_events)
+    return events
 
 
 @click.group()
@@ -46,54 +71,59 @@ def webhooks() -> None:
     """Manage the GenAuth webhook that sends events to this service."""
 
 
-def _load(settings: Settings) -> Policy:
-    try:
-        return load_policy(settings.policy_file)
-    except PolicyError as error:
-        raise click.ClickException(str(error)) from error
-
-
-def _client(settings: Settings) -> GenAuthClient:
-    return GenAuthClient(settings.genauth)
-
-
 @webhooks.command(name="subscribe")
 @click.option("--url", required=True, help="The service's webhook URL, e.g. https://mfa.example.com/webhooks/genauth")
 @click.option("--name", default=WEBHOOK_NAME, show_default=True, help="The webhook's name in GenAuth.")
+@click.option("--id", "webhook_id", metavar="WEBHOOK_ID", help="Update this webhook (default: the one named --name).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def subscribe_command(url: str, name: str, as_json: bool) -> None:
-    """Create our GenAuth webhook for URL, or update the one that has it (running it twice leaves one)."""
+def subscribe_command(url: str, name: str, webhook_id: str | None, as_json: bool) -> None:
+    """Create our GenAuth webhook for URL, or update the one we manage (a new URL moves it; running it twice
+    leaves one webhook)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise click.BadParameter(f"{url!r} is not an http(s) URL", param_hint="--url")
     settings = settings_or_exit(logs=False, role="all")  # GenAuth credentials and the webhook secret
-    policy = _load(settings)
+    policy = load_policy(settings.policy_file)
     wanted = events_for(policy)
-    client = _client(settings)
-    try:
+    with closing(Services(settings).genauth()) as client:
         warnings = _url_warnings(client, url)
-        done = subscribe(client, url=url, events=wanted, secret=settings.webhook.secrets[0], name=name)
-    except ServiceError as error:
-        raise click.ClickException(f"GenAuth refused or failed: {error}") from error
-    finally:
-        client.close()
+        done = subscribe(
+            client, url=url, events=wanted, secret=settings.webhook.secrets[0], name=name, webhook_id=webhook_id
+        )
+        others = [
+            webhook
+            for webhook in list_webhooks(client)
+            if webhook.name == name and webhook.webhook_id != done.webhook.webhook_id and webhook.url != url
+        ]
     duplicates = [webhook.webhook_id for webhook in done.duplicates]
     if duplicates:
         warnings.append(
             f"{len(duplicates)} other webhook(s) also send to this URL ({', '.join(duplicates)}): each event "
             "would arrive more than once; delete them in the GenAuth console"
         )
+    warnings.extend(
+        f"webhook {webhook.webhook_id} is also named {name} and still sends to {webhook.url}: "
+        f"`mfa-enforcer webhooks remove --id {webhook.webhook_id}` stops it"
+        for webhook in others
+    )
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
     if as_json:
         click.echo(
             json.dumps(
-                {"outcome": done.outcome, "webhook": _describe(done.webhook, settings, policy), "warnings": warnings},
+                {
+                    "outcome": done.outcome,
+                    "previousUrl": done.previous_url,
+                    "webhook": _describe(done.webhook, settings, policy),
+                    "warnings": warnings,
+                },
                 indent=2,
             )
         )
         return
     click.echo(f"{done.outcome} webhook {done.webhook.webhook_id} ({done.webhook.name}) -> {done.webhook.url}")
+    if done.previous_url:
+        click.echo(f"  moved from {done.previous_url}: GenAuth no longer sends there")
     click.echo(f"  content type {JSON_CONTENT_TYPE}; request key: the first value of GENAUTH_WEBHOOK_SECRET")
     click.echo(f"  events: {', '.join(done.webhook.events)}")
     click.echo(f"Check it end to end with: mfa-enforcer webhooks test --url {url}")
@@ -119,16 +149,11 @@ def _url_warnings(client: GenAuthClient, url: str) -> list[str]:
 def list_command(show_all: bool, as_json: bool) -> None:
     """Show our webhooks (named mfa-enforcer or sending to /webhooks/genauth) and whether each is right."""
     settings = settings_or_exit(logs=False, role="worker")  # the webhook secret is optional here
-    policy = _load(settings)
-    client = _client(settings)
-    try:
+    policy = load_policy(settings.policy_file)
+    with closing(Services(settings).genauth()) as client:
         found = list_webhooks(client)
-    except ServiceError as error:
-        raise click.ClickException(f"GenAuth refused or failed: {error}") from error
-    finally:
-        client.close()
-    shown = [webhook for webhook in found if show_all or _is_ours(webhook)]
-    described = [_describe(webhook, settings, policy) for webhook in shown]
+        shown = [webhook for webhook in found if show_all or _is_ours(webhook)]
+        described = [{**_describe(webhook, settings, policy), **_deliveries(client, webhook)} for webhook in shown]
     if as_json:
         click.echo(json.dumps({"webhooks": described}, indent=2))
         return
@@ -141,6 +166,69 @@ def list_command(show_all: bool, as_json: bool) -> None:
         click.echo(f"  {'enabled' if item['enabled'] else 'DISABLED'}, {item['contentType']}, secret {item['secret']}")
         click.echo(f"  events: {', '.join(item['events'])}")
         click.echo(f"  state: {state}")
+        click.echo(f"  deliveries: {_delivery_text(item['deliveries'])}")
+
+
+def _deliveries(client: GenAuthClient, webhook: Webhook) -> dict[str, Any]:
+    """GenAuth's latest delivery results for the webhook; unknown (with why) if the log cannot be read."""
+    try:
+        log = deliveries(client, webhook.webhook_id)
+    except ServiceError as error:
+        return {"deliveries": {"error": f"GenAuth's delivery log could not be read: {error}"}}
+    return {
+        "deliveries": {
+            "logged": log.logged,
+            "lastSuccess": log.last_success.as_json() if log.last_success else None,
+            "lastFailure": log.last_failure.as_json() if log.last_failure else None,
+        }
+    }
+
+
+def _delivery_text(summary: dict[str, Any]) -> str:
+    if "error" in summary:
+        return str(summary["error"])
+    if not summary["logged"]:
+        return "none logged by GenAuth yet"
+
+    def one(entry: dict[str, Any] | None) -> str:
+        if entry is None:
+            return "none"
+        status = f" HTTP {entry['status']}" if entry["status"] is not None else ""
+        error = f": {entry['error']}" if entry.get("error") else ""
+        return f"{entry['at'] or '?'} {entry['event'] or '?'}{status}{error}"
+
+    return f"last success {one(summary['lastSuccess'])}; last failure {one(summary['lastFailure'])}"
+
+
+@webhooks.command(name="remove")
+@click.option("--id", "webhook_id", metavar="WEBHOOK_ID", help="Remove this webhook.")
+@click.option("--url", help="Remove our webhook with this URL.")
+@click.option("--name", default=WEBHOOK_NAME, show_default=True, help="Remove the webhook with this name.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def remove_command(webhook_id: str | None, url: str | None, name: str, as_json: bool) -> None:
+    """Delete our GenAuth webhook: GenAuth stops sending events to the service."""
+    settings = settings_or_exit(logs=False, role="worker")
+    with closing(Services(settings).genauth()) as client:
+        found = list_webhooks(client)
+        if webhook_id is not None:
+            chosen = [webhook for webhook in found if webhook.webhook_id == webhook_id]
+        elif url is not None:
+            chosen = [
+                webhook for webhook in found if webhook.url == url and (_is_ours(webhook) or webhook.name == name)
+            ]
+        else:
+            chosen = [webhook for webhook in found if webhook.name == name]
+        if not chosen:
+            raise click.ClickException("no such webhook of ours: `mfa-enforcer webhooks list --all` shows them all")
+        if len(chosen) > 1:
+            listed = ", ".join(f"{webhook.webhook_id} ({webhook.url})" for webhook in chosen)
+            raise click.UsageError(f"several webhooks match ({listed}); say which with --id")
+        delete_webhooks(client, [chosen[0].webhook_id])
+    removed = chosen[0]
+    if as_json:
+        click.echo(json.dumps({"removed": {"webhookId": removed.webhook_id, "name": removed.name, "url": removed.url}}))
+        return
+    click.echo(f"removed webhook {removed.webhook_id} ({removed.name}) -> {removed.url}: GenAuth no longer sends there")
 
 
 def _is_ours(webhook: Webhook) -> bool:
@@ -193,24 +281,16 @@ def _describe(webhook: Webhook, settings: Settings, policy: Policy) -> dict[str,
 def test_command(url: str | None, wait: float, as_json: bool) -> None:
     """Make GenAuth send its test event; report whether it arrived and the service accepted it."""
     settings = settings_or_exit(logs=False, role="worker")  # GenAuth and the service's database
-    client = _client(settings)
-    engine = create_engine(settings.database_url)
-    try:
-        ensure_schema(engine, migrate=settings.migrate_on_start)
-        webhook = _choose(list_webhooks(client), url)
-        before = _last_test_event_id(engine)
-        triggered_at = time.time()
-        response = trigger_webhook(client, webhook.webhook_id)
-        recorded = _wait_for_test_event(engine, after_id=before, wait=wait)
-    except ConfigurationError as error:  # the service's database schema is not current
-        raise click.ClickException(error.message) from error
-    except ServiceError as error:
-        raise click.ClickException(f"GenAuth refused or failed: {error}") from error
-    except sa.exc.SQLAlchemyError as error:
-        raise click.ClickException(f"cannot read the service's database (DATABASE_URL): {error}") from error
-    finally:
-        client.close()
-        engine.dispose()
+    with closing(Services(settings).genauth()) as client, disposing(create_engine(settings.database_url)) as engine:
+        try:
+            ensure_schema(engine, migrate=settings.migrate_on_start)
+            webhook = _choose(list_webhooks(client), url)
+            before = _last_test_event_id(engine)
+            triggered_at = time.time()
+            response = trigger_webhook(client, webhook.webhook_id)
+            recorded = _wait_for_test_event(engine, after_id=before, wait=wait)
+        except sa.exc.SQLAlchemyError as error:
+            raise click.ClickException(f"{failure_message(error)} (it must be the service's database)") from error
     answered = isinstance(response, dict) and response.get("success") is True
     accepted = recorded is not None
     verdict = _verdict(accepted, answered, response)

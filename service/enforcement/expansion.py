@@ -3,21 +3,15 @@
 ``organization:node-moved`` names only the moved department; ``role:assigned`` may name departments and
 groups. The worker expands such subjects with these functions and enqueues every member as an ordinary user
 row, so the reconcile path stays the only one that changes GenAuth. Listings use ``service.genauth.directory``
-(stable order, every page, malformed pages refused) so no member is silently left out.
+and ``paging`` (stable order, every page, malformed pages refused) so no member is silently left out.
 """
 
 from __future__ import annotations
 
 from service.genauth.client import GenAuthClient
-from service.genauth.directory import (
-    Page,
-    all_pages,
-    department_members_page,
-    group_members_page,
-    groups_page,
-    list_organizations,
-)
-from service.genauth.errors import GenAuthNotFoundError, GenAuthRequestError
+from service.genauth.directory import department_members_page, list_group_members, list_groups, list_organizations
+from service.genauth.errors import GenAuthRefusedError
+from service.genauth.paging import Page, all_pages
 
 
 def department_members(client: GenAuthClient, department_id: str) -> list[str]:
@@ -36,7 +30,7 @@ def department_members(client: GenAuthClient, department_id: str) -> list[str]:
 
         try:
             members = all_pages(fetch, "/api/v3/list-department-members")
-        except (GenAuthNotFoundError, GenAuthRequestError):
+        except GenAuthRefusedError:
             continue  # not in this organisation
         return _user_ids(members)
     return []
@@ -45,12 +39,11 @@ def department_members(client: GenAuthClient, department_id: str) -> list[str]:
 def group_members(client: GenAuthClient, group_id: str) -> list[str]:
     """Users of the group with this id (or code)."""
     code = group_id
-    for group in all_pages(lambda number: groups_page(client, number=number), "/api/v3/list-groups"):
+    for group in list_groups(client):
         if group_id in (group.get("id"), group.get("groupId"), group.get("code")):
             code = str(group.get("code") or group_id)
             break
-    members = all_pages(lambda number: group_members_page(client, code, number=number), "/api/v3/list-group-members")
-    return _user_ids(members)
+    return _user_ids(list_group_members(client, code))
 
 
 def _user_ids(items: list[dict[str, object]]) -> list[str]:

@@ -1,17 +1,23 @@
 """``explain``: why a user has (or would get) the MFA factors they have, read live from GenAuth.
 
 Builds a JSON-ready explanation from a ``Plan`` (nothing is written): the user as the rules see them, every
-rule with matched / not matched and why, its outcome, the factors now and required, and the exact change
-enforcement would make to the stored MFA data. Phone numbers are masked; no secret is included.
+rule with matched / not matched and why, its outcome and where the report will count the user under it
+(``service.policy.outcomes.bucket``), the factors now (null when no rule matched, so MFA was
+not read) and required, and the exact change enforcement would make to the stored MFA data. It says what the
+worker *would* do (explain writes nothing), and for a user who cannot be given a factor, how to fix it. Phone
+numbers are masked; no secret is included.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from service.enforcement.reconciling import Plan, Reconciler, decision_of
+from service.enforcement.reconciling import Plan, Reconciler, Request, decision_of
 from service.genauth.errors import GenAuthUserNotFoundError
-from service.store.queue import Job
+from service.policy import Outcome, RuleResult
+from service.policy.conditions import CONDITIONS
+from service.policy.outcomes import NO_EMAIL, NO_PHONE
+from service.vocabulary import Action, OutcomeKind, bucket
 
 MASKED_FIELDS = ("mfaPhone", "phone")
 
@@ -19,72 +25,94 @@ MASKED_FIELDS = ("mfaPhone", "phone")
 def explain_user(reconciler: Reconciler, user_id: str, *, userpool_id: str = "") -> dict[str, Any]:
     """The explanation of one user; raises ``GenAuthUserNotFoundError`` for an unknown user."""
     plan = reconciler.plan(user_id, dry_run=reconciler.force_audit)
-    job = Job(
-        id=0, userpool_id=userpool_id, user_id=user_id, version=0, attempts=0, reason="explain", first_enqueued_at=0.0
-    )
-    decision = decision_of(plan, job, is_audit=plan.is_audit)
+    decision = decision_of(plan, Request(userpool_id, user_id, "explain"), is_audit=plan.is_audit)
+    action, reason, worker_action = decision.action, decision.reason, decision.action
+    if plan.merged is not None and plan.merged.is_changed:
+        # The decision of a run that wrote; explain wrote nothing, so it says what the worker would do.
+        action, worker_action = Action.WOULD_ENFORCE, Action.ENFORCED
+        reason = f"the worker would enable {', '.join(plan.merged.added)} (nothing was written)" + (
+            f"; audit rules would enable {', '.join(plan.to_audit)}" if plan.to_audit else ""
+        )
+    rules = [_rule(plan, result.rule, worker_action) for result in plan.evaluation.results]
+    fixes = [rule["fix"] for rule in rules if rule["fix"]]
+    if fixes:
+        reason += " To fix: " + " ".join(fixes)
     return {
         "user": _user(plan),
         "mode": "audit" if plan.is_audit else "enforce",
-        "rules": [_rule(plan, result.rule) for result in plan.evaluation.results],
-        "current_factors": list(plan.merged.before if plan.merged else ()),
+        "rules": rules,
+        "current_factors": list(plan.merged.before) if plan.merged else None,
         "required_factors": list(decision.required),
         "change": _change(plan),
-        "decision": {"action": decision.action, "reason": decision.reason},
+        "decision": {"action": action, "reason": reason},
     }
+
+
+def unsatisfiable_fix(outcome: Outcome, result: RuleResult) -> str | None:
+    """How an admin makes an ``unsatisfiable`` outcome satisfiable: the missing contact, or a fallback."""
+    if outcome.kind != OutcomeKind.UNSATISFIABLE:
+        return None
+    contacts = []
+    for why in outcome.unsatisfiable.values():
+        if why.startswith(NO_PHONE):
+            contacts.append("add a phone number to the user in GenAuth")
+        elif why.startswith(NO_EMAIL):
+            contacts.append("add an email address to the user in GenAuth")
+    if result.fallback:
+        other = f"or give them a contact for the fallback ({', '.join(result.fallback)})"
+    else:
+        other = f"or declare a fallback the user can have in rule {result.rule} (for example `fallback: [OTP]`)"
+    return (
+        f"{result.rule}: "
+        + (" and ".join(dict.fromkeys(contacts)) or "give the user the factor's contact")
+        + (f", {other}.")
+    )
 
 
 def _user(plan: Plan) -> dict[str, Any]:
     facts = plan.facts
     described: dict[str, Any] = {
         "id": facts.user_id,
+        "username": facts.username,
         "email": facts.email,
         "phone": mask_phone(facts.phone),
         "status": facts.status,
     }
-    if facts.departments is not None:
-        described["departments"] = [
-            {
-                "code": d.code,
-                "name": d.name,
-                "id": d.department_id,
-                "ancestors": list(d.ancestor_codes or d.ancestor_names),
-            }
-            for d in facts.departments
-        ]
-    if facts.groups is not None:
-        described["groups"] = list(facts.groups)
-    if facts.roles is not None:
-        described["roles"] = [f"{role.code}@{role.namespace}" for role in facts.roles]
-    if facts.custom_data is not None:
-        described["custom_data_keys"] = sorted(facts.custom_data)
+    for condition in CONDITIONS:
+        if condition.fact is not None and facts.fetched.get(condition.fact) is not None:
+            described.update(condition.shown(facts.fetched[condition.fact]))
     return described
 
 
-def _rule(plan: Plan, name: str) -> dict[str, Any]:
+def _rule(plan: Plan, name: str, worker_action: str) -> dict[str, Any]:
     result = next(r for r in plan.evaluation.results if r.rule == name)
     outcome = plan.outcomes.get(name)
+    label = outcome.label if outcome else OutcomeKind.NOT_MATCHED
+    mode = "audit" if plan.is_audit else "enforce"
     return {
         "rule": name,
         "mode": result.mode,
         "matched": result.matched,
         "reasons": list(result.reasons),
         "requires": list(result.require_mfa),
-        "outcome": outcome.label if outcome else "not-matched",
+        "outcome": label,
+        # Where the report counts the user under this rule once the worker has decided them.
+        "report": bucket(label, action=worker_action, mode=mode, rule_mode=result.mode, status=plan.facts.status),
         "details": list(outcome.details) if outcome else [],
+        "fix": unsatisfiable_fix(outcome, result) if outcome else None,
         "exempt": result.exempt,
         "expired_exemptions": list(result.expired_exemptions),
     }
 
 
 def _change(plan: Plan) -> dict[str, Any]:
-    merged = plan.merged
-    if merged is None or not merged.is_changed:
+    merged, current = plan.merged, plan.current
+    if merged is None or current is None or not merged.is_changed:
         return {"enable": [], "would_enable_in_audit": list(plan.to_audit), "fields": {}}
     fields = {
-        key: {"before": _shown(key, plan.current.get(key)), "after": _shown(key, value)}
+        key: {"before": _shown(key, current.get(key)), "after": _shown(key, value)}
         for key, value in merged.trigger_data.items()
-        if plan.current.get(key) != value
+        if current.get(key) != value
     }
     return {"enable": list(merged.added), "would_enable_in_audit": list(plan.to_audit), "fields": fields}
 

@@ -1,23 +1,34 @@
-"""Read-merge-write of a user's MFA trigger data, as a pure function.
+"""Read-merge-write of a user's MFA trigger data, as pure functions.
 
 ``merge_factors`` takes what ``get-mfa-status`` returned and the factors policy requires, and returns the whole
-object to send back to ``set-mfa-status``: every field and factor it does not own is kept exactly as read (the
-``mfaToken`` above all), a required factor that is missing is added and one that is disabled is enabled. It
-never removes or disables anything. A factor the user cannot use (SMS with no phone on record, EMAIL with no
-address) is reported as unsatisfiable and left out entirely rather than written half-way.
+object to send back to ``set-mfa-status``: every field and every ``applicationMfa`` entry it does not own is
+kept exactly as read (the ``mfaToken`` above all, and entries it cannot interpret too), a required factor
+that is missing is added and one that is disabled is enabled. It never removes or disables anything, and it
+never replaces a stored ``mfaPhone``/``mfaEmail``, whatever its type. A factor the user cannot use (SMS with
+no verified, well-formed phone; EMAIL likewise) is reported as unsatisfiable and left out entirely rather
+than written half-way.
+
+GenAuth offers no compare-and-set, so the reconciler reads the data back after a write: ``check_write`` says
+whether GenAuth kept what was written (the factors enabled, and everything the service does not own), and
+``restoration`` rebuilds the object that puts back what another writer lost.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.enforcement.errors import UnmergeableMfaDataError
 from service.policy import contact_problem
 from service.policy.facts import UserFacts
+from service.policy.rules import FACTORS
 
 ENABLED = 1
-FACTOR_ORDER = ("SMS", "EMAIL", "OTP", "FACE")
+CONTACT_FIELDS = ("mfaPhone", "mfaPhoneCountryCode", "mfaEmail")
+KEPT_FIELDS = ("mfaToken", *CONTACT_FIELDS)
+"""Fields whose loss after a write is noticed and put back (a changed value is someone's choice; a lost one is not)."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +51,22 @@ class MergeResult:
         return bool(self.added)
 
 
+@dataclass(frozen=True)
+class WriteCheck:
+    """How the data read back after a write compares with what was written."""
+
+    missing: tuple[str, ...] = ()
+    """What this write set (factors, contacts) that GenAuth does not show."""
+    lost: tuple[str, ...] = ()
+    """What the service did not own, present before the write, that is gone now (factors, fields)."""
+
+    @property
+    def is_kept(self) -> bool:
+        return not self.missing and not self.lost
+
+
 def factor_entries(trigger_data: dict[str, Any]) -> list[dict[str, Any]]:
-    """``applicationMfa`` as a list of entries, tolerating null and the single-object doc artefact."""
+    """The object entries of ``applicationMfa`` (for reading; tolerates null and the single-object artefact)."""
     entries = trigger_data.get("applicationMfa")
     if isinstance(entries, dict):
         return [entries]
@@ -60,13 +85,37 @@ def enabled_factors(trigger_data: dict[str, Any]) -> tuple[str, ...]:
     return ordered_factors(enabled)
 
 
+def stored_contact(trigger_data: dict[str, Any], key: str) -> str | None:
+    """An MFA contact as stored: None when unset or blank; anything else (even a number or an object) counts
+    as set, as text, so that it is never overwritten and is judged on its form like any other value."""
+    value = trigger_data.get(key)
+    if value is None or value == "" or value == [] or value == {}:
+        return None
+    if isinstance(value, str):
+        return value if value.strip() else None
+    return json.dumps(value, ensure_ascii=False)
+
+
+def contact_problem_in(trigger_data: dict[str, Any], factor: str, facts: UserFacts) -> str | None:
+    """Why ``factor`` cannot be given to the user whose stored trigger data this is (None: it can)."""
+    return contact_problem(
+        factor,
+        facts,
+        stored_contact(trigger_data, "mfaPhone"),
+        stored_contact(trigger_data, "mfaEmail"),
+        stored_contact(trigger_data, "mfaPhoneCountryCode"),
+    )
+
+
 def merge_factors(current: dict[str, Any], required: tuple[str, ...], facts: UserFacts) -> MergeResult:
-    """Enable every satisfiable required factor, keeping everything else as read."""
+    """Enable every satisfiable required factor, keeping everything else as read.
+
+    Raises ``UnmergeableMfaDataError`` when ``applicationMfa`` has a shape that cannot be kept while adding.
+    """
     before = enabled_factors(current)
     merged = copy.deepcopy(current)
-    entries = factor_entries(merged)
     unsatisfiable: dict[str, str] = {}
-    added: list[str] = []
+    wanted: list[str] = []
     for factor in ordered_factors(set(required)):
         if factor in before:
             continue
@@ -74,42 +123,92 @@ def merge_factors(current: dict[str, Any], required: tuple[str, ...], facts: Use
         if missing:
             unsatisfiable[factor] = missing
             continue
-        _enable(entries, factor)
-        added.append(factor)
-    if not added:
+        wanted.append(factor)
+    if not wanted:
         return MergeResult(trigger_data=current, before=before, after=before, unsatisfiable=unsatisfiable)
+    entries = _all_entries(merged)
+    for factor in wanted:
+        _enable(entries, factor)
     merged["applicationMfa"] = entries
     return MergeResult(
         trigger_data=merged,
         before=before,
         after=enabled_factors(merged),
-        added=tuple(added),
+        added=tuple(wanted),
         unsatisfiable=unsatisfiable,
     )
 
 
+def check_write(read: dict[str, Any], written: dict[str, Any], verified: dict[str, Any]) -> WriteCheck:
+    """Compare the data read back after a write (``verified``) with what was read before it and written."""
+    now_enabled = set(enabled_factors(verified))
+    missing = [factor for factor in enabled_factors(written) if factor not in now_enabled]
+    lost = [factor for factor in enabled_factors(read) if factor not in now_enabled]
+    for key in KEPT_FIELDS:
+        if stored_contact(verified, key) is not None:
+            continue
+        if stored_contact(read, key) is not None:
+            lost.append(key)
+        elif stored_contact(written, key) is not None:
+            missing.append(key)
+    return WriteCheck(missing=tuple(dict.fromkeys(f for f in missing if f not in lost)), lost=tuple(lost))
+
+
+def restoration(read: dict[str, Any], verified: dict[str, Any], lost: tuple[str, ...]) -> dict[str, Any]:
+    """``verified`` with what was ``lost`` since ``read`` put back: factor entries as they were read, fields
+    with their read value. Everything else in ``verified`` (a new token, a factor someone added) stays."""
+    restored = copy.deepcopy(verified)
+    entries = _all_entries(restored)
+    for name in lost:
+        if name in KEPT_FIELDS:
+            restored[name] = copy.deepcopy(read.get(name))
+            continue
+        original = next(
+            (e for e in factor_entries(read) if str(e.get("mfaPolicy", "")).upper() == name), {"mfaPolicy": name}
+        )
+        same = [e for e in entries if isinstance(e, dict) and str(e.get("mfaPolicy", "")).upper() == name]
+        if same:
+            same[0]["status"] = original.get("status", ENABLED)
+        else:
+            entries.append(copy.deepcopy(original))
+    restored["applicationMfa"] = entries
+    return restored
+
+
+def _all_entries(data: dict[str, Any]) -> list[Any]:
+    """Every ``applicationMfa`` entry as read, objects or not, in a list the caller may append to."""
+    entries = data.get("applicationMfa")
+    if entries is None:
+        return []
+    if isinstance(entries, dict):
+        return [entries]  # the single-object artefact of an old reference page; the write takes an array
+    if isinstance(entries, list):
+        return entries
+    raise UnmergeableMfaDataError(
+        f"GenAuth's MFA data for the user cannot be kept intact: applicationMfa is {type(entries).__name__}, not a list"
+    )
+
+
 def _bind_contact(data: dict[str, Any], factor: str, facts: UserFacts) -> str | None:
-    """Fill the phone or email a factor sends codes to; returns why not when there is none."""
-    mfa_phone = data.get("mfaPhone") if _has_text(data.get("mfaPhone")) else None
-    mfa_email = data.get("mfaEmail") if _has_text(data.get("mfaEmail")) else None
-    problem = contact_problem(factor, facts, mfa_phone, mfa_email)
+    """Fill the phone or email a factor sends codes to; returns why not when there is none fit for it."""
+    problem = contact_problem_in(data, factor, facts)
     if problem is not None:
         return problem
-    if factor == "SMS" and mfa_phone is None:
+    if factor == "SMS" and stored_contact(data, "mfaPhone") is None:
         data["mfaPhone"] = facts.phone
-        if facts.phone_country_code and not _has_text(data.get("mfaPhoneCountryCode")):
+        if facts.phone_country_code and stored_contact(data, "mfaPhoneCountryCode") is None:
             data["mfaPhoneCountryCode"] = facts.phone_country_code
-    elif factor == "EMAIL" and mfa_email is None:
+    elif factor == "EMAIL" and stored_contact(data, "mfaEmail") is None:
         data["mfaEmail"] = facts.email
     return None
 
 
-def _enable(entries: list[dict[str, Any]], factor: str) -> None:
+def _enable(entries: list[Any], factor: str) -> None:
     for entry in entries:
-        if str(entry.get("mfaPolicy", "")).upper() == factor:
+        if isinstance(entry, dict) and str(entry.get("mfaPolicy", "")).upper() == factor:
             entry["status"] = ENABLED
             return
-    sorts = [entry["sort"] for entry in entries if isinstance(entry.get("sort"), int | float)]
+    sorts = [e["sort"] for e in entries if isinstance(e, dict) and isinstance(e.get("sort"), int | float)]
     entries.append({"mfaPolicy": factor, "status": ENABLED, "sort": int(max(sorts)) + 1 if sorts else 0})
 
 
@@ -117,10 +216,6 @@ def _is_enabled(status: Any) -> bool:
     return status is True or (isinstance(status, int | float) and status == ENABLED) or status == "1"
 
 
-def _has_text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
 def ordered_factors(factors: set[str]) -> tuple[str, ...]:
-    known = [factor for factor in FACTOR_ORDER if factor in factors]
-    return tuple(known + sorted(factors - set(FACTOR_ORDER)))
+    known = [factor for factor in FACTORS if factor in factors]
+    return tuple(known + sorted(factors - set(FACTORS)))

@@ -1,30 +1,89 @@
 """Reconcile one user against the policy and return the decision to record.
 
-The worker calls ``Reconciler.reconcile`` for each claimed job. It reads the user's current state from GenAuth
-(so the event that caused the job does not matter: level-triggered), evaluates the pure policy, works out
-each matching rule's outcome (``service.policy.outcomes``: fallbacks, exemptions, unsatisfiable factors), and
-writes ``set-mfa-status`` only when an enforce-mode rule needs a factor the user lacks. Temporary GenAuth
-errors propagate to the worker, which retries; a user who no longer exists is a decision, not an error.
+The worker calls ``Reconciler.reconcile`` with a ``Request`` (the user, the trigger, the attempt) for each
+claimed job. It reads the user's current state from GenAuth (so the event that caused the job does not
+matter: level-triggered), evaluates the pure policy, works out each matching rule's outcome
+(``service.policy.outcomes``: fallbacks, exemptions, unsatisfiable factors), and writes ``set-mfa-status``
+only when an enforce-mode rule needs a factor the user lacks. Temporary GenAuth errors propagate to the
+worker, which retries; a user who no longer exists, or is archived, is a ``removed`` decision, not an error
+(a removal event is only a hint: this read is what confirms it).
+
+It reads what it needs in one round trip (``service.enforcement.facts.read_user``): ``get-user`` with the
+flags the rules need (or the record a listing returned), ``get-mfa-status`` alongside it whenever any rule
+could match (after it, for a trigger that says the user is gone: ``REMOVAL_TRIGGERS``), and groups or roles
+when a rule names them; departments come from the record's ``departmentIds`` and the process's cached
+organisation tree (``service.enforcement.organisation``), which an ``organization:*`` event that can change
+the tree's shape marks out of date.
+
+GenAuth has no compare-and-set, so a write goes like this (``_enforce``):
+
+1. the reads take, before they are sent, the rate-limit tokens for the write and its read-back too, so no
+   wait falls between the read of the MFA data and the write: the plan is made from data one round trip
+   old (when the facts needed a second round, a department new to the cached tree or
+   ``get-user-departments``, the MFA data is read again after it);
+2. write the merged object;
+3. read it back (unless ENFORCER_VERIFY_WRITES is off): the factors written must be there, and nothing the
+   service does not own may be gone. What another writer lost is put back once, and the decision says so;
+   a write GenAuth did not keep is ``WriteNotKeptError`` (retried, then dead-lettered with that reason).
+   A write whose answer was lost is judged by the same read: confirmed, or ``WriteOutcomeUnknownError``.
+
+A change another writer makes in the moment between the read's answer and the write is overwritten, and no
+read can tell (the read-back shows what was written); the window is that one round trip, as it was between
+the re-read this sequence used to make and the write. A change landing after the write is what step 3 finds.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from service.enforcement.facts import gather_facts
-from service.enforcement.merging import MergeResult, enabled_factors, merge_factors, ordered_factors
-from service.genauth.client import GenAuthClient
-from service.genauth.errors import GenAuthUserNotFoundError
+from service import metrics
+from service.enforcement.decisions import Decision
+from service.enforcement.errors import WriteNotKeptError, WriteOutcomeUnknownError
+from service.enforcement.facts import read_user
+from service.enforcement.merging import (
+    MergeResult,
+    check_write,
+    enabled_factors,
+    merge_factors,
+    ordered_factors,
+    restoration,
+    stored_contact,
+)
+from service.enforcement.organisation import OrganisationTree
+from service.genauth import users
+from service.genauth.client import GenAuthClient, Json
+from service.genauth.errors import GenAuthAnswerLostError, GenAuthUserNotFoundError
 from service.logs import log_event
 from service.policy import Evaluation, Outcome, Policy, RuleResult, UserFacts, evaluate, factors_to_add, rule_outcomes
-from service.store.decisions import Decision
-from service.store.queue import Job
+from service.policy.outcomes import action_of
+from service.vocabulary import Action
 
 logger = logging.getLogger(__name__)
+
+ARCHIVED = "Archived"
+REMOVAL_TRIGGERS = frozenset({"user:archived", "user:deleted"})
+"""Events that say the user is gone: ``get-user`` is read first to confirm it, and the MFA data only after, if a
+rule matches (a user GenAuth confirms archived or deleted has their MFA data neither read nor written)."""
+TREE_EVENTS_EXCLUDED = frozenset({"organization:member-added", "organization:member-removed"})
+"""``organization:*`` events that leave the tree's shape as it was: the user's ``departmentIds`` are read anew,
+and a department new to the cached tree reloads it anyway."""
+NOT_FOUND = "the user does not exist in GenAuth (deleted)"
+
+
+@dataclass(frozen=True)
+class Request:
+    """One user to reconcile, and what the decision records about why: the trigger and the attempt."""
+
+    userpool_id: str
+    user_id: str
+    trigger: str
+    attempt: int = 0
+    enqueued_at: float | None = None
+    """When the work was enqueued (wall clock): a tree loaded since then already shows what the event changed."""
 
 
 class Reconciler:
@@ -36,63 +95,138 @@ class Reconciler:
         get_policy: Callable[[], Policy],
         *,
         force_audit: bool,
+        verify_writes: bool = True,
+        tree: OrganisationTree | None = None,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
     ) -> None:
         self.client = client
+        self.tree = tree or OrganisationTree()
+        """The organisation tree department facts come from (the process's, shared by its workers)."""
         self.get_policy = get_policy
         self.force_audit = force_audit
+        self.verify_writes = verify_writes
+        """Read every write back (ENFORCER_VERIFY_WRITES): one more ``get-mfa-status`` per write."""
         self.today = today
         """Today's date (UTC) for exception expiry; tests pass a fixed one."""
 
-    def preview(self, userpool_id: str, user_id: str, *, trigger: str = "preview") -> Decision:
-        """What reconciling the user would decide, with nothing written (``enforced`` reads ``would-enforce``)."""
-        job = Job(
-            id=0,
-            userpool_id=userpool_id,
-            user_id=user_id,
-            version=0,
-            attempts=0,
-            reason=trigger,
-            first_enqueued_at=0.0,
-        )
-        return self.reconcile(job, dry_run=True)
-
-    def plan(self, user_id: str, *, dry_run: bool = False) -> Plan:
-        """Everything reconciling the user would read and decide, without writing anything."""
+    def plan(self, user_id: str, *, dry_run: bool = False, user: Json | None = None, removal: bool = False) -> Plan:
+        """Everything reconciling the user would read and decide, without writing anything. ``user``: the
+        record as a listing returned it (read with ``facts.user_flags``), so ``get-user`` is not read again.
+        ``removal``: the trigger says the user is gone, so the MFA data waits for ``get-user`` to deny it."""
         policy = self.get_policy()
         is_audit = self.force_audit or dry_run
-        facts = gather_facts(self.client, user_id, policy)
-        evaluation = evaluate(policy, facts, force_audit=self.force_audit, today=self.today())
-        matched = tuple(result for result in evaluation.results if result.matched)
-        if not matched:
-            return Plan(facts=facts, evaluation=evaluation, matched=(), is_audit=is_audit)
-        current = self.client.get_mfa_status(user_id)
-        before = enabled_factors(current)
-        mfa_phone, mfa_email = _text(current.get("mfaPhone")), _text(current.get("mfaEmail"))
-        outcomes = rule_outcomes(evaluation, facts, before, mfa_phone=mfa_phone, mfa_email=mfa_email)
-        to_enforce = () if is_audit else factors_to_add(outcomes.values(), "enforce")
-        wanted = {*factors_to_add(outcomes.values(), "audit"), *factors_to_add(outcomes.values(), "enforce")}
-        to_audit = tuple(factor for factor in ordered_factors(wanted) if factor not in to_enforce)
-        return Plan(
-            facts=facts,
-            evaluation=evaluation,
-            matched=matched,
-            is_audit=is_audit,
-            current=current,
-            outcomes=outcomes,
-            to_audit=to_audit,
-            merged=merge_factors(current, to_enforce, facts),
+        with_mfa = user is None and not removal and bool(policy.rules)  # any rule could match: read it alongside
+        writes = 0 if is_audit else 2 if self.verify_writes else 1
+        reading = read_user(
+            self.client,
+            user_id,
+            policy,
+            user=user,
+            tree=self.tree,
+            with_mfa=with_mfa,
+            reserve=writes if with_mfa else 0,
         )
+        facts = reading.facts
+        evaluation = evaluate(policy, facts, force_audit=self.force_audit, today=self.today())
+        if facts.status == ARCHIVED:
+            return Plan(facts=facts, evaluation=evaluation, matched=(), is_audit=is_audit, removal="archived")
+        matched = tuple(result for result in evaluation.results if result.matched)
+        base = Plan(facts=facts, evaluation=evaluation, matched=matched, is_audit=is_audit)
+        if not matched:
+            return base
+        if reading.mfa is not None:
+            return base.with_mfa(reading.mfa.result())
+        self.client.reserve_calls(1 + writes)  # the read and what follows it, so no wait falls between them
+        return base.with_mfa(users.get_mfa_status(self.client, user_id))
 
-    def reconcile(self, job: Job, *, dry_run: bool = False) -> Decision:
+    def reconcile(self, request: Request, *, dry_run: bool = False, user: Json | None = None) -> Decision:
+        is_audit = self.force_audit or dry_run
+        if request.trigger.startswith("organization:") and request.trigger not in TREE_EVENTS_EXCLUDED:
+            self.tree.invalidate(as_of=request.enqueued_at)
         try:
-            plan = self.plan(job.user_id, dry_run=dry_run)
+            plan = self.plan(request.user_id, dry_run=dry_run, user=user, removal=request.trigger in REMOVAL_TRIGGERS)
+            if plan.merged is not None and plan.merged.is_changed:
+                plan = self._enforce(request, plan)
         except GenAuthUserNotFoundError:
-            plan = None
-        if plan is not None and plan.merged is not None and plan.merged.is_changed:
-            self.client.set_mfa_status(job.user_id, plan.merged.trigger_data)
-            log_event(logger, "mfa_enforced", user_id=job.user_id, factors=list(plan.merged.added))
-        return decision_of(plan, job, is_audit=self.force_audit or dry_run)
+            return decision_of(None, request, is_audit=is_audit)
+        return decision_of(plan, request, is_audit=is_audit)
+
+    def _enforce(self, request: Request, plan: Plan) -> Plan:
+        """Write, read back (see the module docstring); returns the plan as finally carried out."""
+        user_id = request.user_id
+        self.client.reserve_calls(2 if self.verify_writes else 1)  # taken with the reads: no wait here
+        assert plan.merged is not None and plan.current is not None
+        merged = plan.merged
+        try:
+            users.set_mfa_status(self.client, user_id, merged.trigger_data)
+        except GenAuthAnswerLostError as error:
+            if not self.verify_writes:
+                raise self._unknown(request, plan, str(error)) from error
+            return self._verify(request, plan, merged, answer_lost=str(error))
+        log_event(logger, "mfa_enforced", user_id=user_id, factors=list(merged.added))
+        if not self.verify_writes:
+            return replace(plan, write=Write(after=merged.after, verified=False))
+        return self._verify(request, plan, merged)
+
+    def _verify(self, request: Request, plan: Plan, merged: MergeResult, *, answer_lost: str | None = None) -> Plan:
+        assert plan.current is not None
+        user_id = request.user_id
+        verified = users.get_mfa_status(self.client, user_id)
+        check = check_write(plan.current, merged.trigger_data, verified)
+        if check.is_kept:
+            metrics.WRITE_CHECKS.labels(result="kept").inc()
+            if answer_lost:
+                log_event(logger, "mfa_enforced", user_id=user_id, factors=list(merged.added), answer_lost=True)
+            return replace(plan, write=Write(after=enabled_factors(verified), answer_lost=bool(answer_lost)))
+        if answer_lost:
+            metrics.WRITE_CHECKS.labels(result="unknown").inc()
+            raise self._unknown(request, plan, answer_lost)
+        if not check.lost:
+            metrics.WRITE_CHECKS.labels(result="not_kept").inc()
+            raise WriteNotKeptError(
+                f"GenAuth did not keep the change: {', '.join(check.missing)} missing when read back after "
+                "set-mfa-status answered success"
+            )
+        # Another writer's change landed on ours and lost something the service does not own (or ours):
+        # put it back from what was read, on top of what GenAuth holds now, once.
+        log_event(logger, "mfa_loss_detected", level=logging.WARNING, user_id=user_id, lost=list(check.lost))
+        restored = merge_factors(restoration(plan.current, verified, check.lost), merged.added, plan.facts)
+        self.client.reserve_calls(2)
+        users.set_mfa_status(self.client, user_id, restored.trigger_data)
+        again = users.get_mfa_status(self.client, user_id)
+        recheck = check_write(verified, restored.trigger_data, again)
+        if not recheck.is_kept:
+            metrics.WRITE_CHECKS.labels(result="not_kept").inc()
+            raise WriteNotKeptError(
+                f"GenAuth did not keep the change: {', '.join(recheck.missing + recheck.lost)} missing after "
+                f"restoring {', '.join(check.lost)}"
+            )
+        metrics.WRITE_CHECKS.labels(result="restored").inc()
+        log_event(logger, "mfa_restored", level=logging.WARNING, user_id=user_id, restored=list(check.lost))
+        return replace(plan, write=Write(after=enabled_factors(again), restored=check.lost))
+
+    def _unknown(self, request: Request, plan: Plan, why: str) -> WriteOutcomeUnknownError:
+        decision = replace(
+            decision_of(plan, request, is_audit=False),
+            action="unknown",
+            after=None,
+            reason=f"write outcome unknown: {why}; the next read confirms whether "
+            f"{', '.join(plan.merged.added if plan.merged else ())} was enabled",
+        )
+        return WriteOutcomeUnknownError(decision.reason, decision=decision)
+
+
+@dataclass(frozen=True)
+class Write:
+    """What a write did, as read back."""
+
+    after: tuple[str, ...]
+    """Factors enabled after it (read back, or as written when writes are not verified)."""
+    verified: bool = True
+    answer_lost: bool = False
+    """GenAuth's answer never came; the read after it showed the change applied."""
+    restored: tuple[str, ...] = ()
+    """What another writer lost and the service put back (factors, fields)."""
 
 
 @dataclass(frozen=True)
@@ -103,65 +237,94 @@ class Plan:
     evaluation: Evaluation
     matched: tuple[RuleResult, ...]
     is_audit: bool
-    current: dict[str, Any] = field(default_factory=dict)
-    """The MFA trigger data read from GenAuth (empty when no rule matched: not read)."""
+    current: dict[str, Any] | None = None
+    """The MFA trigger data read from GenAuth (None when no rule matched: not used, if read at all)."""
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     to_audit: tuple[str, ...] = ()
     merged: MergeResult | None = None
     """The object ``set-mfa-status`` would receive; ``merged.added`` are the factors it enables."""
+    removal: str | None = None
+    """Why the user counts as removed (``archived``); their MFA data is not used."""
+    write: Write | None = None
+    """Set once the write was made."""
+
+    def with_mfa(self, current: dict[str, Any]) -> Plan:
+        """This plan completed (or re-made) from the user's MFA data as read."""
+        before = enabled_factors(current)
+        outcomes = rule_outcomes(
+            self.evaluation,
+            self.facts,
+            before,
+            mfa_phone=stored_contact(current, "mfaPhone"),
+            mfa_email=stored_contact(current, "mfaEmail"),
+            mfa_phone_country_code=stored_contact(current, "mfaPhoneCountryCode"),
+        )
+        to_enforce = () if self.is_audit else factors_to_add(outcomes.values(), "enforce")
+        wanted = {*factors_to_add(outcomes.values(), "audit"), *factors_to_add(outcomes.values(), "enforce")}
+        merged = merge_factors(current, to_enforce, self.facts)  # UnmergeableMfaDataError: nothing is written
+        return replace(
+            self,
+            current=current,
+            outcomes=outcomes,
+            to_audit=tuple(factor for factor in ordered_factors(wanted) if factor not in to_enforce),
+            merged=merged,
+        )
 
 
-def decision_of(plan: Plan | None, job: Job, *, is_audit: bool) -> Decision:
+def decision_of(plan: Plan | None, request: Request, *, is_audit: bool) -> Decision:
     """The decision record for a plan (None: the user no longer exists)."""
 
     def decide(action: str, reason: str, **values: Any) -> Decision:
         return Decision(
-            userpool_id=job.userpool_id,
-            user_id=job.user_id,
-            trigger=job.reason,
+            userpool_id=request.userpool_id,
+            user_id=request.user_id,
+            trigger=request.trigger,
             mode="audit" if is_audit else "enforce",
-            attempt=job.attempts,
+            attempt=request.attempt,
             action=action,
             reason=reason,
             rules=values.get("rules", ()),
             required=values.get("required", ()),
-            before=values.get("before", ()),
-            after=values.get("after", ()),
+            before=values.get("before"),
+            after=values.get("after"),
             outcomes=values.get("outcomes", {}),
+            **_who(plan),
         )
 
     if plan is None:
-        return decide("none", "the user does not exist in GenAuth (deleted?)")
+        return decide(Action.REMOVED, f"removed: {NOT_FOUND}")
+    if plan.removal is not None:
+        return decide(Action.REMOVED, f"removed: the user is {plan.removal} in GenAuth")
     if not plan.matched or plan.merged is None:
-        return decide("none", "no rule matches this user")
-    matched, outcomes, merged = plan.matched, plan.outcomes, plan.merged
+        return decide(Action.NONE, "no rule matches this user; MFA not checked")
+    matched, outcomes, merged, write = plan.matched, plan.outcomes, plan.merged, plan.write
     return decide(
-        _action(outcomes.values(), wrote=merged.is_changed, would=bool(plan.to_audit)),
+        action_of(outcomes.values(), wrote=write is not None, would=bool(plan.to_audit)),
         _reason(
             matched_outcomes=[outcomes[result.rule] for result in matched],
             reasons={result.rule: result.reasons for result in matched},
-            wrote=merged.added,
+            wrote=merged.added if write is not None else (),
             would=plan.to_audit,
+            write=write,
         ),
         rules=tuple(result.rule for result in matched),
         required=ordered_factors({f for result in matched if not result.exempt for f in result.require_mfa}),
         before=merged.before,
-        after=enabled_factors(merged.trigger_data),
+        after=write.after if write is not None else merged.after,
         outcomes={result.rule: outcomes[result.rule].label for result in matched},
     )
 
 
-def _action(outcomes: Iterable[Outcome], *, wrote: bool, would: bool) -> str:
-    kinds = {outcome.kind for outcome in outcomes}
-    if "unsatisfiable" in kinds:
-        return "unsatisfiable"
-    if wrote:
-        return "enforced"
-    if would:
-        return "would-enforce"
-    if kinds - {"not-matched"} == {"exempt"}:
-        return "exempt"
-    return "none"
+def _who(plan: Plan | None) -> dict[str, str | None]:
+    """The user as an admin knows them, recorded with the decision (never the phone number)."""
+    if plan is None:
+        return {}
+    facts = plan.facts
+    return {
+        "username": facts.username[:128] if facts.username else None,
+        "email": facts.email[:320] if facts.email else None,
+        "status": facts.status[:32] if facts.status else None,
+    }
 
 
 def _reason(
@@ -170,6 +333,7 @@ def _reason(
     reasons: dict[str, tuple[str, ...]],
     wrote: tuple[str, ...],
     would: tuple[str, ...],
+    write: Write | None,
 ) -> str:
     """One sentence per matching rule (why it matched, its outcome), then what was done."""
     parts = []
@@ -179,12 +343,14 @@ def _reason(
         parts.append(f"{outcome.rule} ({why}): {outcome.label}" + (f" — {details}" if details else ""))
     if wrote:
         parts.append(f"enabled {', '.join(wrote)}")
+    if write is not None and write.answer_lost:
+        parts.append("GenAuth's answer to the write was lost; the read after it confirms the change")
+    if write is not None and write.restored:
+        parts.append(f"restored {', '.join(write.restored)}, lost to another change made at the same time")
+    if write is not None and not write.verified:
+        parts.append("not read back (ENFORCER_VERIFY_WRITES is off)")
     if would:
         parts.append(f"would enable {', '.join(would)} (audit)")
     if not wrote and not would and all(o.kind in ("compliant", "exempt") for o in matched_outcomes):
         parts.append("already compliant" if any(o.kind == "compliant" for o in matched_outcomes) else "exempt")
     return ". ".join(parts) + "."
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None

@@ -1,38 +1,29 @@
-"""Which users are in scope of the rules, listed page by page at a cost that grows with the users in scope.
+"""Which users are in scope of the rules, as listings to page through: planned once per reconcile sweep.
 
-``mfa-enforcer reconcile`` and the worker's periodic sweep (``service.worker.sweeping``) call this. A rule
+``mfa-enforcer reconcile`` and the worker's periodic sweep (``service.worker.sweeping``) plan with this. A rule
 whose top-level match names ``departments`` is in scope for the members of those departments (with their
 sub-departments unless ``include_subdepartments`` is false), listed with ``list-department-members``; any
 other rule needs the whole pool, listed with ``list-users``. Department selectors are codes, names or ids
-without an organisation, so ``DepartmentResolver`` looks each up in every organisation once per run.
+without an organisation, so ``DepartmentResolver`` looks each up in every organisation once per plan.
 
-The plan is a list of ``Source`` listings; ``Sweeper`` walks them a page at a time and hands each page to a
-``Ledger``, which dedupes users across rules and records progress (in memory for a dry run, in the database
-otherwise, so a stopped sweep resumes where it was). The first page of every listing is read first, so the
-total to expect (and an ETA) is known early.
+The plan is a list of ``Source`` listings, stored with the sweep (``ScopePlan.to_json``) so that whichever
+worker reads a page of it reads the same listing; the dry run walks the same sources in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from service.errors import TemporaryError
 from service.genauth import directory
 from service.genauth.client import GenAuthClient
-from service.genauth.directory import Page
+from service.genauth.paging import Page, check_page_number
 from service.policy.rules import Rule
 
 POOL_KEY = "pool"
-RETRY_ATTEMPTS = 5
-RETRY_DELAY_MAX = 60.0
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -108,12 +99,18 @@ class Source:
     department_id: str | None = None
     include_children: bool = True
 
-    def fetch(self, client: GenAuthClient, number: int) -> Page:
-        """Page ``number`` (from 1) of this listing."""
+    def fetch(self, client: GenAuthClient, number: int, *, flags: Sequence[str] = ()) -> Page:
+        """Page ``number`` (from 1) of this listing, its user records read with ``flags``."""
+        check_page_number(number, self.key)  # the one cap on every listing
         if self.department_id is None or self.organization_code is None:
-            return directory.users_page(client, number=number)
+            return directory.users_page(client, number=number, flags=flags)
         return directory.department_members_page(
-            client, self.organization_code, self.department_id, include_children=self.include_children, number=number
+            client,
+            self.organization_code,
+            self.department_id,
+            include_children=self.include_children,
+            number=number,
+            flags=flags,
         )
 
 
@@ -128,9 +125,23 @@ class ScopePlan:
 
     @property
     def fingerprint(self) -> str:
-        """Identifies the plan, so a stored sweep is resumed only with the same listings for the same rules."""
+        """Identifies the plan, so a running sweep is joined only with the same listings for the same rules."""
         shape = [[source.key, sorted(source.rules)] for source in self.sources]
         return hashlib.sha256(json.dumps([sorted(self.rules), shape]).encode()).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rules": list(self.rules), "sources": [asdict(s) for s in self.sources], "unresolved": self.unresolved}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ScopePlan:
+        sources = tuple(Source(**{**item, "rules": tuple(item["rules"])}) for item in data["sources"])
+        unresolved = tuple((str(rule), str(selector)) for rule, selector in data.get("unresolved", ()))
+        return cls(rules=tuple(data["rules"]), sources=sources, unresolved=unresolved)
+
+    def rules_elsewhere(self, index: int) -> set[str]:
+        """The rules of every listing but ``index``: a user met again through listing ``index`` counts only
+        for its rules not among these (they were counted where the user was first met)."""
+        return {rule for other, source in enumerate(self.sources) if other != index for rule in source.rules}
 
 
 def scope_of(rule: Rule) -> tuple[tuple[str, ...], bool]:
@@ -173,75 +184,6 @@ def plan_scope(rules: Sequence[Rule], resolver: DepartmentResolver) -> ScopePlan
     return ScopePlan(rules=tuple(rule.name for rule in rules), sources=sources, unresolved=tuple(unresolved))
 
 
-@dataclass
-class SourceProgress:
-    """How far one listing got: the next page to read, GenAuth's total, users listed so far."""
-
-    next_page: int = 1
-    total: int | None = None
-    listed: int = 0
-    done: bool = False
-
-
-@dataclass(frozen=True)
-class PageRecord:
-    """One page read from a source, for the ledger to record."""
-
-    source: Source
-    number: int
-    user_ids: tuple[str, ...]
-    total: int | None
-    is_last: bool
-
-
-class Ledger(Protocol):
-    """Remembers who has been seen (deduping across rules) and how far each listing got."""
-
-    def progress(self, key: str) -> SourceProgress:
-        """Where the listing ``key`` stands (a fresh one starts at page 1)."""
-
-    def in_scope(self) -> int:
-        """Distinct users seen so far."""
-
-    def record(self, page: PageRecord) -> list[str]:
-        """Store the page and the listing's progress; return the users not seen before, in page order."""
-
-
-@dataclass
-class MemoryLedger:
-    """A ledger for a dry run: nothing is written anywhere."""
-
-    sources: dict[str, SourceProgress] = field(default_factory=dict)
-    rules_of: dict[str, set[str]] = field(default_factory=dict)
-    """User id -> the rules whose scope they are in."""
-
-    def progress(self, key: str) -> SourceProgress:
-        return self.sources.setdefault(key, SourceProgress())
-
-    def in_scope(self) -> int:
-        return len(self.rules_of)
-
-    def record(self, page: PageRecord) -> list[str]:
-        new: list[str] = []
-        for user_id in dict.fromkeys(page.user_ids):
-            if user_id not in self.rules_of:
-                new.append(user_id)
-            self.rules_of.setdefault(user_id, set()).update(page.source.rules)
-        progress = self.progress(page.source.key)
-        progress.next_page = page.number + 1
-        progress.total = page.total
-        progress.listed += len(page.user_ids)
-        progress.done = page.is_last
-        return new
-
-    def rule_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for rules in self.rules_of.values():
-            for rule in rules:
-                counts[rule] = counts.get(rule, 0) + 1
-        return counts
-
-
 @dataclass(frozen=True)
 class Progress:
     """A snapshot for progress displays; ``expected`` counts listed users (a user in two listings twice)."""
@@ -264,118 +206,3 @@ class Progress:
         if self.expected is None or self.rate <= 0:
             return None
         return max(0.0, (self.expected - self.listed) / self.rate)
-
-
-class SweepStoppedError(Exception):
-    """The sweep was asked to stop; what it recorded stays, and it resumes from there."""
-
-
-class Sweeper:
-    """Walks a plan's listings page by page into a ledger; stops cleanly between pages."""
-
-    def __init__(
-        self,
-        client: GenAuthClient,
-        plan: ScopePlan,
-        ledger: Ledger,
-        *,
-        on_new_users: Callable[[list[str]], None] | None = None,
-        on_progress: Callable[[Progress], None] | None = None,
-        stop: threading.Event | None = None,
-        retry_base: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.client = client
-        self.plan = plan
-        self.ledger = ledger
-        self.on_new_users = on_new_users
-        self.on_progress = on_progress
-        self.stop = stop or threading.Event()
-        self.retry_base = retry_base
-        self.clock = clock
-        self.pages = 0
-        self._started = clock()
-        self._listed_at_start = self._listed()
-
-    @property
-    def is_finished(self) -> bool:
-        return all(self.ledger.progress(source.key).done for source in self.plan.sources)
-
-    def run(self, *, deadline: float | None = None) -> bool:
-        """Read pages until every listing is done (True) or ``deadline`` (``clock`` time) passes (False).
-
-        Raises ``SweepStoppedError`` when ``stop`` is set, and the last ``TemporaryError`` when GenAuth keeps
-        failing; both leave every page recorded so far in the ledger.
-        """
-        # Every listing's first page first: after that the totals, and so the ETA, are known.
-        for first_pages_only in (True, False):
-            for source in self.plan.sources:
-                progress = self.ledger.progress(source.key)
-                while not progress.done and not (first_pages_only and progress.total is not None):
-                    if deadline is not None and self.clock() >= deadline:
-                        return False
-                    self._read(source, progress.next_page)
-                    progress = self.ledger.progress(source.key)
-                    if first_pages_only:
-                        break
-        return True
-
-    def snapshot(self) -> Progress:
-        totals = [self.ledger.progress(source.key) for source in self.plan.sources]
-        listed = self._listed()
-        expected = None if any(p.total is None and not p.done for p in totals) else sum(_expected(p) for p in totals)
-        return Progress(
-            listed=listed,
-            expected=expected,
-            in_scope=self.ledger.in_scope(),
-            pages=self.pages,
-            elapsed=self.clock() - self._started,
-            listed_this_run=listed - self._listed_at_start,
-        )
-
-    def _read(self, source: Source, number: int) -> None:
-        if self.stop.is_set():
-            raise SweepStoppedError()
-        if number > directory.MAX_PAGES:
-            # A server that ignores `page` (full pages, no totalCount) would otherwise be read forever.
-            raise directory.unreadable(source.key, f"more than {directory.MAX_PAGES} pages")
-        page = self.retrying(lambda: source.fetch(self.client, number))
-        user_ids = tuple(directory.user_ids_of(page))
-        record = PageRecord(source, number, user_ids, page.total, page.is_last(number))
-        new = self.ledger.record(record)
-        self.pages += 1
-        if new and self.on_new_users is not None:
-            self.on_new_users(new)
-        if self.on_progress is not None:
-            self.on_progress(self.snapshot())
-
-    def retrying(self, call: Callable[[], _T]) -> _T:
-        """``call()`` with this sweeper's retries and stop signal (``call_with_retries``)."""
-        return call_with_retries(call, stop=self.stop, base=self.retry_base)
-
-    def _listed(self) -> int:
-        return sum(self.ledger.progress(source.key).listed for source in self.plan.sources)
-
-
-def call_with_retries(call: Callable[[], _T], *, stop: threading.Event, base: float = 1.0) -> _T:
-    """``call()``, retried with exponential backoff (at least GenAuth's Retry-After) on temporary errors.
-
-    Gives up with the last ``TemporaryError`` after ``RETRY_ATTEMPTS``; ``SweepStoppedError`` if ``stop`` is
-    set while waiting.
-    """
-    for attempt in range(1, RETRY_ATTEMPTS + 1):
-        try:
-            return call()
-        except TemporaryError as error:
-            if attempt == RETRY_ATTEMPTS:
-                raise
-            delay = min(RETRY_DELAY_MAX, max(base * 2 ** (attempt - 1), error.retry_after or 0.0))
-            if stop.wait(delay):
-                raise SweepStoppedError() from error
-    raise AssertionError("unreachable")
-
-
-def _expected(progress: SourceProgress) -> int:
-    if progress.done:
-        return progress.listed
-    return max(progress.total or 0, progress.listed)

@@ -1,27 +1,42 @@
-"""The GenAuth management API client: the only module that imports ``requests``.
+"""The GenAuth management API transport: the only module that imports ``requests``.
 
-Used by the worker (one client per worker thread, so one pooled session each). It obtains a management token
-from ``get-management-token``, caches it until shortly before it expires, renews it once when GenAuth answers
-401, sets connect and read timeouts on every call, and turns GenAuth's envelope
-(``{statusCode, message, apiCode, requestId, data}``, usually under HTTP 200) into data or a typed error from
-``service.genauth.errors``. Only the endpoints the enforcer needs are here.
+``GenAuthClient.call`` sends one request to any management endpoint and returns its ``data``; the endpoint
+modules build on it: ``service.genauth.users`` (one user's record, departments, groups, roles and MFA data),
+``service.genauth.directory`` (organisations, departments, members, groups, roles), ``service.genauth.webhooks``,
+with listings read by ``service.genauth.paging``. The worker holds one client per worker thread, so one pooled
+session each.
+
+The client obtains a management token from ``get-management-token``, caches it until shortly before it
+expires (in a ``ManagementToken`` the clients of one process share: one fetch per process, not per worker),
+renews it once when GenAuth answers 401, sets connect and read timeouts on every call, and turns GenAuth's
+envelope (``{statusCode, message, apiCode, requestId, data}``, usually under HTTP 200) into data or a
+typed error from ``service.genauth.errors``, counting each call in ``metrics``. Every call waits on the
+process's ``RateLimiter`` (or uses tokens taken ahead with ``reserve_calls``) and reports its result to the
+process's ``CircuitBreaker``. A write whose answer never came (read timeout, connection dropped after sending)
+raises ``GenAuthAnswerLostError``: GenAuth may have applied it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import email.utils
 import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import requests
+import urllib3
 
 from service import metrics
+from service.errors import PermanentError, TemporaryError
+from service.genauth.circuit import CircuitBreaker
 from service.genauth.errors import (
+    GenAuthAnswerLostError,
     GenAuthAuthenticationError,
     GenAuthError,
     GenAuthNotFoundError,
@@ -29,11 +44,11 @@ from service.genauth.errors import (
     GenAuthRequestError,
     GenAuthUnavailableError,
     GenAuthUserNotFoundError,
-    trim,
 )
 from service.genauth.throttling import RateLimiter
 from service.settings import GenAuthSettings
 
+TOKEN_ENDPOINT = "/api/v3/get-management-token"  # noqa: S105 - an endpoint path, not a secret
 USER_NOT_FOUND_API_CODE = 2004
 # Endpoints about one user: there a bare 404 means the user is gone.
 USER_ENDPOINTS = frozenset(
@@ -46,16 +61,26 @@ USER_ENDPOINTS = frozenset(
         "/api/v3/get-user-roles",
     }
 )
-PAGE_LIMIT = 50
-MAX_PAGES = 200
 USER_AGENT = "mfa-enforcer/0.1 (+python-requests)"
+MAX_CONCURRENT = 4
+"""Helper threads per client for ``concurrently`` (a job reads at most get-user, MFA, groups and roles)."""
 
-ErrorType = type[GenAuthError]
 Json = dict[str, Any]
 
 
+class ManagementToken:
+    """A management token and when to renew it; one per process, shared by its clients (under ``lock``, which
+    is held while a token is fetched, so a process fetches one at a time)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.value: str | None = None
+        self.expires_at = 0.0
+        self.userpool_id: str | None = None
+
+
 class GenAuthClient:
-    """A typed client for the few management endpoints the enforcer calls."""
+    """Calls GenAuth's management API with a cached token, on the process's rate limit and circuit breaker."""
 
     def __init__(
         self,
@@ -63,17 +88,25 @@ class GenAuthClient:
         *,
         session: requests.Session | None = None,
         limiter: RateLimiter | None = None,
+        breaker: CircuitBreaker | None = None,
+        token: ManagementToken | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._limiter = limiter
-        self._session = session or requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
+        self._breaker = breaker
+        self._prepaid = 0
+        self._prepaid_lock = threading.Lock()
+        first = session or _new_session()
+        first.headers["User-Agent"] = USER_AGENT
+        self._idle = [first]
+        """Sessions no call is using; a call takes one (or makes one) and puts it back."""
+        self._sessions = [first]
+        self._sessions_lock = threading.Lock()
+        self._helpers: ThreadPoolExecutor | None = None
         self._clock = clock
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._userpool_id: str | None = None
-        self._token_expires_at = 0.0
+        self._token = token or ManagementToken()
+        """The management token, shared by the clients of one process so that each fetches none of its own."""
         self.calls = 0
         """Management calls made (token requests excluded); read by tests and benchmarks."""
 
@@ -82,66 +115,54 @@ class GenAuthClient:
         """The rate limit this client's calls wait on (shared by the workers of one process)."""
         return self._limiter
 
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker this client reports to (shared by the workers of one process)."""
+        return self._breaker
+
+    def reserve_calls(self, calls: int) -> None:
+        """Make sure the tokens for the next ``calls`` calls are taken, now, so they do not wait when they are
+        made (the enforcer keeps the time between reading MFA data and writing it back free of waits). Tokens
+        taken earlier and not used yet count: nothing is taken twice, and unused ones serve the next calls."""
+        if self._limiter is None:
+            return
+        with self._prepaid_lock:
+            missing = calls - self._prepaid
+        if missing <= 0:
+            return
+        self._limiter.acquire(missing)
+        with self._prepaid_lock:
+            self._prepaid += missing
+
     def close(self) -> None:
-        self._session.close()
+        with self._sessions_lock:
+            helpers, self._helpers = self._helpers, None
+            sessions = list(self._sessions)
+        if helpers is not None:
+            helpers.shutdown(wait=True)
+        for session in sessions:
+            session.close()
 
-    # -- endpoints -----------------------------------------------------------------------------------------
-
-    def get_user(self, user_id: str, *, with_custom_data: bool = False) -> Json:
-        """The user's v3 record (``UserDto``), with ``customData`` when asked."""
-        params = {"userId": user_id, "userIdType": "user_id"}
-        if with_custom_data:
-            params["withCustomData"] = "true"
-        data = self.call("GET", "/api/v3/get-user", params=params)
-        return _expect_object(data, "/api/v3/get-user")
-
-    def list_user_groups(self, user_id: str) -> list[Json]:
-        """The user groups the user belongs to (``get-user-groups``: not paged)."""
-        endpoint = "/api/v3/get-user-groups"
-        data = self.call("GET", endpoint, params={"userId": user_id, "userIdType": "user_id"})
-        return _list_of(data, endpoint)
-
-    def list_user_roles(self, user_id: str, *, namespace: str) -> list[Json]:
-        """The user's roles in one namespace (permission group); GenAuth returns one namespace per call."""
-        endpoint = "/api/v3/get-user-roles"
-        params = {"userId": user_id, "userIdType": "user_id", "namespace": namespace}
-        return _list_of(self.call("GET", endpoint, params=params), endpoint)
-
-    def list_user_departments(self, user_id: str) -> list[Json]:
-        """Every department the user belongs to, with the ids, codes and names of its ancestors."""
-        endpoint = "/api/v3/get-user-departments"
-        departments: list[Json] = []
-        for page in range(1, MAX_PAGES + 1):
-            params = {
-                "userId": user_id,
-                "userIdType": "user_id",
-                "withDepartmentPaths": "true",
-                "page": str(page),
-                "limit": str(PAGE_LIMIT),
-            }
-            data = _expect_object(self.call("GET", endpoint, params=params), endpoint)
-            items = data.get("list") or []
-            if not isinstance(items, list):
-                raise _protocol_error(endpoint, "'list' is not an array")
-            departments.extend(item for item in items if isinstance(item, dict))
-            total = data.get("totalCount")
-            if len(items) < PAGE_LIMIT or (isinstance(total, int) and len(departments) >= total):
-                break
-        return departments
-
-    def get_mfa_status(self, user_id: str) -> Json:
-        """The user's stored MFA trigger data, exactly as GenAuth returned it."""
-        data = self.call("GET", "/api/v3/get-mfa-status", params={"userId": user_id, "userIdType": "user_id"})
-        if data is None:
-            return {}
-        return _expect_object(data, "/api/v3/get-mfa-status")
-
-    def set_mfa_status(self, user_id: str, trigger_data: Json) -> None:
-        """Store the user's whole MFA trigger data (the caller has merged it with what was read)."""
-        body = {"userId": user_id, "userIdType": "user_id", "mfaTriggerData": trigger_data}
-        self.call("POST", "/api/v3/set-mfa-status", json_body=body)
-
-    # -- plumbing ------------------------------------------------------------------------------------------
+    def concurrently(self, *calls: Callable[[], Any]) -> list[Future[Any]]:
+        """Run ``calls`` at the same time (the first in this thread, the rest in the client's helper threads)
+        and return them finished, in order: ``.result()`` gives each one's value or raises its error. Each
+        call still waits on the rate limiter, so the process's rate holds however many run at once."""
+        pending = []
+        if len(calls) > 1:
+            with self._sessions_lock:
+                if self._helpers is None:
+                    self._helpers = ThreadPoolExecutor(MAX_CONCURRENT, thread_name_prefix="genauth-read")
+                helpers = self._helpers
+            pending = [helpers.submit(contextvars.copy_context().run, call) for call in calls[1:]]
+        first: Future[Any] = Future()
+        if calls:
+            try:
+                first.set_result(calls[0]())
+            except Exception as error:
+                first.set_exception(error)
+        for future in pending:
+            future.exception()  # wait for it; its error, if any, is raised by .result()
+        return [first, *pending][: len(calls)]
 
     def call(
         self, method: str, path: str, *, params: dict[str, str] | None = None, json_body: Json | None = None
@@ -150,148 +171,182 @@ class GenAuthClient:
 
         Query values must already be strings (``"true"`` for booleans); errors are those of this module.
         """
+        try:
+            result = self._call(method, path, params=params, json_body=json_body)
+        except TemporaryError:
+            if self._breaker is not None:
+                self._breaker.record_failure()
+            raise
+        except PermanentError:
+            if self._breaker is not None:
+                self._breaker.record_success()  # GenAuth answered; the request or the user is the problem
+            raise
+        if self._breaker is not None:
+            self._breaker.record_success()
+        return result
+
+    def _call(self, method: str, path: str, *, params: dict[str, str] | None, json_body: Json | None) -> Any:
         token = self._current_token()
         try:
-            return self._send(method, path, token, params=params, json_body=json_body)
+            return self._send(method, path, token, params, json_body)
         except GenAuthAuthenticationError:
             # A token can be revoked or expire early; renew once, then let the error stand.
             self._forget_token(token)
-            return self._send(method, path, self._current_token(), params=params, json_body=json_body)
+            return self._send(method, path, self._current_token(), params, json_body)
 
-    def _send(
-        self, method: str, path: str, token: str, *, params: dict[str, str] | None, json_body: Json | None
-    ) -> Any:
+    def _send(self, method: str, path: str, token: str, params: dict[str, str] | None, json_body: Json | None) -> Any:
         headers = {"Authorization": f"Bearer {token}", "x-genauth-lang": "en-US"}
-        if self._userpool_id:
-            headers["x-genauth-userpool-id"] = self._userpool_id
-        self.calls += 1
-        envelope, retry_after = self._request(method, path, headers=headers, params=params, json_body=json_body)
-        return _unwrap(envelope, path, retry_after)
+        if self._token.userpool_id:
+            headers["x-genauth-userpool-id"] = self._token.userpool_id
+        with self._prepaid_lock:
+            self.calls += 1
+        return _unwrap(path, *self._request(method, path, headers, params, json_body))
 
     def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        headers: dict[str, str],
-        params: dict[str, str] | None = None,
-        json_body: Json | None = None,
+        self, method: str, path: str, headers: dict[str, str], params: dict[str, str] | None, json_body: Json | None
     ) -> tuple[Json, float | None]:
-        url = self._settings.host + path
-        timeout = (self._settings.connect_timeout, self._settings.read_timeout)
-        if self._limiter is not None:
+        if self._limiter is not None and not self._take_prepaid():
             self._limiter.acquire()
         started = time.perf_counter()
         status = "error"
         try:
-            envelope, retry_after = self._exchange(method, path, url, headers, params, json_body, timeout)
+            envelope, retry_after = self._exchange(method, path, headers, params, json_body)
             status = str(envelope.get("statusCode", "none"))
             return envelope, retry_after
         except GenAuthRateLimitedError:
             status = "429"
             raise
         finally:
+            if status == "429" and self._limiter is not None:
+                self._limiter.throttled()  # HTTP 429 or statusCode 429: the process slows down
             metrics.GENAUTH_CALLS.labels(endpoint=path, status=status).inc()
             metrics.GENAUTH_SECONDS.labels(endpoint=path).observe(time.perf_counter() - started)
 
+    def _take_prepaid(self) -> bool:
+        with self._prepaid_lock:
+            if self._prepaid <= 0:
+                return False
+            self._prepaid -= 1
+            return True
+
     def _exchange(
-        self,
-        method: str,
-        path: str,
-        url: str,
-        headers: dict[str, str],
-        params: dict[str, str] | None,
-        json_body: Json | None,
-        timeout: tuple[float, float],
+        self, method: str, path: str, headers: dict[str, str], params: dict[str, str] | None, json_body: Json | None
     ) -> tuple[Json, float | None]:
+        """One HTTP exchange: the envelope and GenAuth's ``Retry-After``, or the error the failure means."""
+        timeout = (self._settings.connect_timeout, self._settings.read_timeout)
+        session = self._borrow()
         try:
-            response = self._session.request(
-                method, url, headers=headers, params=params, json=json_body, timeout=timeout
+            response = session.request(
+                method, self._settings.host + path, headers=headers, params=params, json=json_body, timeout=timeout
             )
+        except requests.ReadTimeout as exc:
+            if method == "POST" and path != TOKEN_ENDPOINT:
+                raise GenAuthAnswerLostError(path, "no answer in time; the write may have been applied") from exc
+            raise GenAuthUnavailableError(path, "timed out") from exc
         except requests.Timeout as exc:
-            raise _error(GenAuthUnavailableError, path, "timed out") from exc
+            raise GenAuthUnavailableError(path, "timed out") from exc
+        except requests.ConnectionError as exc:
+            if method == "POST" and path != TOKEN_ENDPOINT and _was_sent(exc):
+                raise GenAuthAnswerLostError(
+                    path, "the connection closed before the answer; the write may have been applied"
+                ) from exc
+            raise GenAuthUnavailableError(path, f"request failed: {type(exc).__name__}") from exc
         except requests.RequestException as exc:
-            raise _error(GenAuthUnavailableError, path, f"request failed: {type(exc).__name__}") from exc
+            raise GenAuthUnavailableError(path, f"request failed: {type(exc).__name__}") from exc
+        finally:
+            self._give_back(session)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status_code == 429:
-            raise _error(GenAuthRateLimitedError, path, "HTTP 429", status_code=429, retry_after=retry_after)
+            raise GenAuthRateLimitedError(path, "HTTP 429", status_code=429, retry_after=retry_after)
         if response.status_code >= 500:
-            raise _error(
-                GenAuthUnavailableError,
-                path,
-                f"HTTP {response.status_code}",
-                status_code=response.status_code,
-                retry_after=retry_after,
-            )
+            status = response.status_code
+            raise GenAuthUnavailableError(path, f"HTTP {status}", status_code=status, retry_after=retry_after)
         try:
             envelope = response.json()
         except ValueError as exc:
-            raise _protocol_error(path, f"HTTP {response.status_code} with a body that is not JSON") from exc
+            raise GenAuthUnavailableError(path, f"HTTP {response.status_code} with a body that is not JSON") from exc
         if not isinstance(envelope, dict):
-            raise _protocol_error(path, "the answer is not a JSON object")
+            raise GenAuthUnavailableError(path, "the answer is not a JSON object")
         if response.status_code in (401, 403) and "statusCode" not in envelope:
             envelope["statusCode"] = response.status_code
         if response.status_code >= 400 and "statusCode" not in envelope:
-            raise _error(GenAuthRequestError, path, f"HTTP {response.status_code}", status_code=response.status_code)
+            raise GenAuthRequestError(path, f"HTTP {response.status_code}", status_code=response.status_code)
         return envelope, retry_after
 
+    def _borrow(self) -> requests.Session:
+        with self._sessions_lock:
+            if self._idle:
+                return self._idle.pop()
+        session = _new_session()
+        with self._sessions_lock:
+            self._sessions.append(session)
+        return session
+
+    def _give_back(self, session: requests.Session) -> None:
+        with self._sessions_lock:
+            self._idle.append(session)
+
     def _current_token(self) -> str:
-        with self._lock:
-            if self._token is None or self._clock() >= self._token_expires_at:
-                self._token = None
+        held = self._token
+        with held.lock:
+            if held.value is None or self._clock() >= held.expires_at:
+                held.value = None
                 self._fetch_token()
-            assert self._token is not None
-            return self._token
+            assert held.value is not None
+            return held.value
 
     def _forget_token(self, token: str) -> None:
-        with self._lock:
-            if self._token == token:
-                self._token = None
+        with self._token.lock:
+            if self._token.value == token:
+                self._token.value = None
 
     def _fetch_token(self) -> None:
-        path = "/api/v3/get-management-token"
+        path = TOKEN_ENDPOINT
         body = {
             "accessKeyId": self._settings.access_key_id,
             "accessKeySecret": self._settings.access_key_secret,
         }
-        envelope, retry_after = self._request("POST", path, headers={}, json_body=body)
-        status = envelope.get("statusCode")
-        if status != 200:
-            if isinstance(status, int) and (status == 429 or status >= 500):
-                _unwrap(envelope, path, retry_after)
-            raise _error(
-                GenAuthAuthenticationError,
-                path,
-                _message_of(envelope),
-                status_code=_int(status),
-                api_code=_int(envelope.get("apiCode")),
-                request_id=_str(envelope.get("requestId")),
-            )
-        data = envelope.get("data")
+        data = _unwrap(path, *self._request("POST", path, {}, None, body))
         token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
-            raise _protocol_error(path, "no access_token in the answer")
+            raise GenAuthUnavailableError(path, "no access_token in the answer")
         expires_in = data.get("expires_in") if isinstance(data, dict) else None
         lifetime = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 7200.0
         margin = min(self._settings.token_refresh_margin, lifetime / 2)
-        self._token = token
-        self._token_expires_at = self._clock() + lifetime - margin
-        self._userpool_id = scoped_userpool_id(token)
+        self._token.value = token
+        self._token.expires_at = self._clock() + lifetime - margin
+        self._token.userpool_id = scoped_userpool_id(token)
 
     def probe(self, url: str) -> int | None:
         """GET ``url`` as this service sees it (5 s, no redirects): its HTTP status, or None if unreachable.
 
         ``webhooks subscribe`` uses it to warn about a webhook URL GenAuth will probably not reach either.
         """
+        session = self._borrow()
         try:
-            response = self._session.get(url, timeout=5.0, allow_redirects=False)
+            response = session.get(url, timeout=5.0, allow_redirects=False)
         except requests.RequestException:
             return None
+        finally:
+            self._give_back(session)
         response.close()
         return response.status_code
 
 
-def _unwrap(envelope: Json, path: str, retry_after: float | None = None) -> Any:
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    return session
+
+
+def _was_sent(error: requests.ConnectionError) -> bool:
+    """Whether the request reached GenAuth before the connection failed: a refused or unresolvable connection
+    (urllib3 wraps it in ``MaxRetryError``) never sent it; an aborted one (``ProtocolError``) may have."""
+    cause = error.args[0] if error.args else None
+    return not isinstance(cause, urllib3.exceptions.MaxRetryError)
+
+
+def _unwrap(path: str, envelope: Json, retry_after: float | None) -> Any:
     """Return ``data`` of a successful envelope, or raise the error its ``statusCode`` and ``apiCode`` mean."""
     status = envelope.get("statusCode")
     if status == 200:
@@ -299,10 +354,12 @@ def _unwrap(envelope: Json, path: str, retry_after: float | None = None) -> Any:
     api_code = _int(envelope.get("apiCode"))
     status_code = _int(status)
     message = _message_of(envelope)
-    error_type: ErrorType
-    if status_code is None:
-        raise _protocol_error(path, "no statusCode in the answer")
-    if api_code == USER_NOT_FOUND_API_CODE or (status_code == 404 and path in USER_ENDPOINTS):
+    error_type: type[GenAuthError]
+    if path == TOKEN_ENDPOINT and status_code != 429 and (status_code or 0) < 500:
+        error_type = GenAuthAuthenticationError  # the key pair itself was refused
+    elif status_code is None:
+        raise GenAuthUnavailableError(path, "no statusCode in the answer")
+    elif api_code == USER_NOT_FOUND_API_CODE or (status_code == 404 and path in USER_ENDPOINTS):
         error_type = GenAuthUserNotFoundError
     elif status_code == 404:
         # Not "the user is gone": an unknown department, group or namespace must not read as a deleted user.
@@ -315,8 +372,7 @@ def _unwrap(envelope: Json, path: str, retry_after: float | None = None) -> Any:
         error_type = GenAuthUnavailableError
     else:
         error_type = GenAuthRequestError
-    raise _error(
-        error_type,
+    raise error_type(
         path,
         message,
         status_code=status_code,
@@ -324,60 +380,6 @@ def _unwrap(envelope: Json, path: str, retry_after: float | None = None) -> Any:
         request_id=_str(envelope.get("requestId")),
         retry_after=retry_after,
     )
-
-
-def _error(
-    error_type: ErrorType,
-    path: str,
-    message: str,
-    *,
-    status_code: int | None = None,
-    api_code: int | None = None,
-    request_id: str | None = None,
-    retry_after: float | None = None,
-) -> Exception:
-    codes = ", ".join(
-        part
-        for part in (
-            f"statusCode {status_code}" if status_code is not None else "",
-            f"apiCode {api_code}" if api_code is not None else "",
-            f"requestId {request_id}" if request_id else "",
-        )
-        if part
-    )
-    text = f"GenAuth {path}: {trim(message)}" + (f" ({codes})" if codes else "")
-    factory: Any = error_type
-    error: Any
-    if issubclass(error_type, GenAuthUnavailableError | GenAuthAuthenticationError):
-        error = factory(text, retry_after=retry_after)
-    else:
-        error = factory(text)
-    error.endpoint = path
-    error.status_code = status_code
-    error.api_code = api_code
-    error.request_id = request_id
-    assert isinstance(error, Exception)
-    return error
-
-
-def _protocol_error(path: str, message: str) -> Exception:
-    return _error(GenAuthUnavailableError, path, message)
-
-
-def _expect_object(data: Any, path: str) -> Json:
-    if not isinstance(data, dict):
-        raise _protocol_error(path, "'data' is not an object")
-    return data
-
-
-def _list_of(data: Any, path: str) -> list[Json]:
-    """The items of ``{totalCount, list}`` (or of a bare list)."""
-    items = data.get("list") if isinstance(data, dict) else data
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise _protocol_error(path, "'list' is not an array")
-    return [item for item in items if isinstance(item, dict)]
 
 
 def _message_of(envelope: Json) -> str:

@@ -1,8 +1,11 @@
-"""GenAuth's webhook management API (contract §3.14), and which events the loaded rules need.
+"""GenAuth's webhook management API (docs/genauth.md §3.14).
 
 ``mfa-enforcer webhooks …`` (``service.cli.webhooks``) calls these: ``subscribe`` creates our webhook, or
-updates the one already pointing at the same URL, so running it twice leaves one webhook. ``events_for``
-is the one place that says which events the service must hear about for a policy.
+updates the one it manages (found by id, else by name, else by URL), so running it twice leaves one webhook
+and a new URL moves the webhook instead of leaving the old one delivering. ``deliveries`` sums up GenAuth's
+delivery log (``get-webhook-logs``) without ever keeping what the log holds besides outcomes: the logged
+request carries the webhook secret and user data. Which events to subscribe to is the caller's
+(``service.cli.webhooks.events_for``): this module knows GenAuth, not the rules.
 """
 
 from __future__ import annotations
@@ -10,43 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.genauth.client import GenAuthClient
-from service.genauth.errors import GenAuthUnavailableError
-from service.policy.facts import Fact
-from service.policy.rules import Policy
+from service.genauth.client import GenAuthClient, Json
+from service.genauth.errors import GenAuthNotFoundError, GenAuthUnavailableError, trim
+from service.genauth.paging import PAGE_LIMIT, get_all, page_of
 
 WEBHOOK_NAME = "mfa-enforcer"
 JSON_CONTENT_TYPE = "application/json"
-PAGE_LIMIT = 50
-MAX_PAGES = 100
-
-#: Events every policy needs: a user appears, signs in, changes, or goes away.
-BASE_EVENTS: tuple[str, ...] = (
-    "user:created",
-    "register",
-    "login",
-    "user:updated",
-    "user:deleted",
-    "user:archived",
-)
-
-#: Events that change a fact a rule reads.
-FACT_EVENTS: dict[Fact, tuple[str, ...]] = {
-    Fact.DEPARTMENTS: ("organization:member-added", "organization:member-removed", "organization:node-moved"),
-    Fact.GROUPS: ("group:member-added", "group:member-removed"),
-    Fact.ROLES: ("role:assigned", "role:unassigned"),
-}
-
-Json = dict[str, Any]
-
-
-def events_for(policy: Policy) -> list[str]:
-    """The events our webhook must subscribe to for ``policy``, in a stable order."""
-    events = list(BASE_EVENTS)
-    for fact, fact_events in FACT_EVENTS.items():
-        if fact in policy.needs:
-            events.extend(fact_events)
-    return events
 
 
 @dataclass(frozen=True)
@@ -66,9 +38,7 @@ class Webhook:
     @classmethod
     def from_api(cls, data: Any, endpoint: str = "webhook") -> Webhook:
         if not isinstance(data, dict) or not isinstance(data.get("webhookId"), str):
-            error = GenAuthUnavailableError(f"GenAuth {endpoint}: the answer is not a webhook")
-            error.endpoint = endpoint
-            raise error
+            raise GenAuthUnavailableError(endpoint, "the answer is not a webhook")
         events = data.get("events")
         return cls(
             webhook_id=data["webhookId"],
@@ -86,37 +56,13 @@ class Webhook:
 def list_webhooks(client: GenAuthClient) -> list[Webhook]:
     """Every webhook of the pool, paging through ``list-webhooks``."""
     endpoint = "/api/v3/list-webhooks"
-    webhooks: list[Webhook] = []
-    for number in range(1, MAX_PAGES + 1):
-        data = client.call("GET", endpoint, params={"page": str(number), "limit": str(PAGE_LIMIT)})
-        items = data.get("list") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            items = []
-        webhooks.extend(Webhook.from_api(item, endpoint) for item in items)
-        total = data.get("totalCount") if isinstance(data, dict) else None
-        if len(items) < PAGE_LIMIT or (isinstance(total, int) and len(webhooks) >= total):
-            break
-    return webhooks
+    return [Webhook.from_api(item, endpoint) for item in get_all(client, endpoint)]
 
 
-def get_webhook(client: GenAuthClient, webhook_id: str) -> Webhook:
-    endpoint = "/api/v3/get-webhook"
-    return Webhook.from_api(client.call("GET", endpoint, params={"webhookId": webhook_id}), endpoint)
-
-
-def create_webhook(
-    client: GenAuthClient, *, name: str, url: str, events: list[str], secret: str, enabled: bool = True
-) -> Webhook:
+def create_webhook(client: GenAuthClient, **fields: Any) -> Webhook:
+    """Create a webhook with the given ``WebhookDto`` fields."""
     endpoint = "/api/v3/create-webhook"
-    body = {
-        "name": name,
-        "url": url,
-        "contentType": JSON_CONTENT_TYPE,
-        "events": events,
-        "enabled": enabled,
-        "secret": secret,
-    }
-    return Webhook.from_api(client.call("POST", endpoint, json_body=body), endpoint)
+    return Webhook.from_api(client.call("POST", endpoint, json_body=fields), endpoint)
 
 
 def update_webhook(client: GenAuthClient, webhook_id: str, **changes: Any) -> Webhook:
@@ -144,29 +90,107 @@ class Subscription:
     webhook: Webhook
     duplicates: tuple[Webhook, ...] = ()
     """Other webhooks with the same URL (left alone; GenAuth would deliver each event to us more than once)."""
+    previous_url: str | None = None
+    """The URL the webhook sent to before this update, when it moved."""
 
 
-def subscribe(client: GenAuthClient, *, url: str, events: list[str], secret: str, name: str) -> Subscription:
-    """Create our webhook for ``url``, or bring the existing one with that URL up to date."""
-    same_url = [webhook for webhook in list_webhooks(client) if webhook.url == url]
-    if not same_url:
-        return Subscription("created", create_webhook(client, name=name, url=url, events=events, secret=secret))
-    ours = next((webhook for webhook in same_url if webhook.name == name), same_url[0])
-    duplicates = tuple(webhook for webhook in same_url if webhook is not ours)
+def subscribe(
+    client: GenAuthClient, *, url: str, events: list[str], secret: str, name: str, webhook_id: str | None = None
+) -> Subscription:
+    """Create our webhook for ``url``, or bring the one we manage up to date (its URL included).
+
+    The webhook we manage is ``webhook_id`` if given, else the one named ``name`` (preferring one that already
+    has ``url``), else one that already sends to ``url``. Other webhooks that send to ``url`` are duplicates.
+    """
+    found = list_webhooks(client)
+    ours = _managed(found, url=url, name=name, webhook_id=webhook_id)
+    duplicates = tuple(webhook for webhook in found if webhook.url == url and webhook is not ours)
     wanted: Json = {
         "name": name,
-        "events": events,
+        "url": url,
         "contentType": JSON_CONTENT_TYPE,
+        "events": events,
         "enabled": True,
         "secret": secret,
     }
+    if ours is None:
+        return Subscription("created", create_webhook(client, **wanted), duplicates)
     current: Json = {
         "name": ours.name,
-        "events": events if sorted(ours.events) == sorted(events) else list(ours.events),  # order is no change
+        "url": ours.url,
         "contentType": ours.content_type,
+        "events": events if sorted(ours.events) == sorted(events) else list(ours.events),  # order is no change
         "enabled": ours.enabled,
         "secret": ours.secret,
     }
     if current == wanted:
         return Subscription("unchanged", ours, duplicates)
-    return Subscription("updated", update_webhook(client, ours.webhook_id, **wanted), duplicates)
+    updated = update_webhook(client, ours.webhook_id, **wanted)
+    return Subscription("updated", updated, duplicates, previous_url=ours.url if ours.url != url else None)
+
+
+def _managed(found: list[Webhook], *, url: str, name: str, webhook_id: str | None) -> Webhook | None:
+    if webhook_id is not None:
+        chosen = next((webhook for webhook in found if webhook.webhook_id == webhook_id), None)
+        if chosen is None:
+            raise GenAuthNotFoundError("/api/v3/list-webhooks", f"no webhook {webhook_id}")
+        return chosen
+    named = [webhook for webhook in found if webhook.name == name]
+    same_url = [webhook for webhook in found if webhook.url == url]
+    return next((w for w in named if w.url == url), None) or next(iter(named), None) or next(iter(same_url), None)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One logged delivery attempt, reduced to its outcome (never its request or headers)."""
+
+    at: str | None
+    event: str | None
+    success: bool
+    status: int | None
+    error: str | None
+
+    def as_json(self) -> Json:
+        return {"at": self.at, "event": self.event, "success": self.success, "status": self.status, "error": self.error}
+
+
+@dataclass(frozen=True)
+class DeliveryLog:
+    """What GenAuth's delivery log says of recent deliveries: the newest success and the newest failure."""
+
+    logged: int
+    last_success: Delivery | None
+    last_failure: Delivery | None
+
+
+def deliveries(client: GenAuthClient, webhook_id: str) -> DeliveryLog:
+    """The newest page of ``get-webhook-logs`` (newest first), summed up."""
+    endpoint = "/api/v3/get-webhook-logs"
+    body = {"webhookId": webhook_id, "page": 1, "limit": PAGE_LIMIT}
+    page = page_of(client.call("POST", endpoint, json_body=body), endpoint)
+    entries = [_delivery(item) for item in page.items]
+    return DeliveryLog(
+        logged=len(entries) if page.total is None else page.total,
+        last_success=next((entry for entry in entries if entry.success), None),
+        last_failure=next((entry for entry in entries if not entry.success), None),
+    )
+
+
+def _delivery(item: Json) -> Delivery:
+    status = item.get("responseStatusCode")
+    status = status if isinstance(status, int) and not isinstance(status, bool) else None
+    success = item.get("success")
+    if not isinstance(success, bool):
+        success = status is not None and 200 <= status < 300
+    error = item.get("errorMessage") if isinstance(item.get("errorMessage"), str) else None
+    body = item.get("responseBody")
+    if not success and error is None:
+        said = body.get("message") or body.get("code") if isinstance(body, dict) else None
+        error = f"HTTP {status}" + (f": {said}" if isinstance(said, str) else "") if status else "no answer"
+    return Delivery(
+        at=item.get("timestamp") if isinstance(item.get("timestamp"), str) else None,
+        event=item.get("eventName") if isinstance(item.get("eventName"), str) else None,
+        success=success,
+        status=status,
+        error=trim(error) if error else None,
+    )

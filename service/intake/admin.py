@@ -1,9 +1,11 @@
 """The admin API behind a bearer token (``ENFORCER_ADMIN_TOKEN``): the report, a user's decisions, and a
-live explanation. With no token configured every route answers 404, as if it did not exist.
+live explanation. With no token configured every route answers 404, as if it did not exist. A user is named
+by id, username, email or phone (explain asks GenAuth; decisions go by what the service recorded).
 
 ``explain`` reads GenAuth from within the request: it is an operator's question, not a webhook, and it needs
 the GenAuth credentials (a web process without them answers 503). One client serves these requests, one at
-a time.
+a time, and it paces its calls with the process's own rate limiter, the one its workers use: explanations
+and enforcement together stay within GENAUTH_RATE_LIMIT.
 """
 
 from __future__ import annotations
@@ -17,38 +19,18 @@ from flask import Blueprint, request
 from werkzeug.exceptions import NotFound
 
 from service.enforcement.explaining import explain_user
-from service.enforcement.reconciling import Reconciler
-from service.genauth.client import GenAuthClient
+from service.errors import ReportFilterError
 from service.genauth.errors import GenAuthUserNotFoundError
+from service.genauth.users import find_user
 from service.intake.context import runtime
-from service.intake.errors import HttpError, UnauthorizedError
+from service.intake.errors import ExplainUnavailableError, UnauthorizedError, UnknownRuleError, UnknownUserError
 from service.reports import build_report
 from service.store.decisions import decisions_for_user
+from service.store.people import recorded_user_id
 
 blueprint = Blueprint("admin", __name__, url_prefix="/api")
 _explain_lock = threading.Lock()
 EXPLAIN_WAIT = 2.0
-
-
-class ExplainUnavailableError(HttpError):
-    """This process has no GenAuth credentials, so it cannot explain users; ask one that does."""
-
-    status = 503
-    reason = "explain_unavailable"
-
-
-class UnknownUserError(HttpError):
-    """No such user in GenAuth."""
-
-    status = 404
-    reason = "unknown_user"
-
-
-class UnknownRuleError(HttpError):
-    """No such rule."""
-
-    status = 404
-    reason = "unknown_rule"
 
 
 @blueprint.before_request
@@ -71,13 +53,17 @@ def report() -> dict[str, Any]:
             state.policies.current(),
             today=datetime.now(UTC).date(),
             rule=request.args.get("rule") or None,
+            with_users=request.args.get("users", "").lower() in ("1", "true", "yes"),
+            outcome=request.args.get("outcome") or None,
         )
-    except ValueError as error:
+    except ReportFilterError as error:
         raise UnknownRuleError(str(error)) from error
 
 
 @blueprint.get("/users/<user_id>/decisions")
 def user_decisions(user_id: str) -> dict[str, Any]:
+    """``user_id`` may also be a username or email the service has recorded with a decision."""
+    user_id = recorded_user_id(runtime().engine, user_id) or user_id
     limit = request.args.get("limit", "50")
     rows = decisions_for_user(runtime().engine, user_id, limit=max(1, min(int(limit) if limit.isdigit() else 50, 500)))
     return {"user_id": user_id, "decisions": rows}
@@ -87,19 +73,20 @@ def user_decisions(user_id: str) -> dict[str, Any]:
 def user_explain(user_id: str) -> dict[str, Any]:
     state = runtime()
     genauth = state.settings.genauth
-    if not (genauth.access_key_id and genauth.access_key_secret):
+    if not (genauth.access_key_id and genauth.access_key_secret) or state.explainer is None:
         raise ExplainUnavailableError()
     # One explanation at a time per process, and never queue behind one for long: the web threads are
     # also the ones answering webhook deliveries.
     if not _explain_lock.acquire(timeout=EXPLAIN_WAIT):
         raise ExplainUnavailableError("another explanation is running; try again in a moment")
     try:
-        if state.admin_client is None:
-            state.admin_client = GenAuthClient(genauth)
-        reconciler = Reconciler(state.admin_client, state.policies.current, force_audit=state.settings.is_audit)
+        if state.admin_reconciler is None:
+            state.admin_reconciler = state.explainer()
+        reconciler = state.admin_reconciler
         try:
-            return explain_user(reconciler, user_id, userpool_id=state.settings.pool_key)
+            found = find_user(reconciler.client, user_id)  # an id, username, email or phone
+            return explain_user(reconciler, found.user_id, userpool_id=state.settings.pool_key)
         except GenAuthUserNotFoundError as error:
-            raise UnknownUserError(f"no user {user_id} in GenAuth") from error
+            raise UnknownUserError(f"no user {user_id!r} in GenAuth (by id, username, email or phone)") from error
     finally:
         _explain_lock.release()

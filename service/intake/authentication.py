@@ -1,6 +1,6 @@
 """The webhook shared-secret check.
 
-GenAuth signs nothing: it echoes the configured "request key" in a header (genauth-contract.md §1.2-1.3), under
+GenAuth signs nothing: it echoes the configured "request key" in a header (docs/genauth.md §1.2-1.3), under
 one of three spellings depending on the documentation you believe. Every candidate header is compared with
 every configured secret (several during rotation) in constant time, without stopping at the first match, so the
 time taken says nothing about which secret or how much of it matched.

@@ -1,14 +1,21 @@
 """Turning a webhook body into a JSON-like value, whatever shape GenAuth chose to send it in.
 
 A webhook is configured as ``application/json`` or ``application/x-www-form-urlencoded``, and no source shows
-how GenAuth form-encodes its nested body (genauth-contract.md §1.1). So a form body is accepted in all three
+how GenAuth form-encodes its nested body (docs/genauth.md §1.1). So a form body is accepted in all three
 plausible shapes:
 
 * bracket notation: ``eventName=login&data[id]=…&data[registerSource][0]=…`` (qs/axios style);
 * a JSON string in a field: ``eventName=login&data={"id": …}``;
 * a JSON document sent with the form content type.
 
-Parsing is bounded: depth, field count and list indexes are capped so a hostile body costs little.
+Parsing is bounded: depth, field count and list indexes are capped so a hostile body costs little. Before a
+JSON document is parsed, its values are counted from the raw bytes: every value but the first follows a
+``,``, ``:``, ``[`` or ``{``, so the number of those bytes bounds the number of values (bytes inside strings
+only raise the count). A body with more than ``max_values`` (ENFORCER_MAX_BODY_BYTES / 8) is refused without
+parsing it: a body of empty objects, which costs about 50 times its size once parsed, costs a byte count.
+A form body is counted the same way before it is decoded (``&`` and the same bytes, percent-encoded or not,
+since a field may hold a JSON document), and a form value that is not UTF-8 once percent-decoded is refused,
+as a JSON body that is not UTF-8 is.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from service.intake.errors import MalformedBodyError, UnsupportedMediaTypeError
+from service.intake.errors import MalformedBodyError, TooManyValuesError, UnsupportedMediaTypeError
+from service.settings import WebhookSettings
 
 JSON_TYPES = ("application/json",)
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -27,23 +35,28 @@ MAX_FIELDS = 5000
 MAX_INDEX = 10000
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)\Z")
 _SEGMENT = re.compile(r"\[([^\[\]]*)\]")
+DEFAULT_MAX_VALUES = WebhookSettings().max_values
 
 
-def decode_body(mimetype: str, raw: bytes) -> Any:
-    """The parsed body; raises ``UnsupportedMediaTypeError`` or ``MalformedBodyError``."""
+def decode_body(mimetype: str, raw: bytes, *, max_values: int = DEFAULT_MAX_VALUES) -> Any:
+    """The parsed body; raises ``UnsupportedMediaTypeError`` or ``MalformedBodyError`` (``TooManyValuesError``
+    when the body holds more than ``max_values`` values)."""
     if mimetype in JSON_TYPES or mimetype.endswith("+json"):
-        return _json(raw)
+        return _json(raw, max_values)
     if mimetype == FORM_TYPE:
         if raw.lstrip()[:1] in (b"{", b"["):
-            return _json(raw)
-        return _form(raw)
+            return _json(raw, max_values)
+        return _form(raw, max_values)
     shown = mimetype or "none"
     raise UnsupportedMediaTypeError(
         f"content type {shown!r} is not supported; configure the webhook as application/json"
     )
 
 
-def _json(raw: bytes) -> Any:
+def _json(raw: bytes, max_values: int) -> Any:
+    opening = raw.count(b"{") + raw.count(b"[")
+    if opening + raw.count(b",") + raw.count(b":") >= max_values:
+        raise TooManyValuesError(f"the body holds more values than any GenAuth event (at most {max_values})")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -57,7 +70,7 @@ def _json(raw: bytes) -> Any:
     except ValueError as exc:  # e.g. an integer longer than Python converts (4,300 digits)
         raise MalformedBodyError("the body holds a number too large to read") from exc
     # Nesting needs an opening bracket per level, so a body with few brackets needs no walk (the usual case).
-    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+    if opening > MAX_DEPTH and _depth(value) > MAX_DEPTH:
         raise MalformedBodyError(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
     return value
 
@@ -77,10 +90,18 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _form(raw: bytes) -> dict[str, Any]:
+# The bytes that start a value in a form, as they are and percent-encoded (a JSON document in a field).
+_FORM_VALUE_MARKS = (b"&", b",", b":", b"{", b"[", b"%2C", b"%2c", b"%3A", b"%3a", b"%7B", b"%7b", b"%5B", b"%5b")
+
+
+def _form(raw: bytes, max_values: int) -> dict[str, Any]:
+    # Counted before percent-decoding, which costs tens of bytes of memory per escape.
+    if sum(raw.count(mark) for mark in _FORM_VALUE_MARKS) >= max_values:
+        raise TooManyValuesError(f"the body holds more values than any GenAuth event (at most {max_values})")
     try:
         text = raw.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+        # errors="strict": a percent-encoded byte sequence that is not UTF-8 is refused, not turned into U+FFFD.
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS, errors="strict")
     except UnicodeDecodeError as exc:
         raise MalformedBodyError("the form body is not UTF-8") from exc
     except ValueError as exc:
@@ -92,7 +113,7 @@ def _form(raw: bytes) -> dict[str, Any]:
     result = {key: _listify(value) for key, value in root.items()}
     data = result.get("data")
     if isinstance(data, str) and data.lstrip()[:1] in ("{", "["):
-        result["data"] = _json(data.encode("utf-8"))
+        result["data"] = _json(data.encode("utf-8"), max_values)
     return result
 
 

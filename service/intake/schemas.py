@@ -1,44 +1,49 @@
 """Marshmallow schemas for the webhook envelope and, per event, the subjects it names.
 
 Only identifiers are taken from a payload; every other field (password hashes, tokens, profile data) is
-excluded on load and never reaches the store or a log. Shapes follow genauth-contract.md §1.4-1.10 and accept
+excluded on load and never reaches the store or a log. Shapes follow docs/genauth.md §1.4-1.10 and accept
 what the sources disagree on: ``id``/``userId``/``_id`` for a user id, a bare id string where a user object is
 expected (custom-database pools), the bare user object as ``login``, the bare ``{"description": …}`` test.
 
-Each schema's ``post_load`` returns ``Subjects``: the users to reconcile, the departments and groups whose
-members must be found first (the payload does not list them), and the users to forget (deleted, archived).
+Each schema's ``post_load`` returns what the delivery names: its subjects (``service.store.subjects``: the
+users to reconcile, and the departments and groups whose members must be found first, since the payload does
+not list them) and the user pools it names. A user a delivery says was deleted or archived is a user to
+reconcile like any other: a delivery is a hint, and only the worker's read of GenAuth confirms a removal
+(anyone with the webhook secret could otherwise cancel a user's enforcement).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from service.intake.errors import InvalidDeliveryError
+from service.logs import UNSAFE_CHARACTERS
+from service.settings import MAX_SUBJECTS_LIMIT
+from service.store.subjects import DEPARTMENT, GROUP, Subject
 
-# GenAuth ids are 24 hex characters; custom-database pools may use others, so accept any short token.
-# Lone surrogates (JSON "\ud800") are refused too: no database or log can encode them.
-USER_ID = validate.Regexp(r"^[^\s\x00-\x1f\x7f\ud800-\udfff]{1,128}\Z", error="Not a valid user id.")
-EVENT_NAME = validate.Regexp(r"^[A-Za-z0-9:_.\-]{1,100}\Z", error="Not a valid event name.")
-MAX_SUBJECTS = 5000
+# GenAuth ids are 24 hex characters; custom-database pools may use others, so accept any short token without
+# white space or the characters that could hide or reorder text where an id is shown (controls, C1, zero-width
+# and bidirectional characters: service.logs). Lone surrogates (JSON "\ud800") are refused too: no database or
+# log can encode them.
+_TOKEN = rf"[^\s{UNSAFE_CHARACTERS}\ud800-\udfff]"
+_USER_ID = re.compile(rf"^{_TOKEN}{{1,128}}\Z")
+_POOL_ID = re.compile(rf"^{_TOKEN}{{1,64}}\Z")
+_EVENT_NAME = re.compile(r"^[A-Za-z0-9:_.\-]{1,100}\Z")
+USER_ID = validate.Regexp(_USER_ID, error="Not a valid user id.")
+POOL_ID = validate.Regexp(_POOL_ID, error="Not a valid user pool id.")
+EVENT_NAME = validate.Regexp(_EVENT_NAME, error="Not a valid event name.")
+MAX_SUBJECTS = MAX_SUBJECTS_LIMIT
+"""The longest list any one schema reads; ENFORCER_MAX_SUBJECTS caps the whole delivery below this."""
 
 TEST_EVENT = "test"
 
 
-@dataclass(frozen=True)
-class Subjects:
-    """What one delivery is about."""
-
-    users: tuple[str, ...] = ()
-    departments: tuple[str, ...] = ()
-    """Department ids whose members (sub-departments included) must each be reconciled."""
-    groups: tuple[str, ...] = ()
-    """Group ids whose members must each be reconciled."""
-    removed: tuple[str, ...] = ()
-    """Users that were deleted or archived: pending work is dropped."""
-    userpool_ids: tuple[str, ...] = ()
+Named = tuple[tuple[Subject, ...], tuple[str, ...]]
+"""What a schema's ``post_load`` returns: the delivery's subjects, without repeats, and the pools it names."""
 
 
 class _Strict(Schema):
@@ -50,7 +55,7 @@ class UserRefSchema(_Strict):
     """A user object; only its id and user pool are kept."""
 
     id = fields.String(required=True, validate=USER_ID)
-    userPoolId = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    userPoolId = fields.String(load_default=None, allow_none=True, validate=POOL_ID)
 
     @pre_load
     def _accept_id_aliases(self, data: Any, **_kwargs: Any) -> Any:
@@ -78,8 +83,10 @@ def _id_list(**kwargs: Any) -> fields.List[str]:
     return fields.List(fields.String(validate=USER_ID), validate=validate.Length(max=MAX_SUBJECTS), **kwargs)
 
 
-def _pools(*users: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(user["userPoolId"] for user in users if user.get("userPoolId")))
+def _named(users: list[dict[str, Any]]) -> Named:
+    """The users (objects with an id and maybe a pool) as subjects, and the pools they name."""
+    subjects = tuple(dict.fromkeys(Subject.user(user["id"]) for user in users))
+    return subjects, tuple(dict.fromkeys(user["userPoolId"] for user in users if user.get("userPoolId")))
 
 
 class UserIsData(_Strict):
@@ -88,9 +95,8 @@ class UserIsData(_Strict):
     data = fields.Nested(UserRefSchema, required=True)
 
     @post_load
-    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Subjects:
-        user = loaded["data"]
-        return Subjects(users=(user["id"],), userpool_ids=_pools(user))
+    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Named:
+        return _named([loaded["data"]])
 
 
 class _UserHolder(_Strict):
@@ -98,23 +104,14 @@ class _UserHolder(_Strict):
 
 
 class UserInData(_Strict):
-    """``user:updated``, ``organization:member-*``, ``user:blocked`` …: the user is ``data.user``."""
+    """``user:updated``, ``user:archived``, ``organization:member-*`` …: the user is ``data.user`` (the worker
+    confirms an archiving with GenAuth)."""
 
     data = fields.Nested(_UserHolder, required=True)
 
     @post_load
-    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Subjects:
-        user = loaded["data"]["user"]
-        return Subjects(users=(user["id"],), userpool_ids=_pools(user))
-
-
-class UserRemoved(UserInData):
-    """``user:archived``: the user is ``data.user`` and will not sign in again."""
-
-    @post_load
-    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Subjects:
-        user = loaded["data"]["user"]
-        return Subjects(removed=(user["id"],), userpool_ids=_pools(user))
+    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Named:
+        return _named([loaded["data"]["user"]])
 
 
 class _UsersHolder(_Strict):
@@ -122,23 +119,14 @@ class _UsersHolder(_Strict):
 
 
 class UsersInData(_Strict):
-    """``group:member-added``/``-removed``: the users are ``data.users``."""
+    """``group:member-*``, ``user:deleted``: the users are ``data.users``, objects or (custom-database pools)
+    ids; the worker confirms a deletion with GenAuth."""
 
     data = fields.Nested(_UsersHolder, required=True)
 
     @post_load
-    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Subjects:
-        users = loaded["data"]["users"]
-        return Subjects(users=tuple(dict.fromkeys(u["id"] for u in users)), userpool_ids=_pools(*users))
-
-
-class UsersDeleted(UsersInData):
-    """``user:deleted``: ``data.users`` are objects, or ids in custom-database mode."""
-
-    @post_load
-    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Subjects:
-        users = loaded["data"]["users"]
-        return Subjects(removed=tuple(dict.fromkeys(u["id"] for u in users)), userpool_ids=_pools(*users))
+    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Named:
+        return _named(loaded["data"]["users"])
 
 
 class _RoleSubjects(_Strict):
@@ -153,18 +141,17 @@ class RoleChanged(_Strict):
     data = fields.Nested(_RoleSubjects, required=True)
 
     @post_load
-    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Subjects:
+    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Named:
         data = loaded["data"]
-        return Subjects(
-            users=tuple(dict.fromkeys(data["userIds"])),
-            groups=tuple(dict.fromkeys(data["groupIds"])),
-            departments=tuple(dict.fromkeys(data["nodeIds"])),
-        )
+        users = [Subject.user(user_id) for user_id in data["userIds"]]
+        departments = [Subject(DEPARTMENT, node_id) for node_id in data["nodeIds"]]
+        groups = [Subject(GROUP, group_id) for group_id in data["groupIds"]]
+        return tuple(dict.fromkeys([*users, *departments, *groups])), ()
 
 
 class _NodeRef(_Strict):
     id = fields.String(required=True, validate=USER_ID)
-    userPoolId = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    userPoolId = fields.String(load_default=None, allow_none=True, validate=POOL_ID)
 
 
 class _MovedNode(_Strict):
@@ -177,9 +164,9 @@ class NodeMoved(_Strict):
     data = fields.Nested(_MovedNode, required=True)
 
     @post_load
-    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Subjects:
+    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Named:
         node = loaded["data"]["node"]
-        return Subjects(departments=(node["id"],), userpool_ids=_pools(node))
+        return (Subject(DEPARTMENT, node["id"]),), _named([node])[1]
 
 
 SUBJECT_SCHEMAS: dict[str, type[Schema]] = {
@@ -190,8 +177,8 @@ SUBJECT_SCHEMAS: dict[str, type[Schema]] = {
     "user:blocked": UserInData,
     "user:unblocked": UserInData,
     "user:unarchived": UserInData,
-    "user:archived": UserRemoved,
-    "user:deleted": UsersDeleted,
+    "user:archived": UserInData,
+    "user:deleted": UsersInData,
     "organization:member-added": UserInData,
     "organization:member-removed": UserInData,
     "organization:node-moved": NodeMoved,
@@ -214,20 +201,23 @@ _LOADERS: dict[str, Schema] = {name: schema() for name, schema in SUBJECT_SCHEMA
 
 @dataclass(frozen=True)
 class Interpretation:
-    """What a delivery is about, and what the service will do with it."""
+    """What a delivery is about, and what the service will do with it (``service.store.inbox.Delivery`` is
+    what it keeps of it: the same subjects, without the pools, which the intake only checks)."""
 
     event_name: str
-    subjects: Subjects
     outcome: str
-    """``queued`` (work was added or dropped), ``ignored`` (an event the service does not act on) or ``test``."""
+    """``queued`` (work was added), ``ignored`` (an event the service does not act on) or ``test``."""
+    subjects: tuple[Subject, ...] = ()
+    """What ENFORCER_MAX_SUBJECTS caps."""
+    userpool_ids: tuple[str, ...] = ()
+    """The user pools the delivery names."""
 
-    @property
-    def user_ids(self) -> tuple[str, ...]:
-        return self.subjects.users
 
-    @property
-    def userpool_ids(self) -> tuple[str, ...]:
-        return self.subjects.userpool_ids
+def _named_pools(body: dict[str, Any]) -> tuple[str, ...]:
+    """The pool ids an event the service does not read names where GenAuth puts one (any string counts)."""
+    data = body.get("data")
+    candidates = [body.get("userPoolId"), data.get("userPoolId") if isinstance(data, dict) else None]
+    return tuple(dict.fromkeys(value for value in candidates if isinstance(value, str) and value))
 
 
 def interpret(body: Any) -> Interpretation:
@@ -236,24 +226,65 @@ def interpret(body: Any) -> Interpretation:
         raise InvalidDeliveryError("the body must be a JSON object", errors={"_schema": ["Not an object."]})
     if "eventName" not in body:
         if "id" in body and "userPoolId" in body:
-            # The guide's login example is a bare user object (genauth-contract.md §1.4).
+            # The guide's login example is a bare user object (docs/genauth.md §1.4).
             body = {"eventName": "login", "data": body}
         elif "description" in body:
-            return Interpretation(TEST_EVENT, Subjects(), "test")
-    try:
-        event_name = _ENVELOPE.load(body)["eventName"]
-    except ValidationError as error:
-        raise InvalidDeliveryError("the delivery is not a GenAuth event", errors=error.messages) from error
+            return Interpretation(TEST_EVENT, "test")
+    event_name = body.get("eventName")
+    if type(event_name) is not str or not _EVENT_NAME.match(event_name):
+        try:
+            event_name = _ENVELOPE.load(body)["eventName"]
+        except ValidationError as error:
+            raise InvalidDeliveryError("the delivery is not a GenAuth event", errors=error.messages) from error
     if event_name == TEST_EVENT:
-        return Interpretation(TEST_EVENT, Subjects(), "test")
-    loader = _LOADERS.get(event_name)
-    if loader is None:
-        return Interpretation(event_name, Subjects(), "ignored")
-    try:
-        subjects = loader.load(body)
-    except ValidationError as error:
-        raise InvalidDeliveryError(
-            f"the {event_name} event is missing what it must carry", errors=error.messages
-        ) from error
-    assert isinstance(subjects, Subjects)
-    return Interpretation(event_name, subjects, "queued")
+        return Interpretation(TEST_EVENT, "test")
+    if event_name not in _LOADERS:
+        return Interpretation(event_name, "ignored", userpool_ids=_named_pools(body))
+    named = quick_subjects(event_name, body)
+    if named is None:
+        try:
+            named = schema_subjects(event_name, body)
+        except ValidationError as error:
+            raise InvalidDeliveryError(
+                f"the {event_name} event is missing what it must carry", errors=error.messages
+            ) from error
+    return Interpretation(event_name, "queued", *named)
+
+
+def schema_subjects(event_name: str, body: dict[str, Any]) -> Named:
+    """What the event's schema reads from ``body``; raises ``ValidationError``."""
+    named: Named = _LOADERS[event_name].load(body)
+    return named
+
+
+# The common shapes, read without marshmallow: loading a login through the schemas cost more CPU than any other
+# step of the view (docs/benchmarks.md, "Intake CPU by stage").
+def quick_subjects(event_name: str, body: dict[str, Any]) -> Named | None:
+    """What ``schema_subjects`` returns, for a user event whose user is a plain object (``id`` and maybe
+    ``userPoolId``, both valid) or, where the schema allows one, a bare id; None for anything else, which the
+    schemas then read (and refuse with their field errors)."""
+    schema = SUBJECT_SCHEMAS[event_name]
+    data = body.get("data")
+    if type(data) is not dict:
+        return None
+    if schema is UserIsData:
+        user = _plain_user(data)
+    elif schema is UserInData:
+        value = data.get("user")
+        user = {"id": value, "userPoolId": None} if type(value) is str and _USER_ID.match(value) else _plain_user(value)
+    else:
+        return None
+    return None if user is None else _named([user])
+
+
+def _plain_user(value: Any) -> dict[str, Any] | None:
+    """``value`` as ``UserRefSchema`` loads it, if it is an object with a valid ``id`` (no alias) and a valid or
+    absent ``userPoolId``."""
+    if type(value) is not dict:
+        return None
+    user_id, pool = value.get("id"), value.get("userPoolId")
+    if type(user_id) is not str or not _USER_ID.match(user_id):
+        return None
+    if pool is not None and (type(pool) is not str or not _POOL_ID.match(pool)):
+        return None
+    return {"id": user_id, "userPoolId": pool}

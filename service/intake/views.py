@@ -1,31 +1,48 @@
 """The webhook endpoint and the health probes.
 
-Order of work for a delivery (ARCHITECTURE.md, "durable before 2xx"): check the secret in constant time,
-bound the size, parse, validate and extract the users, commit the event record and the work rows in one
-transaction, then answer 200. GenAuth is never called from here; the worker does that.
+Order of work for a delivery (docs/architecture.md, "durable before 2xx"): check the secret in constant time,
+bound the size, count the values (before parsing), parse, validate and extract the users, check the user pool
+and the number of subjects, commit the event record and the work rows in one transaction, then answer 200.
+GenAuth is never called from here; the worker does that.
+
+With GENAUTH_USERPOOL_ID set the pool check fails closed: a delivery is refused (403) when any pool header
+or any pool id in its body names another pool, and also when it names no pool at all. GenAuth sends
+``x-authing-userpool-id`` with every delivery, test deliveries included; ``test`` deliveries (which change
+nothing) are the one exception and are accepted without a pool, so a console or ``webhooks test`` check works
+through proxies that drop the header.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service import metrics
+from service.enforcement.references import REFERENCES_EXTENSION
+from service.genauth.access import ACCESS_EXTENSION, readiness
 from service.intake.authentication import is_authentic
 from service.intake.context import runtime
-from service.intake.errors import ForbiddenPoolError, InvalidDeliveryError, StoreUnavailableError, UnauthorizedError
+from service.intake.errors import (
+    ForbiddenPoolError,
+    InvalidDeliveryError,
+    MissingPoolError,
+    StoreUnavailableError,
+    TooManySubjectsError,
+    UnauthorizedError,
+)
 from service.intake.parsing import decode_body
-from service.intake.schemas import SUBJECT_SCHEMAS, interpret
+from service.intake.schemas import SUBJECT_SCHEMAS, TEST_EVENT, Interpretation, interpret
 from service.logs import log_event
-from service.store.committing import GroupCommitTimeoutError
-from service.store.engine import is_reachable
+from service.settings import WebhookSettings
+from service.store.engine import write_problem
+from service.store.errors import GroupCommitTimeoutError
 from service.store.inbox import Delivery
+from service.store.keys import body_digest
 from service.store.queue import queue_stats
 from service.store.sweeps import sweep_gauges
 
@@ -47,26 +64,23 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
     raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH (the limit + 1) bounds this read
     if len(raw) > settings.max_body_bytes:
         raise RequestEntityTooLarge()
-    body = decode_body(request.mimetype, raw)
+    body = decode_body(request.mimetype, raw, max_values=settings.max_values)
     interpretation = interpret(body)
     g.event_name = interpretation.event_name
-    header_pool = next((value for name in POOL_HEADERS if (value := request.headers.get(name))), None)
-    if header_pool is not None and len(header_pool) > MAX_POOL_ID:
-        raise InvalidDeliveryError("the user-pool header is too long", errors={"x-authing-userpool-id": ["Too long."]})
-    pools = {pool for pool in (header_pool, *interpretation.userpool_ids) if pool}
-    if settings.userpool_id and pools - {settings.userpool_id}:
-        log_event(logger, "webhook_wrong_userpool", level=logging.WARNING, event_name=interpretation.event_name)
-        raise ForbiddenPoolError()
+    _check_pool(settings, interpretation)
+    count = len(interpretation.subjects)
+    if count > settings.max_subjects:
+        raise TooManySubjectsError(
+            f"the delivery names {count} subjects and at most {settings.max_subjects} are accepted "
+            "(ENFORCER_MAX_SUBJECTS); nothing was stored, and a reconcile will find these users"
+        )
     delivery = Delivery(
         event_name=interpretation.event_name,
         userpool_id=state.settings.pool_key,
-        user_ids=interpretation.subjects.users,
-        digest=hashlib.sha256(raw).hexdigest(),
+        subjects=interpretation.subjects,
+        digest=body_digest(state.digest_key, raw),
         content_type=request.mimetype,
         outcome=interpretation.outcome,
-        departments=interpretation.subjects.departments,
-        groups=interpretation.subjects.groups,
-        removed_user_ids=interpretation.subjects.removed,
     )
     try:
         event_id = state.inbox.record(delivery, now=time.time())
@@ -80,23 +94,43 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
             error_type=type(error).__name__,
         )
         raise StoreUnavailableError() from error
+    users = sum(subject.is_user for subject in delivery.subjects)
     log_event(
         logger,
         "webhook_received",
         event_id=event_id,
         event_name=delivery.event_name,
         outcome=delivery.outcome,
-        users=len(delivery.user_ids),
-        expansions=len(delivery.departments) + len(delivery.groups),
-        removed=len(delivery.removed_user_ids),
+        users=users,
+        expansions=count - users,
     )
     return {
         "success": True,
         "eventId": event_id,
         "event": delivery.event_name,
         "outcome": delivery.outcome,
-        "queued": len(delivery.user_ids),
+        "queued": users,
     }, 200
+
+
+def _check_pool(settings: WebhookSettings, interpretation: Interpretation) -> None:
+    """Refuse a delivery for another pool, or (with GENAUTH_USERPOOL_ID set) one that names no pool."""
+    # One value per name: the WSGI server joins a repeated header into one (a cheap lookup, where getlist walks
+    # every header of the request).
+    header_pools = [value for name in POOL_HEADERS if (value := request.headers.get(name))]
+    # Header values are only compared, never stored or logged, so any text is fine; only the length is bounded.
+    if any(len(value) > MAX_POOL_ID for value in header_pools):
+        raise InvalidDeliveryError("the user-pool header is too long", errors={"x-authing-userpool-id": ["Too long."]})
+    expected = settings.userpool_id
+    if not expected:
+        return
+    pools = {*header_pools, *interpretation.userpool_ids}
+    if pools - {expected}:
+        log_event(logger, "webhook_wrong_userpool", level=logging.WARNING, event_name=interpretation.event_name)
+        raise ForbiddenPoolError()
+    if not pools and interpretation.event_name != TEST_EVENT:
+        log_event(logger, "webhook_userpool_missing", level=logging.WARNING, event_name=interpretation.event_name)
+        raise MissingPoolError()
 
 
 @blueprint.before_request
@@ -131,13 +165,16 @@ _ERROR_OUTCOMES = {
 
 @blueprint.get("/metrics")
 def prometheus_metrics() -> Response:
-    """Prometheus exposition: this service's counters plus queue gauges read from the database."""
-    engine = runtime().engine
-    body, content_type = metrics.render(metrics.DatabaseCollector(lambda now: _database_gauges(engine, now)))
+    """Prometheus exposition: this service's counters plus queue gauges read from the database (cached for a few
+    seconds per process, on the read engine: a scrape never waits for the writer)."""
+    state = runtime()
+    gauges = state.gauges or (lambda now: database_gauges(state.reader, now))
+    body, content_type = metrics.render(metrics.DatabaseCollector(gauges), multiprocess_dir=state.settings.metrics_dir)
     return Response(body, content_type=content_type)
 
 
-def _database_gauges(engine: sa.Engine, now: float) -> dict[str, float | None]:
+def database_gauges(engine: sa.Engine, now: float) -> dict[str, float | None]:
+    """The gauges /metrics reads from the database."""
     stats = queue_stats(engine, now=now)
     oldest = None if stats.oldest_due_at is None else max(0.0, now - stats.oldest_due_at)
     return {
@@ -157,16 +194,27 @@ def healthz() -> dict[str, Any]:
 
 @blueprint.get("/readyz")
 def readyz() -> tuple[dict[str, Any], int]:
-    """Ready: the database answers and a policy is loaded."""
+    """Ready: the database commits a write. The policy and GenAuth are reported, but never make the pod
+    unready: intake needs neither."""
     state = runtime()
-    database = is_reachable(state.engine)
+    problem = write_problem(state.engine)
     policy = state.policies.status()
     checks: dict[str, Any] = {
-        "database": "ok" if database else "unreachable",
+        "database": "ok" if problem is None else "unavailable",
         "policy": f"{policy.rules} rule(s) from {policy.source}",
+        "policy_state": policy.state,
         "mode": state.settings.mode,
     }
+    if problem is not None:
+        checks["database_error"] = problem
     if policy.error:
         # Still ready: the last good rules are enforced. Operators see why the file on disk is not.
         checks["policy_error"] = policy.error
-    return {"status": "ok" if database else "unavailable", "checks": checks}, 200 if database else 503
+    references = current_app.extensions.get(REFERENCES_EXTENSION)
+    if references is not None:  # a process that runs workers checks what the rules name (still ready)
+        checks["policy_warnings"] = list(references.warnings)
+    access = current_app.extensions.get(ACCESS_EXTENSION)
+    if access is not None:  # a process that runs workers: GenAuth's answer to the key (still ready)
+        checks.update(readiness(access.access, state.breaker))
+    ready = problem is None
+    return {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503

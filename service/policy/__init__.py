@@ -2,23 +2,24 @@
 
 policy = load_policy(Path("config/policies.yaml"))     # PolicyError lists every problem
 facts = UserFacts(...)                                 # gather policy.needs (roles: policy.role_namespaces)
-evaluation = evaluate(policy, facts, today=date.today())   # .required, .audit_only, .results (why)
+evaluation = evaluate(policy, facts, today=date.today())   # .results: per rule, matched or not and why
 outcomes = rule_outcomes(evaluation, facts, enabled, mfa_phone, mfa_email)   # per rule: enforce [SMS], ...
 
 ``policy test`` suites (``suites``, ``testing``) check a policy against fixture users and expected outcomes.
+Each condition of a match block is one class in ``conditions``; the vocabulary of what happened to a user
+(``OutcomeKind``, ``Action``, ``Bucket``) is ``service.vocabulary``.
 """
 
-from service.policy.describing import describe_match, describe_rule
+from service.policy.conditions import CONDITION_KEYS, MATCH_KEYS, describe_match
+from service.policy.describing import describe_rule
 from service.policy.errors import MissingFactError, PolicyError, SuiteError
-from service.policy.evaluation import Evaluation, RuleResult, evaluate, facts_needed
+from service.policy.evaluation import Evaluation, RuleResult, evaluate
 from service.policy.facts import Department, Fact, Role, UserFacts
 from service.policy.loading import FORMAT_VERSION, load_policy, parse_policy
-from service.policy.outcomes import OUTCOME_KINDS, Outcome, contact_problem, factors_to_add, rule_outcomes
+from service.policy.outcomes import Outcome, contact_problem, factors_to_add, rule_outcomes
 from service.policy.rules import (
-    CONDITION_KEYS,
     DEFAULT_NAMESPACE,
     FACTORS,
-    MATCH_KEYS,
     MODES,
     Exemption,
     Match,
@@ -36,7 +37,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MATCH_KEYS",
     "MODES",
-    "OUTCOME_KINDS",
+    "Action",
+    "Bucket",
     "Case",
     "CaseResult",
     "Department",
@@ -47,6 +49,7 @@ __all__ = [
     "Match",
     "MissingFactError",
     "Outcome",
+    "OutcomeKind",
     "Policy",
     "PolicyError",
     "Role",
@@ -57,16 +60,18 @@ __all__ = [
     "SuiteResult",
     "UserFacts",
     "ValueTest",
+    "action_of",
+    "bucket",
     "contact_problem",
     "describe_match",
     "describe_rule",
     "evaluate",
     "factors_to_add",
-    "facts_needed",
     "load_policy",
     "load_suite",
     "parse_policy",
     "parse_suite",
     "rule_outcomes",
     "run_suite",
+    "worst",
 ]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from service.policy.matching import role_label, show
-from service.policy.rules import Exemption, Match, Rule, ValueTest
+from service.policy.conditions import describe_match
+from service.policy.rules import Exemption, Rule
 
 
 def describe_rule(rule: Rule, *, today: date | None = None) -> list[str]:
@@ -20,44 +20,6 @@ def describe_rule(rule: Rule, *, today: date | None = None) -> list[str]:
     ]
     lines += [f"  {_describe_exemption(exemption, today)}" for exemption in rule.exceptions]
     return lines
-
-
-def describe_match(match: Match) -> str:
-    """``departments any of [finance], groups any of [contractors], customData.level in [L5, L6]``."""
-    parts: list[str] = []
-    if match.departments:
-        direct = "" if match.include_subdepartments else " (direct members only)"
-        parts.append(f"departments any of [{', '.join(match.departments)}]{direct}")
-    if match.groups:
-        parts.append(f"groups any of [{', '.join(match.groups)}]")
-    if match.roles:
-        parts.append(f"roles any of [{', '.join(role_label(role) for role in match.roles)}]")
-    if match.email_domains:
-        parts.append(f"email_domains any of [{', '.join(match.email_domains)}]")
-    if match.status:
-        parts.append(f"status any of [{', '.join(match.status)}]")
-    if match.external_id is not None:
-        parts.append(_describe_test("externalId", match.external_id))
-    if match.user_source_type:
-        parts.append(f"userSourceType any of [{', '.join(match.user_source_type)}]")
-    if match.register_source:
-        parts.append(f"registerSource any of [{', '.join(match.register_source)}]")
-    parts += [_describe_test(f"customData.{key}", test) for key, test in match.custom_data]
-    if match.all_of:
-        parts.append(f"all of ({'; '.join(describe_match(block) for block in match.all_of)})")
-    if match.any_of:
-        parts.append(f"any of ({'; '.join(describe_match(block) for block in match.any_of)})")
-    if match.negated is not None:
-        parts.append(f"not ({describe_match(match.negated)})")
-    return ", ".join(parts)
-
-
-def _describe_test(subject: str, test: ValueTest) -> str:
-    if test.operator == "exists":
-        return f"{subject} {'set' if test.present else 'not set'}"
-    if test.operator == "equals":
-        return f"{subject} = {show(test.values[0])}"
-    return f"{subject} in [{', '.join(show(value) for value in test.values)}]"
 
 
 def _describe_exemption(exemption: Exemption, today: date | None) -> str:

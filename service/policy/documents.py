@@ -1,7 +1,7 @@
 """Reading YAML documents strictly and describing marshmallow's problems as lines an operator can act on.
 
-Shared by the policy file (``loading``) and test suites (``suites``): both are a mapping with one list of
-named items (``policies``, ``cases``), and each problem is reported as ``policies[2] (finance-sms):
+The one document loader of the policy file (``loading``) and test suites (``suites``): both are a mapping
+with one list of named items (``policies``, ``cases``), and each problem is reported as ``policies[2] (finance-sms):
 match.all[1].custom_data.level: expected one of equals, in, exists``.
 """
 
@@ -13,38 +13,62 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from marshmallow import Schema, ValidationError
+
+from service.policy.errors import DocumentError
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 Location = tuple[str | int, ...]
 
 
-class DocumentError(Exception):
-    """The text is not a YAML document that can be read; ``problem`` says why in one line."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
-
-
-def read_text(path: Path) -> str:
-    """The UTF-8 text of ``path``; ``DocumentError`` when it cannot be read."""
+def read_document(path: Path, error: type[DocumentError]) -> str:
+    """The UTF-8 text of ``path``; ``error`` when it cannot be read."""
     try:
         return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DocumentError(f"the file is not UTF-8 text ({error.reason})") from error
-    except OSError as error:
-        raise DocumentError(f"cannot read the file: {error.strerror or error}") from error
+    except UnicodeDecodeError as failure:
+        raise error(str(path), [f"the file is not UTF-8 text ({failure.reason})"]) from failure
+    except OSError as failure:
+        raise error(str(path), [f"cannot read the file: {failure.strerror or failure}"]) from failure
 
 
-def parse_yaml(text: str) -> object:
-    """The document in ``text`` (safe loader, repeated keys refused); ``DocumentError`` for bad YAML."""
+def parse_document(
+    text: str,
+    source: str,
+    schema: Schema,
+    *,
+    list_key: str,
+    key_order: tuple[str, ...],
+    error: type[DocumentError],
+    empty: str | None = None,
+) -> Any:
+    """Load ``text`` (a mapping with a list of named items under ``list_key``) with ``schema``.
+
+    Raises ``error(source, problems)`` with every problem: bad YAML, not a mapping (``empty`` is the problem
+    of an empty document, when it has its own), what the schema refuses, and names used twice.
+    """
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as error:
-        raise DocumentError(_describe_yaml_error(error)) from error
-    except yaml.YAMLError as error:
-        raise DocumentError(f"not valid YAML: {error}") from error
+        document = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as failure:
+        raise error(source, [_describe_yaml_error(failure)]) from failure
+    except yaml.YAMLError as failure:
+        raise error(source, [f"not valid YAML: {failure}"]) from failure
+    if document is None and empty is not None:
+        raise error(source, [empty])
+    if not isinstance(document, Mapping):
+        got = "nothing" if document is None else kind(document)
+        raise error(source, [f"expected a mapping with a '{list_key}' list at the top level, got {got}"])
+    problems: list[tuple[int, str]] = []
+    loaded: Any = None
+    try:
+        loaded = schema.load(document)
+    except ValidationError as failure:
+        problems.extend(describe_problems(failure.messages, document, list_key, key_order))
+    problems.extend(find_duplicate_names(document, list_key))
+    if problems:
+        problems.sort(key=lambda item: item[0])  # stable: keeps field order within an item
+        raise error(source, [line for _, line in problems])
+    return loaded
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -1,27 +1,25 @@
 """The decision: given the policy and what is known about one user, which MFA factors must the user have?
 
-Pure and deterministic; the worker calls ``evaluate`` after gathering the facts ``facts_needed`` names (and
+Pure and deterministic; the worker calls ``evaluate`` after gathering the facts ``policy.needs`` names (and
 the roles in ``policy.role_namespaces``), passing today's date for exception expiry, and records the
 returned ``Evaluation`` (rules matched, why, exemptions, factors required) as the decision.
 
-Per rule: the match decides whether the rule applies (see ``matching`` for how each condition compares).
+Per rule: the match decides whether the rule applies (see ``conditions`` for how each condition compares).
 A matching rule whose exception covers the user (listed by id, or a member of a listed group, and not past
-its ``expires`` date) is *exempt*: it counts as matched but contributes no factors. The factors of every
-other matching rule are united; nothing is ever removed. Which factor actually gets enabled when a
-required one cannot be (the rule's ``fallback``) needs the user's current MFA data, so it is decided by
+its ``expires`` date) is *exempt*: it counts as matched but contributes no factors. What each rule then does
+(which factors to enable, which fallback stands in) needs the user's current MFA data, so it is decided by
 ``outcomes.rule_outcomes``, not here: the evaluation only carries the declarations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
+from service.policy.conditions import CONDITIONS, judge
 from service.policy.errors import MissingFactError
-from service.policy.facts import Fact, UserFacts
-from service.policy.matching import judge
-from service.policy.rules import FACTORS, Exemption, Policy, Rule
+from service.policy.facts import UserFacts
+from service.policy.rules import Exemption, Policy, Rule
 
 
 @dataclass(frozen=True)
@@ -52,47 +50,10 @@ class RuleResult:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """The decision for one user.
-
-    ``required`` holds the factors of applying (matched, not exempt) enforce-mode rules; ``audit_only`` those
-    that only applying audit-mode rules want (never repeating ``required``). Both are ordered as ``FACTORS``.
-    ``rule_factors`` maps each applying rule to its factors. ``fallbacks`` maps each factor of ``required``
-    and ``audit_only`` to the fallback factors that the applying rules requiring it declare (for ``required``
-    the enforce-mode rules, for ``audit_only`` the audit-mode ones), in rule order without repeats.
-    """
+    """The decision for one user: how each rule of the policy, in file order, judged them."""
 
     user_id: str
     results: tuple[RuleResult, ...]
-    required: tuple[str, ...]
-    audit_only: tuple[str, ...]
-    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    rule_factors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-    @property
-    def matched_rules(self) -> tuple[str, ...]:
-        """Names of the rules that matched (exempt ones included), in file order."""
-        return tuple(result.rule for result in self.results if result.matched)
-
-    @property
-    def exempt_rules(self) -> tuple[str, ...]:
-        """Names of the rules that matched but from which the user is exempt, in file order."""
-        return tuple(result.rule for result in self.results if result.exempt)
-
-
-_FACT_FIELDS = {
-    Fact.DEPARTMENTS: "departments",
-    Fact.GROUPS: "groups",
-    Fact.ROLES: "roles",
-    Fact.CUSTOM_DATA: "custom_data",
-}
-
-
-def facts_needed(policy: Policy) -> frozenset[Fact]:
-    """The facts to gather for a user before ``evaluate``; the user record alone needs none.
-
-    With ``Fact.ROLES``, read the roles of every namespace in ``policy.role_namespaces``.
-    """
-    return policy.needs
 
 
 def evaluate(policy: Policy, facts: UserFacts, *, today: date, force_audit: bool = False) -> Evaluation:
@@ -104,32 +65,15 @@ def evaluate(policy: Policy, facts: UserFacts, *, today: date, force_audit: bool
     """
     _check_facts(policy, facts)
     results = tuple(_judge(rule, facts, today=today, force_audit=force_audit) for rule in policy.rules)
-    enforcing = [result for result in results if result.applies and result.mode == "enforce"]
-    auditing = [result for result in results if result.applies and result.mode == "audit"]
-    enforced = {factor for result in enforcing for factor in result.require_mfa}
-    audited = {factor for result in auditing for factor in result.require_mfa} - enforced
-    required = tuple(factor for factor in FACTORS if factor in enforced)
-    audit_only = tuple(factor for factor in FACTORS if factor in audited)
-    fallbacks = {
-        **{factor: _declared_fallbacks(factor, enforcing) for factor in required},
-        **{factor: _declared_fallbacks(factor, auditing) for factor in audit_only},
-    }
-    return Evaluation(
-        user_id=facts.user_id,
-        results=results,
-        required=required,
-        audit_only=audit_only,
-        fallbacks=fallbacks,
-        rule_factors={result.rule: result.require_mfa for result in results if result.applies},
-    )
+    return Evaluation(user_id=facts.user_id, results=results)
 
 
 def _check_facts(policy: Policy, facts: UserFacts) -> None:
     # Checked up front, not when a rule reaches the fact: whether the error shows must not depend on
     # whether an earlier condition of the rule already failed.
     for rule in policy.rules:
-        for fact in sorted(rule.needs, key=lambda fact: list(Fact).index(fact)):
-            if getattr(facts, _FACT_FIELDS[fact]) is None:
+        for fact in sorted(rule.needs, key=[c.fact for c in CONDITIONS].index):
+            if facts.fetched.get(fact) is None:
                 raise MissingFactError(fact, rule=rule.name, user_id=facts.user_id)
 
 
@@ -169,8 +113,3 @@ def _covers(exception: Exemption, facts: UserFacts) -> str | None:
         if code.strip().casefold() in held:
             return f"group {code}"
     return None
-
-
-def _declared_fallbacks(factor: str, results: list[RuleResult]) -> tuple[str, ...]:
-    declared = [fallback for result in results if factor in result.require_mfa for fallback in result.fallback]
-    return tuple(dict.fromkeys(declared))

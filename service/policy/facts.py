@@ -1,19 +1,22 @@
 """What the policy knows about one user: plain values gathered by the enforcer, never fetched here.
 
-The enforcer fills only the facts the loaded rules declare they need (``Fact``); a fact that was not fetched
-is ``None``, and evaluating a rule that needs it is a programming error, not a silent "no match".
+The enforcer fills only the facts the loaded rules declare they need (each condition's ``fact`` in
+``service.policy.conditions``); a fact that was not fetched is ``None``, and evaluating a rule that needs it is
+a programming error, not a silent "no match". The fetched facts sit in one mapping keyed by the fact's name, so
+a new condition adds its fact without touching this module.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 
-class Fact(enum.Enum):
-    """A kind of fact that costs a GenAuth call beyond the user record itself."""
+class Fact(enum.StrEnum):
+    """Facts beyond the user record that code outside their condition names (a condition may name its own)."""
 
     DEPARTMENTS = "departments"
     GROUPS = "groups"
@@ -42,14 +45,24 @@ class Role:
     namespace: str = "default"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class UserFacts:
-    """The user as the policy sees it. A fact that costs a call (``Fact``) is None when no rule needed it."""
+    """The user as the policy sees it: the user record, and ``fetched``, the facts that cost a call (or a
+    ``get-user`` flag), by name. ``UserFacts(user_id, departments=...)`` puts a fact's name in ``fetched``;
+    ``facts.departments`` reads it back, None when no rule needed it. A name that is neither a field of the
+    record nor a condition's ``fact`` (a misspelling) raises ``TypeError``, as a wrong keyword would."""
 
     user_id: str
     email: str | None = None
     phone: str | None = None
+    username: str | None = None
+    """Shown next to the id in listings; no rule matches on it."""
     phone_country_code: str | None = None
+    """The profile phone's country code (``+86``); GenAuth keeps it apart from ``phone``."""
+    phone_verified: bool | None = None
+    """GenAuth's ``phoneVerified``; None when GenAuth did not say (then the phone counts as verified)."""
+    email_verified: bool | None = None
+    """GenAuth's ``emailVerified``; None when GenAuth did not say (then the address counts as verified)."""
     status: str | None = None
     """``Activated``, ``Suspended``, ``Deactivated``, ``Resigned`` or ``Archived`` (v3 ``UserDto.status``)."""
     external_id: str | None = None
@@ -57,9 +70,29 @@ class UserFacts:
     """``excel``, ``register``, ``adminCreated`` or ``syncTask``."""
     register_source: tuple[str, ...] = ()
     """e.g. ``basic:email``, ``import:manual``, ``social:github``."""
-    departments: tuple[Department, ...] | None = None
-    groups: tuple[str, ...] | None = None
-    """Codes of the user groups the user belongs to."""
-    roles: tuple[Role, ...] | None = None
-    """Roles in every namespace the rules mention."""
-    custom_data: Mapping[str, Any] | None = None
+    fetched: Mapping[str, Any] = field(default_factory=dict)
+    """``departments`` (``Department``), ``groups`` (codes), ``roles`` (``Role``), ``custom_data``, ..."""
+
+    def __init__(self, user_id: str, *, fetched: Mapping[str, Any] = MappingProxyType({}), **values: Any) -> None:
+        """``fetched``: facts by name, as ``dataclasses.replace`` passes them on; ``values`` add to them."""
+        from service.policy.conditions import FACTS  # the registry, built on this module
+
+        values = {**fetched, **values}
+        record = {each.name for each in fields(self)} - {"fetched"}
+        unknown = [name for name in values if name not in record and name not in FACTS]
+        if unknown:
+            raise TypeError(
+                f"UserFacts() got an unknown fact {', '.join(map(repr, unknown))}: neither a field of the user record "
+                f"nor a condition's fact ({', '.join(FACTS)})"
+            )
+        object.__setattr__(self, "user_id", user_id)
+        for name, value in values.items():
+            if name in record:
+                object.__setattr__(self, name, value)
+        object.__setattr__(self, "fetched", MappingProxyType({k: v for k, v in values.items() if k not in record}))
+
+    def __getattr__(self, name: str) -> Any:
+        """A fetched fact by its name; None when it was not fetched."""
+        if name.startswith("_") or name == "fetched":
+            raise AttributeError(name)
+        return self.fetched.get(name)

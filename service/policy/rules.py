@@ -7,11 +7,16 @@ silently mean something else (an empty match would otherwise match everyone).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
-from service.policy.facts import Fact, Role
+from service.policy.facts import Fact
+
+if TYPE_CHECKING:
+    from service.policy.conditions import Condition
 
 #: The MFA factors a rule may require, in the order decisions list them.
 FACTORS: tuple[str, ...] = ("SMS", "EMAIL", "OTP", "FACE")
@@ -19,33 +24,8 @@ FACTORS: tuple[str, ...] = ("SMS", "EMAIL", "OTP", "FACE")
 #: ``enforce`` makes it so; ``audit`` only records what would be done.
 MODES: tuple[str, ...] = ("enforce", "audit")
 
-#: v3 ``UserDto.status`` values.
-USER_STATUSES: tuple[str, ...] = ("Activated", "Suspended", "Deactivated", "Resigned", "Archived")
-
-#: v3 ``UserDto.userSourceType`` values (the SDK spells the last one ``sync``; both mean ``syncTask``).
-USER_SOURCE_TYPES: tuple[str, ...] = ("excel", "register", "adminCreated", "syncTask")
-
 #: The namespace (permission group) of a role given by its bare code.
 DEFAULT_NAMESPACE = "default"
-
-#: The keys of a match block that are conditions, in the order reasons list them.
-CONDITION_KEYS: tuple[str, ...] = (
-    "departments",
-    "groups",
-    "roles",
-    "email_domains",
-    "status",
-    "external_id",
-    "user_source_type",
-    "register_source",
-    "custom_data",
-    "all",
-    "any",
-    "not",
-)
-
-#: Every key a match block understands, in file order (``include_subdepartments`` qualifies ``departments``).
-MATCH_KEYS: tuple[str, ...] = ("departments", "include_subdepartments", *CONDITION_KEYS[1:])
 
 #: The operators of a value test (``external_id``, each ``custom_data`` key); exactly one per test.
 VALUE_OPERATORS: tuple[str, ...] = ("equals", "in", "exists")
@@ -89,57 +69,37 @@ class ValueTest:
         return cls("exists", (), present)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Match:
     """Which users a rule applies to: every condition given must hold; each list means any-of.
 
-    - ``departments``: department ids (exact), codes or names (case-insensitive); members of sub-departments
-      match too unless ``include_subdepartments`` is False.
-    - ``email_domains``: lower-case domains matched exactly (no subdomains).
-    - ``groups``: user group codes; ``roles``: roles by code and namespace (both case-insensitive).
-    - ``status``, ``user_source_type``: any-of the user's value; ``register_source``: any-of against the
-      user's list; ``external_id``: a value test; ``custom_data``: ``(key, test)`` pairs, all must hold.
-    - ``all_of`` / ``any_of`` / ``negated``: the file's ``all`` / ``any`` / ``not``, nested match blocks.
+    ``Match(departments=(...))``, read back as ``match.departments``: one value per condition, named like its key
+    in the file (``all_of`` / ``any_of`` / ``negated`` for ``all`` / ``any`` / ``not``); the names, defaults and
+    meanings are the classes in ``conditions``, so a new condition needs nothing here.
     """
 
-    departments: tuple[str, ...] = ()
-    email_domains: tuple[str, ...] = ()
-    include_subdepartments: bool = True
-    groups: tuple[str, ...] = ()
-    roles: tuple[Role, ...] = ()
-    status: tuple[str, ...] = ()
-    external_id: ValueTest | None = None
-    user_source_type: tuple[str, ...] = ()
-    register_source: tuple[str, ...] = ()
-    custom_data: tuple[tuple[str, ValueTest], ...] = ()
-    all_of: tuple[Match, ...] = ()
-    any_of: tuple[Match, ...] = ()
-    negated: Match | None = None
+    values: Mapping[str, Any]
+    """Every condition's value by name, those not given at their default."""
 
-    def __post_init__(self) -> None:
+    def __init__(self, **given: Any) -> None:
+        defaults = {name: value for condition in _conditions() for name, value in condition.defaults().items()}
+        if unknown := sorted(given.keys() - defaults.keys()):
+            raise TypeError(f"Match got unknown conditions {unknown}")
+        object.__setattr__(self, "values", MappingProxyType({**defaults, **given}))
         if not self.conditions:
-            raise ValueError(f"a match needs at least one of {', '.join(CONDITION_KEYS)}")
+            raise ValueError(f"a match needs at least one of {', '.join(c.key for c in _conditions())}")
         if not self.include_subdepartments and not self.departments:
             raise ValueError("include_subdepartments applies only with departments")
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "values" or name.startswith("_") or name not in self.values:
+            raise AttributeError(name)
+        return self.values[name]
 
     @property
     def conditions(self) -> tuple[str, ...]:
         """The file keys of the conditions this block gives, in ``CONDITION_KEYS`` order."""
-        given = {
-            "departments": bool(self.departments),
-            "groups": bool(self.groups),
-            "roles": bool(self.roles),
-            "email_domains": bool(self.email_domains),
-            "status": bool(self.status),
-            "external_id": self.external_id is not None,
-            "user_source_type": bool(self.user_source_type),
-            "register_source": bool(self.register_source),
-            "custom_data": bool(self.custom_data),
-            "all": bool(self.all_of),
-            "any": bool(self.any_of),
-            "not": self.negated is not None,
-        }
-        return tuple(key for key in CONDITION_KEYS if given[key])
+        return tuple(condition.key for condition in _conditions() if condition.is_given(self))
 
     def blocks(self) -> Iterator[Match]:
         """This block and every block nested in it (``all``, ``any``, ``not``), depth first."""
@@ -148,19 +108,14 @@ class Match:
             yield from inner.blocks()
 
     @property
-    def needs(self) -> frozenset[Fact]:
+    def needs(self) -> frozenset[str]:
         """The facts beyond the user record that deciding this match requires, at any depth."""
-        needs: set[Fact] = set()
-        for block in self.blocks():
-            if block.departments:
-                needs.add(Fact.DEPARTMENTS)
-            if block.groups:
-                needs.add(Fact.GROUPS)
-            if block.roles:
-                needs.add(Fact.ROLES)
-            if block.custom_data:
-                needs.add(Fact.CUSTOM_DATA)
-        return frozenset(needs)
+        return frozenset(
+            condition.fact
+            for block in self.blocks()
+            for condition in _conditions()
+            if condition.fact is not None and condition.is_given(block)
+        )
 
     @property
     def role_namespaces(self) -> frozenset[str]:
@@ -225,7 +180,7 @@ class Rule:
         return self.mode == "audit"
 
     @property
-    def needs(self) -> frozenset[Fact]:
+    def needs(self) -> frozenset[str]:
         """The facts beyond the user record that evaluating this rule (and its exceptions) requires."""
         if any(exemption.groups for exemption in self.exceptions):
             return self.match.needs | {Fact.GROUPS}
@@ -245,7 +200,7 @@ class Policy:
             raise ValueError(f"rule names repeat in {self.source}: {names}")
 
     @property
-    def needs(self) -> frozenset[Fact]:
+    def needs(self) -> frozenset[str]:
         """The facts the enforcer must gather before evaluating this policy for a user."""
         return frozenset().union(*(rule.needs for rule in self.rules))
 
@@ -263,3 +218,10 @@ class Policy:
             if rule.name == name:
                 return rule
         raise KeyError(name)
+
+
+def _conditions() -> tuple[Condition, ...]:
+    """The registry of conditions; imported here, not at the top, because it is built on these values."""
+    from service.policy.conditions import CONDITIONS
+
+    return CONDITIONS

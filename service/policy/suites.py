@@ -9,6 +9,9 @@
           id: u1
           email: a@acme.example
           phone: "13800138000"
+          phone_country_code: "+86" # or write the phone in E.164: "+8613800138000"
+          phone_verified: true     # GenAuth's phoneVerified / emailVerified (default true)
+          email_verified: true
           status: Activated
           external_id: EMP-1
           user_source_type: adminCreated
@@ -19,6 +22,7 @@
           custom_data: {costCenter: FIN-01}
           mfa: [EMAIL]             # factors enabled now
           mfa_phone: "13800138000" # MFA contacts stored with them (optional)
+          mfa_phone_country_code: "+86"
           mfa_email: a@acme.example
         expect:                    # rule name -> outcome; rules not listed are not checked
           finance-sms: enforce [SMS]
@@ -39,40 +43,34 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load
 
-from service.policy.documents import (
-    DocumentError,
-    describe_problems,
-    find_duplicate_names,
-    kind,
-    parse_yaml,
-    read_text,
-)
+from service.policy.conditions import CONDITIONS, DEPARTMENT_KEYS
+from service.policy.documents import kind, parse_document, read_document
 from service.policy.errors import SuiteError
-from service.policy.facts import Department, UserFacts
-from service.policy.outcomes import OUTCOME_KINDS, Outcome
-from service.policy.rules import FACTORS, USER_SOURCE_TYPES, USER_STATUSES
-from service.policy.schemas import Choice, Day, RoleSelector, Text, Word, list_of, unique
+from service.policy.facts import UserFacts
+from service.policy.fields import Choice, Day, StrictBoolean, Text, Word, list_of, plain_list
+from service.policy.outcomes import Outcome
+from service.policy.rules import FACTORS
+from service.vocabulary import OutcomeKind
 
 DEFAULT_USER_ID = "test-user"
 SUITE_KEYS = ("policy", "today", "cases")
 CASE_KEYS = ("name", "today", "user", "expect")
+#: The conditions whose facts a fixture user gives: those of the user record first, then those that cost a call.
+_FIXTURES = sorted((c for c in CONDITIONS if c.fixture is not None), key=lambda condition: condition.fact is not None)
+_FIXTURE_FIELDS = {c.fixture: c.fixture_field() for c in _FIXTURES if c.fixture is not None}
 USER_KEYS = (
     "id",
     "email",
     "phone",
-    "status",
-    "external_id",
-    "user_source_type",
-    "register_source",
-    "departments",
-    "groups",
-    "roles",
-    "custom_data",
+    "phone_country_code",
+    "phone_verified",
+    "email_verified",
+    *_FIXTURE_FIELDS,
     "mfa",
     "mfa_phone",
+    "mfa_phone_country_code",
     "mfa_email",
 )
-DEPARTMENT_KEYS = ("code", "name", "id", "ancestors")
 _KEY_ORDER = (*SUITE_KEYS, *CASE_KEYS, *USER_KEYS, *DEPARTMENT_KEYS, "namespace")
 _EXPECTATION = re.compile(
     r"(?P<kind>[a-z-]+)\s*(?:\[(?P<factors>[^\]]*)\])?\s*(?:\((?P<note>[^)]*)\))?",
@@ -128,6 +126,7 @@ class Case:
     mfa_phone: str | None = None
     mfa_email: str | None = None
     today: date | None = None
+    mfa_phone_country_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,32 +141,12 @@ class Suite:
 
 def load_suite(path: Path) -> Suite:
     """Read and validate the suite at ``path``; ``SuiteError`` lists every problem."""
-    try:
-        text = read_text(path)
-    except DocumentError as error:
-        raise SuiteError(str(path), [error.problem]) from error
-    return parse_suite(text, str(path), base=path.parent)
+    return parse_suite(read_document(path, SuiteError), str(path), base=path.parent)
 
 
 def parse_suite(text: str, source: str = "<string>", *, base: Path | None = None) -> Suite:
     """Validate suite ``text``; a relative ``policy`` is resolved against ``base`` (default: as written)."""
-    try:
-        document = parse_yaml(text)
-    except DocumentError as error:
-        raise SuiteError(source, [error.problem]) from error
-    if not isinstance(document, Mapping):
-        got = "nothing" if document is None else kind(document)
-        raise SuiteError(source, [f"expected a mapping with a 'cases' list at the top level, got {got}"])
-    problems: list[tuple[int, str]] = []
-    loaded: dict[str, Any] = {}
-    try:
-        loaded = _SuiteSchema().load(document)
-    except ValidationError as error:
-        problems.extend(describe_problems(error.messages, document, "cases", _KEY_ORDER))
-    problems.extend(find_duplicate_names(document, "cases"))
-    if problems:
-        problems.sort(key=lambda item: item[0])
-        raise SuiteError(source, [line for _, line in problems])
+    loaded = parse_document(text, source, _SuiteSchema(), list_key="cases", key_order=_KEY_ORDER, error=SuiteError)
     policy = loaded.get("policy")
     return Suite(
         source=source,
@@ -180,7 +159,7 @@ def parse_suite(text: str, source: str = "<string>", *, base: Path | None = None
 def parse_expectation(text: str) -> Expectation:
     """``enforce [SMS, OTP]`` -> ``Expectation``; ``ValueError`` with what is expected otherwise."""
     found = _EXPECTATION.fullmatch(text.strip())
-    if found is None or found["kind"].lower() not in OUTCOME_KINDS:
+    if found is None or found["kind"].lower() not in tuple(OutcomeKind):
         raise ValueError(f"{text!r} is not an outcome; expected one of {_FORMS}")
     outcome = found["kind"].lower()
     factors = None if found["factors"] is None else _factors(found["factors"])
@@ -214,59 +193,6 @@ def _fallback_note(note: str | None) -> tuple[bool, tuple[str, ...] | None]:
 
 
 # --- schemas --------------------------------------------------------------------------------------------
-
-
-def _plain_list(item: fields.Field[Any], what: str) -> fields.List[Any]:
-    """A list of ``item``s, possibly empty (a fixture user may have none)."""
-    return fields.List(
-        item, error_messages={"null": f"must be a list of {what}s", "invalid": f"expected a list of {what}s"}
-    )
-
-
-class _DepartmentField(fields.Field[Department]):
-    """``finance`` or ``{code, name, id, ancestors: [codes, root first]}``; the id defaults to the code."""
-
-    default_error_messages = {"null": "expected a department code or {code, name, id, ancestors}"}  # noqa: RUF012
-
-    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> Department:
-        if isinstance(value, str) and value.strip():
-            return Department(department_id=value.strip(), code=value.strip(), name=None)
-        if isinstance(value, Mapping):
-            department: Department = _DepartmentSchema().load(value)
-            return department
-        raise ValidationError(f"expected a department code or {{code, name, id, ancestors}}, got {kind(value)}")
-
-
-class _DepartmentSchema(Schema):
-    error_messages = {"unknown": f"unknown key; expected {', '.join(DEPARTMENT_KEYS)}"}  # noqa: RUF012
-
-    code = Word("a department code", required=True)
-    name = Word("a department name")
-    id = Word("a department id")
-    ancestors = _plain_list(Word("a department code"), "department code")
-
-    @post_load
-    def _make(self, data: dict[str, Any], **kwargs: Any) -> Department:
-        return Department(
-            department_id=data.get("id", data["code"]),
-            code=data["code"],
-            name=data.get("name"),
-            ancestor_codes=tuple(data.get("ancestors", ())),
-        )
-
-
-class _CustomDataField(fields.Field[dict[str, Any]]):
-    default_error_messages = {"null": "expected a mapping of custom data keys to values"}  # noqa: RUF012
-
-    def _deserialize(
-        self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any
-    ) -> dict[str, Any]:
-        if not isinstance(value, Mapping):
-            raise ValidationError(f"expected a mapping of custom data keys to values, got {kind(value)}")
-        bad = [str(key) for key in value if not isinstance(key, str)]
-        if bad:
-            raise ValidationError(f"custom data keys must be text, not {', '.join(bad)}")
-        return dict(value)
 
 
 class _ExpectField(fields.Field[tuple[tuple[str, Expectation], ...]]):
@@ -303,40 +229,37 @@ class _UserSchema(Schema):
         "type": "expected a mapping describing the user",
     }
 
+    class Meta:
+        include = _FIXTURE_FIELDS
+
     id = Word("a user id", load_default=DEFAULT_USER_ID)
     email = Text()
     phone = Text()
-    status = Choice(USER_STATUSES, load_default="Activated")
-    external_id = Text()
-    user_source_type = Choice(USER_SOURCE_TYPES, aliases={"sync": "syncTask"})
-    register_source = _plain_list(Word("a register source"), "register source")
-    departments = _plain_list(_DepartmentField(), "department")
-    groups = _plain_list(Word("a group code"), "group code")
-    roles = _plain_list(RoleSelector(), "role")
-    custom_data = _CustomDataField()
-    mfa = _plain_list(Choice(FACTORS), "factor")
+    phone_country_code = Text()
+    phone_verified = StrictBoolean()
+    email_verified = StrictBoolean()
+    mfa = plain_list(Choice(FACTORS), "factor")
     mfa_phone = Text()
+    mfa_phone_country_code = Text()
     mfa_email = Text()
 
     @post_load
     def _make(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """The ``Case`` fields the user gives."""
         facts = UserFacts(
             user_id=data["id"],
             email=data.get("email"),
             phone=data.get("phone"),
-            status=data["status"],
-            external_id=data.get("external_id"),
-            user_source_type=data.get("user_source_type"),
-            register_source=tuple(data.get("register_source", ())),
-            departments=tuple(data.get("departments", ())),
-            groups=tuple(data.get("groups", ())),
-            roles=unique(data.get("roles", [])),
-            custom_data=data.get("custom_data", {}),
+            phone_country_code=data.get("phone_country_code"),
+            phone_verified=data.get("phone_verified", True),
+            email_verified=data.get("email_verified", True),
+            **{name: value for condition in _FIXTURES for name, value in condition.fixture_facts(data).items()},
         )
         return {
             "facts": facts,
             "enabled": tuple(factor for factor in FACTORS if factor in data.get("mfa", ())),
             "mfa_phone": data.get("mfa_phone"),
+            "mfa_phone_country_code": data.get("mfa_phone_country_code"),
             "mfa_email": data.get("mfa_email"),
         }
 
@@ -361,16 +284,7 @@ class _CaseSchema(Schema):
 
     @post_load
     def _make(self, data: dict[str, Any], **kwargs: Any) -> Case:
-        user = data["user"]
-        return Case(
-            name=data["name"],
-            facts=user["facts"],
-            expect=data["expect"],
-            enabled=user["enabled"],
-            mfa_phone=user["mfa_phone"],
-            mfa_email=user["mfa_email"],
-            today=data.get("today"),
-        )
+        return Case(name=data["name"], expect=data["expect"], today=data.get("today"), **data["user"])
 
 
 class _SuiteSchema(Schema):

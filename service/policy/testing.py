@@ -104,7 +104,9 @@ def run_suite(suite: Suite, policy: Policy, *, today: date) -> SuiteResult:
 
 def _run_case(case: Case, policy: Policy, today: date) -> CaseResult:
     evaluation = evaluate(policy, case.facts, today=today)
-    outcomes = rule_outcomes(evaluation, case.facts, case.enabled, case.mfa_phone, case.mfa_email)
+    outcomes = rule_outcomes(
+        evaluation, case.facts, case.enabled, case.mfa_phone, case.mfa_email, case.mfa_phone_country_code
+    )
     results = {result.rule: result for result in evaluation.results}
     checks = tuple(
         RuleCheck(rule=rule, expected=expected, actual=outcomes[rule], result=results[rule])

@@ -5,9 +5,9 @@ Why: a durable commit costs a disk flush (SQLite ``synchronous=FULL``) or a serv
 queue behind each other's flush (docs/benchmarks.md). Here the threads of one process take turns as *leader*:
 the thread that finds nobody writing opens a transaction and writes every item queued by then, while the
 threads that arrive meanwhile queue up; when the leader is done it wakes them with their results and hands
-the lead to the first of any that queued during its write. Nobody answers before its own item is committed, so "durable
-before 2xx" (ARCHITECTURE.md) holds item by item. With no concurrency the leader writes its own item at once:
-batching adds no wait.
+the lead to the first of any that queued during its write. Nobody answers before its own item is
+committed, so "durable before 2xx" (docs/architecture.md, principle 2) holds item by item. With no
+concurrency the leader writes its own item at once: batching adds no wait.
 
 If a batch fails with an error that may be one item's fault (a constraint, a value the database refuses),
 each item is written again alone, so one bad item cannot fail its neighbours. Errors of the connection or the
@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Generic, TypeVar
 
-from service.errors import TemporaryError
+from service.store.errors import GroupCommitTimeoutError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -63,12 +63,6 @@ def _copy_of(error: BaseException) -> BaseException:
     except Exception:  # an exception class that cannot be copied: share the original
         return error
     return own if type(own) is type(error) else error
-
-
-class GroupCommitTimeoutError(TemporaryError):
-    """The item waited too long for a writer and was withdrawn: it was not written."""
-
-    reason = "group_commit_timeout"
 
 
 class GroupCommit(Generic[Item, Result, Transaction]):

@@ -3,19 +3,35 @@
 SQLite runs in WAL mode with a busy timeout, and every transaction starts with ``BEGIN IMMEDIATE`` so that a
 writer takes the lock up front instead of failing half-way when a reader upgrades. PostgreSQL connections are
 pinged before use so a database restart costs one reconnect, not a crash loop.
+
+A SQLite connection remembers which file (device and inode) it opened. Every commit first checks that the
+configured path still names that file: a file deleted or replaced under a running process (a restore copied
+over it, a volume remounted) would otherwise take commits into a file nobody will ever open again, each one
+acknowledged. Such a commit is rolled back and fails, so deliveries get 503, ``/readyz`` fails and the log
+says ``database_file_replaced``, until the process is restarted on the right file.
+
+Reads that need no transaction (``/metrics``, the admin API) use ``create_read_engine``: on SQLite, its own
+connections, read-only, which in WAL mode never wait for the single writer connection or its lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+
+from service.logs import log_event
+
+logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 15000
 POSTGRES_CONNECT_ARGS = {
@@ -36,7 +52,7 @@ def create_engine(url: str, *, lock_timeout: float = SQLITE_BUSY_TIMEOUT_MS / 10
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database, lock_timeout=lock_timeout)
+        return _sqlite_engine(url, lock_timeout=lock_timeout)
     if parsed.drivername == "postgresql":
         # Plain postgresql:// means psycopg 3 here, the driver we install.
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
@@ -63,7 +79,35 @@ class _SerialisedConnection(sqlite3.Connection):
 
     lock_path: str | None = None
     lock_timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000
+    database_path: str | None = None
+    opened_file: tuple[int, int] | None = None
+    """(device, inode) of the file this connection opened."""
     _lock_file: int | None = None
+
+    def remember_file(self, path: str | None) -> None:
+        self.database_path = path
+        self.opened_file = _file_identity(path) if path else None
+
+    def replaced_file(self) -> str | None:
+        """Why the configured path no longer names the file this connection writes to, or None."""
+        if self.database_path is None or self.opened_file is None:
+            return None
+        found = _file_identity(self.database_path)
+        if found == self.opened_file:
+            return None
+        state = "was deleted" if found is None else "was replaced by another file"
+        log_event(
+            logger,
+            "database_file_replaced",
+            level=logging.CRITICAL,
+            path=self.database_path,
+            opened=f"{self.opened_file[0]}:{self.opened_file[1]}",
+            found=None if found is None else f"{found[0]}:{found[1]}",
+        )
+        return (
+            f"the database file {self.database_path} {state} while this process had it open; "
+            "nothing more is committed until the process is restarted on the right file"
+        )
 
     def hold_write_lock(self) -> None:
         if self.lock_path is None or self._lock_file is not None:
@@ -87,6 +131,10 @@ class _SerialisedConnection(sqlite3.Connection):
 
     def commit(self) -> None:
         try:
+            problem = self.replaced_file()
+            if problem is not None:
+                super().rollback()
+                raise sqlite3.OperationalError(problem)
             super().commit()
         finally:
             self.release_write_lock()
@@ -102,6 +150,14 @@ class _SerialisedConnection(sqlite3.Connection):
             super().close()
         finally:
             self.release_write_lock()
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _take_file_lock(descriptor: int, *, timeout: float) -> None:
@@ -122,40 +178,35 @@ def _take_file_lock(descriptor: int, *, timeout: float) -> None:
         time.sleep(0.00025 if now < fast_until else 0.005)
 
 
-def _sqlite_engine(url: str, database: str | None, *, lock_timeout: float) -> sa.Engine:
+def sqlite_file(url: str) -> str | None:
+    """The path of the file a SQLite URL names, or None (PostgreSQL, in-memory or URI databases)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def _sqlite_engine(url: str, *, lock_timeout: float) -> sa.Engine:
     lock_path = None
-    if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-        lock_path = f"{database}.lock"
+    path = sqlite_file(url)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        lock_path = f"{path}.lock"
     # One connection per process: SQLite has one writer at a time anyway, and threads queueing for the pool
     # wake as soon as it is free, where threads queueing inside SQLite poll its lock with growing sleeps
     # (1 ms up to 100 ms), which showed as 100 ms p99 latency under load (docs/benchmarks.md).
-    engine = sa.create_engine(
-        url,
-        connect_args={
-            "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-            "check_same_thread": False,
-            "factory": _SerialisedConnection,
-        },
-        poolclass=sa.pool.QueuePool,
-        pool_size=1,
-        max_overflow=0,
-        pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
-    )
+    engine = _sqlite_pool(url, size=1, overflow=0, factory=_SerialisedConnection)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # FULL: an acknowledged delivery survives power loss, not only a killed process.
         # Let SQLAlchemy's "begin" event below issue BEGIN itself, instead of pysqlite's deferred BEGIN.
-        dbapi_connection.isolation_level = None
+        # FULL: an acknowledged delivery survives power loss, not only a killed process.
+        _set_pragmas(dbapi_connection, "journal_mode=WAL", "synchronous=FULL")
         if isinstance(dbapi_connection, _SerialisedConnection):
             dbapi_connection.lock_path = lock_path
             dbapi_connection.lock_timeout = lock_timeout
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
+            dbapi_connection.remember_file(path)  # the file exists now: WAL mode wrote its header
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
@@ -177,6 +228,39 @@ def _sqlite_engine(url: str, database: str | None, *, lock_timeout: float) -> sa
     return engine
 
 
+def _sqlite_pool(url: str, *, size: int, overflow: int, **connect_args: Any) -> sa.Engine:
+    """A SQLite engine whose callers queue for at most ``size`` + ``overflow`` connections."""
+    timeout = SQLITE_BUSY_TIMEOUT_MS / 1000
+    connect_args = {"timeout": timeout, "check_same_thread": False, **connect_args}
+    return sa.create_engine(
+        url,
+        connect_args=connect_args,
+        poolclass=sa.pool.QueuePool,
+        pool_size=size,
+        max_overflow=overflow,
+        pool_timeout=timeout,
+    )
+
+
+def _set_pragmas(dbapi_connection: Any, *pragmas: str) -> None:
+    """Autocommit in the driver (each statement reads the latest commit; BEGIN is ours), the busy timeout and
+    ``pragmas``."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (*pragmas, f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()
+
+
+@contextlib.contextmanager
+def disposing(engine: sa.Engine) -> Iterator[sa.Engine]:
+    """``engine`` for the block, its connections closed when the block ends (as a command ends)."""
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def prepare_database(engine: sa.Engine) -> None:
     """Bring the schema up to date (idempotent): the migrations, from wherever the database is."""
     from service.store.migrating import upgrade
@@ -184,14 +268,48 @@ def prepare_database(engine: sa.Engine) -> None:
     upgrade(engine)
 
 
-def is_reachable(engine: sa.Engine) -> bool:
-    """True when a trivial query succeeds."""
+def create_read_engine(url: str, writer: sa.Engine) -> sa.Engine:
+    """An engine for reads: on a SQLite file, read-only connections of its own (disposed with ``writer``), which
+    in WAL mode read the last commit without waiting for the writer; otherwise ``writer`` itself (PostgreSQL
+    readers never wait for writers, and its pool has room for them)."""
+    path = sqlite_file(url)
+    if path is None:
+        return writer
+    reader = _sqlite_pool(url, size=2, overflow=2)
+
+    @sa.event.listens_for(reader, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        _set_pragmas(dbapi_connection, "query_only=ON")  # autocommit: no statement holds an old snapshot
+
+    @sa.event.listens_for(writer, "engine_disposed")
+    def _dispose_reader(_engine: sa.Engine) -> None:
+        reader.dispose()
+
+    return reader
+
+
+PROBE_NAME = "readyz"
+_PROBE_SQL = sa.text(
+    "INSERT INTO health_probes (name, written_at) VALUES (:name, :now) "
+    "ON CONFLICT (name) DO UPDATE SET written_at = excluded.written_at"
+)
+
+
+def write_problem(engine: sa.Engine) -> str | None:
+    """Why the database does not accept a committed write right now, or None when it does.
+
+    Commits the one row of ``health_probes``, so it fails where a delivery's commit would: a read-only replica
+    or volume, a full disk, a SQLite file replaced under the process, a lost connection. (One row for every
+    process and pod: pods come and go, and a row per host would pile up.)
+    """
     try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except sa.exc.SQLAlchemyError:
-        return False
-    return True
+        with engine.begin() as connection:
+            connection.execute(_PROBE_SQL, {"name": PROBE_NAME, "now": time.time()})
+    except sa.exc.SQLAlchemyError as error:
+        original = getattr(error, "orig", None) or error
+        first_line = (str(original).splitlines() or [""])[0]
+        return f"{type(original).__name__}: {first_line[:300]}"
+    return None
 
 
 def dialect_name(connection: sa.Connection) -> str:

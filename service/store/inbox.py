@@ -1,13 +1,19 @@
 """The delivery inbox: records an accepted webhook and its consequences for the queue in ONE transaction.
 
-Called by the webhook view before it answers 2xx (ARCHITECTURE.md, "durable before 2xx"). If the commit
-fails, the exception reaches the view, which answers 5xx so GenAuth may send again. Deliveries that arrive
-together share a transaction (``Inbox``, group commit): each is answered only after that commit, but the
-flush and the lock are paid once per batch instead of once per delivery.
+Called by the webhook view before it answers 2xx (docs/architecture.md, principle 2: "durable before
+2xx"). If the commit fails, the exception reaches the view, which answers 5xx so GenAuth may send again.
+Deliveries that arrive together share a transaction (``Inbox``, group commit): each is answered only
+after that commit, but the flush and the lock are paid once per batch instead of once per delivery.
+
+A delivery about one user makes its row ``PRIORITY_EVENT`` (claimed first); the users of a list event and
+the departments and groups to expand are ``PRIORITY_BULK``. The event record lists the subjects of a delivery
+that names at most ``MAX_LISTED_SUBJECTS`` (``replay --since`` reads them); a longer list is kept as its count
+and a SHA-256 digest, so one delivery cannot make a large event row.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,16 +21,20 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from service.store.committing import GroupCommit
-from service.store.decisions import Decision, record_decision
 from service.store.driver import driver_cursor, driver_sql
-from service.store.queue import drop_pending, upsert_work, work_row
+from service.store.queue import PRIORITY_BULK, PRIORITY_EVENT, upsert_work, work_row
+from service.store.subjects import Subject
+from service.store.wakeup import Wakeup
 
-EXPANSION_KINDS = ("department", "group")
+MAX_LISTED_SUBJECTS = 100
+"""Longest subject list an event record keeps; a longer one is kept as its count and digest."""
 
 # Plain driver SQL (see service.store.driver): this runs once per webhook. Columns as in tables.events.
 _INSERT_EVENT_TEMPLATE = """
-INSERT INTO events (received_at, event_name, userpool_id, subject_ids, subject_count, digest, content_type, outcome)
-VALUES (:received_at, :event_name, :userpool_id, {subject_ids}, :subject_count, :digest, :content_type, :outcome)
+INSERT INTO events (received_at, event_name, userpool_id, subject_ids, subject_count, digest, content_type, outcome,
+                    subjects_digest)
+VALUES (:received_at, :event_name, :userpool_id, {subject_ids}, :subject_count, :digest, :content_type, :outcome,
+        :subjects_digest)
 RETURNING id
 """
 _INSERT_EVENT_SQL = {
@@ -39,27 +49,19 @@ class Delivery:
 
     event_name: str
     userpool_id: str
-    user_ids: tuple[str, ...]
+    subjects: tuple[Subject, ...]
+    """Users, and departments and groups to expand into their members (sub-departments included)."""
     digest: str
     content_type: str
     outcome: str
     """``queued`` (the queue changed), ``ignored`` (an event the service does not act on) or ``test``."""
-    departments: tuple[str, ...] = ()
-    """Department ids to expand into their members (sub-departments included)."""
-    groups: tuple[str, ...] = ()
-    """Group ids to expand into their members."""
-    removed_user_ids: tuple[str, ...] = ()
-    """Users deleted or archived in GenAuth: their pending work is dropped."""
 
     @property
-    def subject_ids(self) -> list[str]:
-        """Every subject, expansions prefixed with their kind (``department:<id>``), for the event record."""
-        return [
-            *self.user_ids,
-            *(f"department:{d}" for d in self.departments),
-            *(f"group:{g}" for g in self.groups),
-            *self.removed_user_ids,
-        ]
+    def priority(self) -> int:
+        """``PRIORITY_EVENT`` for a delivery about one user, else ``PRIORITY_BULK`` (see service.store.queue)."""
+        if len(self.subjects) == 1 and self.subjects[0].is_user:
+            return PRIORITY_EVENT
+        return PRIORITY_BULK
 
 
 def record_delivery(engine: sa.Engine, delivery: Delivery, *, now: float) -> int:
@@ -82,22 +84,11 @@ def write_deliveries(connection: sa.Connection, received: Sequence[tuple[Deliver
     event_ids = _insert_events(connection, received)
     rows: list[dict[str, object]] = []
     for (delivery, now), event_id in zip(received, event_ids, strict=True):
-        reason = delivery.event_name[:100]
-        pool = delivery.userpool_id
-        for kind, subject_ids in (
-            ("user", delivery.user_ids),
-            ("department", delivery.departments),
-            ("group", delivery.groups),
-        ):
-            rows.extend(
-                work_row(pool, subject_id, kind=kind, reason=reason, now=now, event_id=event_id)
-                for subject_id in dict.fromkeys(subject_ids)
-            )
-        if delivery.removed_user_ids:
-            # Rare (deletions): keep the order of effects, earlier upserts first, then the drop.
-            upsert_work(connection, rows)
-            rows = []
-            _forget_removed(connection, delivery, reason=reason, now=now)
+        reason, priority = delivery.event_name[:100], delivery.priority
+        rows.extend(
+            work_row(delivery.userpool_id, subject, reason=reason, now=now, event_id=event_id, priority=priority)
+            for subject in dict.fromkeys(delivery.subjects)
+        )
     upsert_work(connection, rows)
     return event_ids
 
@@ -105,17 +96,23 @@ def write_deliveries(connection: sa.Connection, received: Sequence[tuple[Deliver
 def _insert_events(connection: sa.Connection, received: Sequence[tuple[Delivery, float]]) -> list[int]:
     parameters = []
     for delivery, now in received:
-        subjects = delivery.subject_ids
+        subjects = [subject.encode() for subject in delivery.subjects]
+        listed = json.dumps(subjects)
+        subjects_digest = None
+        if len(subjects) > MAX_LISTED_SUBJECTS:
+            subjects_digest = hashlib.sha256(listed.encode("utf-8")).hexdigest()
+            listed = "[]"
         parameters.append(
             {
                 "received_at": now,
                 "event_name": delivery.event_name[:100],
                 "userpool_id": delivery.userpool_id,
-                "subject_ids": json.dumps(subjects),
+                "subject_ids": listed,
                 "subject_count": len(subjects),
                 "digest": delivery.digest,
                 "content_type": delivery.content_type[:60],
                 "outcome": delivery.outcome,
+                "subjects_digest": subjects_digest,
             }
         )
     dialect = connection.dialect
@@ -135,25 +132,6 @@ def _insert_events(connection: sa.Connection, received: Sequence[tuple[Delivery,
         return event_ids
 
 
-def _forget_removed(connection: sa.Connection, delivery: Delivery, *, reason: str, now: float) -> None:
-    pool = delivery.userpool_id
-    drop_pending(connection, pool, delivery.removed_user_ids, now=now)
-    for user_id in delivery.removed_user_ids:
-        decision = Decision(
-            userpool_id=pool,
-            user_id=user_id,
-            trigger=reason,
-            mode="enforce",
-            action="none",
-            rules=(),
-            required=(),
-            before=(),
-            after=(),
-            reason=f"{reason}: the user left the pool's active users; pending work dropped",
-        )
-        record_decision(connection, decision, now=now)
-
-
 def _is_item_error(error: BaseException) -> bool:
     """A failed batch is split, and each delivery written alone, unless the error is the database's (a lost
     connection, the lock, a timeout): then every delivery in it would fail again. Anything else may be one
@@ -164,11 +142,15 @@ def _is_item_error(error: BaseException) -> bool:
 class Inbox:
     """Records deliveries from many request threads with group commit: one transaction per batch.
 
-    One per process (``create_app`` makes it). ``record`` returns only once the delivery is committed.
+    One per process (``create_app`` makes it). ``record`` returns only once the delivery is committed, and then
+    wakes one of the process's idle workers (``wakeup``, see ``service.store.wakeup``).
     """
 
-    def __init__(self, engine: sa.Engine, *, max_batch: int = 64, wait_timeout: float = 30.0) -> None:
+    def __init__(
+        self, engine: sa.Engine, *, wakeup: Wakeup | None = None, max_batch: int = 64, wait_timeout: float = 30.0
+    ) -> None:
         self.engine = engine
+        self.wakeup = wakeup
         self.commits: GroupCommit[tuple[Delivery, float], int, sa.Connection] = GroupCommit(
             write_deliveries,
             transaction=engine.begin,
@@ -179,4 +161,7 @@ class Inbox:
 
     def record(self, delivery: Delivery, *, now: float) -> int:
         """Store one delivery (see ``record_delivery``); returns its event id once committed."""
-        return self.commits.submit((delivery, now))
+        event_id = self.commits.submit((delivery, now))
+        if self.wakeup is not None and delivery.subjects:
+            self.wakeup.committed()
+        return event_id

@@ -4,10 +4,16 @@
 The web service and the worker call ``check_schema`` at startup and stop with a message saying what to run,
 unless ``ENFORCER_MIGRATE_ON_START`` lets a single-node deployment upgrade itself. A database made by the first
 release, before migrations existed, is recognised and stamped as revision 0001 before upgrading.
+
+An upgrade never creates a new SQLite database where one existed: if the file is missing (or empty) but its
+lock file, WAL or shared-memory file is still beside it, the database was deleted or lost (a volume not
+mounted, a restore gone wrong), and creating an empty one would silently start over without the queue. It
+stops with ``DatabaseMissingError`` instead.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -16,16 +22,36 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from service.errors import ConfigurationError
+from service.store.engine import sqlite_file
+from service.store.errors import DatabaseMissingError, SchemaOutOfDateError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIRST_REVISION = "0001"
 
 
-class SchemaOutOfDateError(ConfigurationError):
-    """The database schema is older (or newer) than this code."""
+LEFTOVER_SUFFIXES = (".lock", "-wal", "-shm", "-journal")
+"""Files SQLite (and ``service.store.engine``'s write lock) keep beside a database that has been used."""
 
-    reason = "schema_out_of_date"
+
+def refuse_lost_database(engine: sa.Engine) -> None:
+    """Raise ``DatabaseMissingError`` when a SQLite file is missing or empty and leftovers show one existed."""
+    path = sqlite_file(str(engine.url))
+    if path is None:
+        return
+    try:
+        size: int | None = os.stat(path).st_size
+    except FileNotFoundError:
+        size = None
+    if size:
+        return
+    leftovers = [f"{path}{suffix}" for suffix in LEFTOVER_SUFFIXES if os.path.exists(f"{path}{suffix}")]
+    if leftovers:
+        state = "is missing" if size is None else "is empty"
+        raise DatabaseMissingError(
+            f"the database {path} {state}, but {', '.join(leftovers)} show(s) that a database existed there: "
+            'refusing to create a new, empty one. Restore the database (docs/operations.md, "Back up and '
+            'restore"), or remove those files to start afresh'
+        )
 
 
 def _config(connection: sa.Connection | None = None) -> Config:
@@ -48,7 +74,8 @@ def current_revision(engine: sa.Engine) -> str | None:
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str | None]:
-    """Bring the schema to ``revision``; returns (before, after)."""
+    """Bring the schema to ``revision``; returns (before, after). Refuses to recreate a lost SQLite database."""
+    refuse_lost_database(engine)
     before = current_revision(engine)
     with engine.begin() as connection:
         if before is None and sa.inspect(connection).has_table("work"):

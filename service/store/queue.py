@@ -5,6 +5,11 @@ row's ``version``; a worker that finishes a job deletes the row only if the vers
 otherwise makes it due again at once, so a change that arrived mid-reconcile is never lost. Claims take rows
 whose due time has come and whose lease is free or expired; PostgreSQL uses ``FOR UPDATE SKIP LOCKED`` so any
 number of workers never take the same user, SQLite serialises writers with ``BEGIN IMMEDIATE``.
+
+Claims take the lowest ``priority`` first, then the earliest due: a delivery about one user (a login) is
+``PRIORITY_EVENT`` and never waits behind bulk work (``PRIORITY_BULK``: the users of a list event, department
+and group expansions, sweeps, replays), however much of it is queued. A row keeps the best priority anything
+enqueued it with while it waits.
 """
 
 from __future__ import annotations
@@ -15,9 +20,15 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from service.store.driver import driver_cursor, driver_sql
+from service.store.subjects import Subject
 from service.store.tables import work
+from service.store.wakeup import NOTIFY_SQL
 
 ERROR_MAX = 500
+PRIORITY_EVENT = 0
+"""A real event about one user: claimed before anything else."""
+PRIORITY_BULK = 1
+"""Everything else: all that ``enqueue`` adds (sweeps, replays, expansions)."""
 
 
 @dataclass(frozen=True)
@@ -26,12 +37,11 @@ class Job:
 
     id: int
     userpool_id: str
-    user_id: str
+    subject: Subject
     version: int
     attempts: int
     reason: str
     first_enqueued_at: float
-    kind: str = "user"
 
 
 # The upsert in SQL that SQLite (3.24+) and PostgreSQL both speak, run as plain driver SQL: built with the
@@ -41,10 +51,11 @@ class Job:
 # retry backoff keeps its backoff; every enqueue bumps the version so a worker holding the row looks again.
 _UPSERT_SQL = """
 INSERT INTO work (userpool_id, user_id, kind, state, version, reason, event_id, first_enqueued_at, enqueued_at,
-                  due_at, attempts)
-VALUES (:userpool_id, :user_id, :kind, 'pending', 1, :reason, :event_id, :now, :now, :now, 0)
+                  due_at, attempts, priority)
+VALUES (:userpool_id, :user_id, :kind, 'pending', 1, :reason, :event_id, :now, :now, :now, 0, :priority)
 ON CONFLICT (userpool_id, kind, user_id) DO UPDATE SET
     version = work.version + 1,
+    priority = CASE WHEN excluded.priority < work.priority THEN excluded.priority ELSE work.priority END,
     reason = excluded.reason,
     event_id = excluded.event_id,
     enqueued_at = excluded.enqueued_at,
@@ -63,54 +74,60 @@ _UPSERT_RESET_SQL = _UPSERT_SQL.format(revived="1 = 1")
 def enqueue(
     connection: sa.Connection,
     userpool_id: str,
-    user_ids: Iterable[str],
+    subjects: Iterable[Subject],
+    *,
+    reason: str,
+    now: float,
+    reset: bool = False,
+) -> int:
+    """Put subjects on the queue (or refresh their pending row) as bulk work; returns how many distinct ones.
+
+    ``reset`` (replay) also makes a row in retry backoff due now with a fresh attempt budget.
+    """
+    rows = [work_row(userpool_id, subject, reason=reason, now=now) for subject in dict.fromkeys(subjects)]
+    upsert_work(connection, rows, reset=reset)
+    return len(rows)
+
+
+def work_row(
+    userpool_id: str,
+    subject: Subject,
     *,
     reason: str,
     now: float,
     event_id: int | None = None,
-    reset: bool = False,
-    kind: str = "user",
-) -> int:
-    """Put users on the queue (or refresh their pending row); returns how many distinct users.
-
-    ``reset`` (replay) also makes a row in retry backoff due now with a fresh attempt budget.
-    """
-    unique_ids = list(dict.fromkeys(user_ids))
-    if not unique_ids:
-        return 0
-    rows = [
-        work_row(userpool_id, user_id, kind=kind, reason=reason, now=now, event_id=event_id) for user_id in unique_ids
-    ]
-    upsert_work(connection, rows, reset=reset)
-    return len(unique_ids)
-
-
-def work_row(
-    userpool_id: str, subject_id: str, *, kind: str, reason: str, now: float, event_id: int | None
+    priority: int = PRIORITY_BULK,
 ) -> dict[str, object]:
-    """The parameters of one work-row upsert (see ``upsert_work``)."""
+    """The SQL parameters of one subject's upsert (see ``upsert_work``); a delivery's carry its event id."""
     return {
         "userpool_id": userpool_id,
-        "user_id": subject_id,
-        "kind": kind,
+        "user_id": subject.id,
+        "kind": subject.kind,
         "reason": reason,
         "event_id": event_id,
         "now": now,
+        "priority": priority,
     }
 
 
 def upsert_work(connection: sa.Connection, rows: Sequence[dict[str, object]], *, reset: bool = False) -> None:
     """Upsert work rows built by ``work_row``, in order (one statement, executed once per row, on the driver's
-    cursor: this runs for every webhook, see ``service.store.driver``)."""
+    cursor: this runs for every webhook, see ``service.store.driver``). On PostgreSQL the same round trip sends the
+    NOTIFY that wakes the workers when this transaction commits (``service.store.wakeup``)."""
     if not rows:
         return
     sql = driver_sql(_UPSERT_RESET_SQL if reset else _UPSERT_PLAIN_SQL, connection.dialect.name)
     with driver_cursor(connection) as cursor:
-        cursor.executemany(sql, rows)
+        if connection.dialect.name != "postgresql":
+            cursor.executemany(sql, rows)
+            return
+        with cursor.connection.pipeline():
+            cursor.executemany(sql, rows)
+            cursor.execute(NOTIFY_SQL)
 
 
 def claim(engine: sa.Engine, *, owner: str, limit: int, lease_seconds: float, now: float) -> list[Job]:
-    """Lease up to ``limit`` due rows to ``owner``; each claim counts as an attempt."""
+    """Lease up to ``limit`` due rows to ``owner``, lowest priority first; each claim counts as an attempt."""
     candidates = (
         sa.select(work.c.id)
         .where(
@@ -118,7 +135,7 @@ def claim(engine: sa.Engine, *, owner: str, limit: int, lease_seconds: float, no
             work.c.due_at <= now,
             sa.or_(work.c.leased_until.is_(None), work.c.leased_until < now),
         )
-        .order_by(work.c.due_at)
+        .order_by(work.c.priority, work.c.due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -129,17 +146,18 @@ def claim(engine: sa.Engine, *, owner: str, limit: int, lease_seconds: float, no
         .returning(
             work.c.id,
             work.c.userpool_id,
+            work.c.kind,
             work.c.user_id,
             work.c.version,
             work.c.attempts,
             work.c.reason,
             work.c.first_enqueued_at,
-            work.c.kind,
         )
     )
     with engine.begin() as connection:
         rows = connection.execute(statement).all()
-    return sorted((Job(*row) for row in rows), key=lambda job: job.id)
+    jobs = (Job(row_id, pool, Subject(kind, subject_id), *rest) for row_id, pool, kind, subject_id, *rest in rows)
+    return sorted(jobs, key=lambda job: job.id)
 
 
 def complete(connection: sa.Connection, job: Job, *, owner: str, now: float) -> bool:
@@ -158,6 +176,17 @@ def complete(connection: sa.Connection, job: Job, *, owner: str, now: float) -> 
         .values(leased_until=None, lease_owner=None, attempts=0, due_at=now, last_error=None)
     )
     return False
+
+
+def renew_lease(engine: sa.Engine, job: Job, *, owner: str, lease_seconds: float, now: float) -> bool:
+    """Extend the lease of a job still being worked on; False when the row is no longer this owner's."""
+    with engine.begin() as connection:
+        renewed = connection.execute(
+            sa.update(work)
+            .where(work.c.id == job.id, work.c.lease_owner == owner)
+            .values(leased_until=now + lease_seconds)
+        ).rowcount
+    return bool(renewed)
 
 
 def retry_later(connection: sa.Connection, job: Job, *, owner: str, due_at: float, error: str) -> None:
@@ -235,18 +264,3 @@ def queue_stats(engine: sa.Engine, *, now: float) -> QueueStats:
     with engine.connect() as connection:
         pending, leased, dead, oldest = connection.execute(statement).one()
     return QueueStats(pending=pending, leased=leased, dead=dead, oldest_due_at=oldest)
-
-
-def drop_pending(connection: sa.Connection, userpool_id: str, user_ids: Iterable[str], *, now: float) -> int:
-    """Forget queued work for users who are gone; a row a worker holds right now finishes normally."""
-    ids = list(dict.fromkeys(user_ids))
-    if not ids:
-        return 0
-    return connection.execute(
-        sa.delete(work).where(
-            work.c.userpool_id == userpool_id,
-            work.c.kind == "user",
-            work.c.user_id.in_(ids),
-            sa.or_(work.c.leased_until.is_(None), work.c.leased_until < now),
-        )
-    ).rowcount

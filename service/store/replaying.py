@@ -2,7 +2,8 @@
 
 ``dead_letters`` lists parked rows; ``replay_targets`` picks users to put back on the queue (every dead letter,
 named users, or every user named by a delivery received in a time range) and ``replay`` enqueues them through
-the same upsert webhooks use, with a fresh attempt budget.
+the same upsert webhooks use, with a fresh attempt budget, under the same user-pool key as everything else
+about that user (``_pool_of``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from service.store.inbox import EXPANSION_KINDS
+from service.store.people import names_of
 from service.store.queue import enqueue
-from service.store.tables import events, work
+from service.store.subjects import USER, Subject
+from service.store.tables import decisions, events, work
 
 REPLAY_REASON = "replay"
 
@@ -25,30 +27,22 @@ class Target:
     """One subject to look at again (a user, or a department or group to expand), and why it was picked."""
 
     userpool_id: str
-    user_id: str
+    subject: Subject
     source: str
     """``dead-letter``, ``user`` or ``event``."""
-    kind: str = "user"
 
 
 # Deliveries whose subjects were removed from the pool: replaying them would only look for users who are gone.
 REMOVAL_EVENTS = ("user:deleted", "user:archived")
 
 
-def _subject(entry: str) -> tuple[str, str]:
-    """An ``events.subject_ids`` entry as (kind, id): expansions are stored as ``department:<id>``."""
-    for kind in EXPANSION_KINDS:
-        if entry.startswith(f"{kind}:"):
-            return kind, entry[len(kind) + 1 :]
-    return "user", entry
-
-
 def dead_letters(engine: sa.Engine, *, limit: int = 1000) -> list[dict[str, Any]]:
-    """Dead-lettered rows, oldest first."""
+    """Dead-lettered rows, oldest first, each with the user's recorded ``username`` and ``email`` (or None)."""
     statement = (
         sa.select(
             work.c.userpool_id,
             work.c.user_id,
+            work.c.kind,
             work.c.reason,
             work.c.attempts,
             work.c.first_enqueued_at,
@@ -60,7 +54,12 @@ def dead_letters(engine: sa.Engine, *, limit: int = 1000) -> list[dict[str, Any]
         .limit(limit)
     )
     with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(statement)]
+        rows = [dict(row._mapping) for row in connection.execute(statement)]
+    names = names_of(engine, [row["user_id"] for row in rows if row["kind"] == USER])
+    for row in rows:
+        name = names.get(row["user_id"]) if row["kind"] == USER else None
+        row["username"], row["email"] = (name.username, name.email) if name else (None, None)
+    return rows
 
 
 def replay_targets(
@@ -73,10 +72,10 @@ def replay_targets(
     until: float | None = None,
 ) -> list[Target]:
     """The users a replay would enqueue, without duplicates."""
-    found: dict[tuple[str, str, str], Target] = {}
+    found: dict[tuple[str, Subject], Target] = {}
 
-    def add(pool: str, user: str, source: str, kind: str = "user") -> None:
-        found.setdefault((pool, kind, user), Target(pool, user, source, kind))
+    def add(pool: str, subject: Subject, source: str) -> None:
+        found.setdefault((pool, subject), Target(pool, subject, source))
 
     with engine.connect() as connection:
         if all_dead or since is not None or until is not None:
@@ -86,7 +85,7 @@ def replay_targets(
             if until is not None:
                 dead = dead.where(work.c.enqueued_at < until)
             for pool, user, kind in connection.execute(dead.order_by(work.c.id)):
-                add(pool, user, "dead-letter", kind)
+                add(pool, Subject(kind, user), "dead-letter")
         if since is not None or until is not None:
             received = sa.select(events.c.userpool_id, events.c.subject_ids).where(
                 events.c.subject_count > 0, events.c.event_name.not_in(REMOVAL_EVENTS)
@@ -97,23 +96,36 @@ def replay_targets(
                 received = received.where(events.c.received_at < until)
             for pool, subjects in connection.execute(received.order_by(events.c.id)):
                 for entry in subjects or []:
-                    kind, subject = _subject(str(entry))
-                    add(pool, subject, "event", kind)
+                    add(pool, Subject.decode(str(entry)), "event")
         for user in user_ids:
-            known = connection.execute(
-                sa.select(work.c.userpool_id).where(work.c.user_id == user, work.c.kind == "user")
-            ).first()
-            add(known[0] if known else userpool_id, user, "user")
+            add(_pool_of(connection, user, default=userpool_id), Subject.user(user), "user")
     return list(found.values())
+
+
+def _pool_of(connection: sa.Connection, user_id: str, *, default: str) -> str:
+    """The user-pool key to enqueue ``user_id`` under: its existing work row's (so a dead row is the one
+    revived), else that of its latest decision, else the deployment's key (``Settings.pool_key``). Enqueued
+    under any other key, the user would get a second row and a second line in the report."""
+    for statement in (
+        sa.select(work.c.userpool_id).where(work.c.user_id == user_id, work.c.kind == USER).limit(1),
+        sa.select(decisions.c.userpool_id)
+        .where(decisions.c.user_id == user_id)
+        .order_by(decisions.c.id.desc())
+        .limit(1),
+    ):
+        row = connection.execute(statement).first()
+        if row is not None:
+            return str(row[0])
+    return default
 
 
 def replay(engine: sa.Engine, targets: Iterable[Target], *, now: float) -> int:
     """Enqueue ``targets`` now with a fresh budget; returns how many subjects."""
-    grouped: dict[tuple[str, str], list[str]] = {}
+    grouped: dict[str, list[Subject]] = {}
     for target in targets:
-        grouped.setdefault((target.userpool_id, target.kind), []).append(target.user_id)
-    total = 0
+        grouped.setdefault(target.userpool_id, []).append(target.subject)
     with engine.begin() as connection:
-        for (pool, kind), subjects in grouped.items():
-            total += enqueue(connection, pool, subjects, reason=REPLAY_REASON, now=now, reset=True, kind=kind)
-    return total
+        return sum(
+            enqueue(connection, pool, subjects, reason=REPLAY_REASON, now=now, reset=True)
+            for pool, subjects in grouped.items()
+        )

@@ -1,112 +1,212 @@
 """The compliance report, from decision records: per rule, how many users are compliant, were enforced,
 would be enforced (audit), cannot be (unsatisfiable), are exempt, and since when the oldest open
-non-compliance has lasted.
+non-compliance has lasted; optionally the users behind each count.
 
-Each user counts once, by their latest decision. A user whose latest decision failed is counted as failed
-(their rules are unknown until the worker succeeds). Read by ``mfa-enforcer report`` and ``GET /api/report``.
+Each user counts once, by their latest decision, whatever user-pool key their decisions were recorded under
+(one deployment serves one pool, and older releases recorded some rows under ``""``). A user whose latest
+decision failed (or whose last write's outcome is not known yet) is counted as failed (their rules are unknown
+until the worker succeeds). A user GenAuth confirmed deleted or archived is counted as removed, under the rules
+of their last known status: never as compliant, and never silently gone. A user whose account is otherwise
+inactive (``INACTIVE_STATUSES``: suspended, they cannot sign in) is left out of the compliance figures and
+counted apart. Where a decision counts is ``service.policy.outcomes.bucket``, shared with the dry run. Read
+by ``mfa-enforcer report`` and ``GET /api/report``.
+
+The queries are set-based: one statement reads every user's latest decision and one more streams the history
+of the users who are still non-compliant, however many users there are (``docs/operations.md``, Admin API).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
 from service.store.tables import decisions
+from service.vocabulary import FAILED_ACTIONS, Action, Bucket, bucket, worst
 
-CATEGORIES = ("compliant", "enforced", "would-enforce", "unsatisfiable", "exempt", "failed")
-NON_COMPLIANT = ("would-enforce", "unsatisfiable")
+#: The report's columns, in order.
+CATEGORIES = (
+    Bucket.COMPLIANT,
+    Bucket.ENFORCED,
+    Bucket.WOULD_ENFORCE,
+    Bucket.UNSATISFIABLE,
+    Bucket.EXEMPT,
+    Bucket.FAILED,
+    Bucket.REMOVED,
+)
+NON_COMPLIANT = (Bucket.WOULD_ENFORCE, Bucket.UNSATISFIABLE)
+FAILED_RULE = "-"
+"""The rule a failed decision (or a removed one with no last known rules) is listed under."""
+# Only these actions can carry an ``enforce`` or ``unsatisfiable`` label (``reconciling.decision_of``).
+_OPEN_ACTIONS = (Action.ENFORCED, Action.WOULD_ENFORCE, Action.UNSATISFIABLE)
 
 
-def category(label: str, *, action: str, mode: str, rule_mode: str) -> str:
-    """A rule outcome label of one decision as a report category."""
-    kind = label.split(" ", 1)[0]
-    if kind == "enforce":
-        return "enforced" if action == "enforced" and mode == "enforce" and rule_mode == "enforce" else "would-enforce"
-    if kind in ("compliant", "exempt", "unsatisfiable"):
-        return kind
-    return "compliant"
+@dataclass
+class _Tally:
+    per_rule: dict[str, dict[str, int]]
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CATEGORIES, 0))
+    users: int = 0
+    inactive: int = 0
+    listed: list[dict[str, Any]] = field(default_factory=list)
+    open_cases: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
-def compliance(engine: sa.Engine, rule_modes: dict[str, str], *, only_rule: str | None = None) -> dict[str, Any]:
-    """Counts per rule and in total, and the oldest open non-compliance per rule (UNIX time)."""
-    latest_ids = sa.select(sa.func.max(decisions.c.id)).group_by(decisions.c.userpool_id, decisions.c.user_id)
-    columns = (
+def latest_decisions_statement() -> sa.Select[Any]:
+    """Every user's latest decision (by user id, across user-pool keys)."""
+    latest_ids = sa.select(sa.func.max(decisions.c.id)).group_by(decisions.c.user_id)
+    return sa.select(
         decisions.c.id,
-        decisions.c.userpool_id,
         decisions.c.user_id,
         decisions.c.decided_at,
         decisions.c.action,
         decisions.c.mode,
         decisions.c.outcomes,
-    )
+        decisions.c.username,
+        decisions.c.email,
+        decisions.c.status,
+        decisions.c.reason,
+    ).where(decisions.c.id.in_(latest_ids))
+
+
+def compliance(
+    engine: sa.Engine,
+    rule_modes: dict[str, str],
+    *,
+    only_rule: str | None = None,
+    with_users: bool = False,
+    outcome: str | None = None,
+) -> dict[str, Any]:
+    """Counts per rule and in total, and the oldest open non-compliance per rule (UNIX time).
+
+    ``with_users`` adds ``users_listed``: one entry per (rule, user) behind the counts, limited to ``outcome``
+    (a category, or ``inactive``) when given.
+    """
+    tally = _Tally(per_rule={rule: dict.fromkeys(CATEGORIES, 0) for rule in rule_modes if only_rule in (None, rule)})
     with engine.connect() as connection:
-        latest = connection.execute(sa.select(*columns).where(decisions.c.id.in_(latest_ids))).all()
-    per_rule: dict[str, dict[str, int]] = {
-        rule: dict.fromkeys(CATEGORIES, 0) for rule in rule_modes if only_rule in (None, rule)
-    }
-    totals = dict.fromkeys(CATEGORIES, 0)
-    open_cases: dict[str, list[tuple[str, str]]] = defaultdict(list)
-    users = 0
-    for row in latest:
-        if row.action == "failed":
-            totals["failed"] += 1
-            users += 1
-            continue
-        labels = {rule: label for rule, label in (row.outcomes or {}).items() if only_rule in (None, rule)}
-        if not labels:
-            continue
-        users += 1
-        worst = "compliant"
-        for rule, label in labels.items():
-            found = category(label, action=row.action, mode=row.mode, rule_mode=rule_modes.get(rule, "enforce"))
-            per_rule.setdefault(rule, dict.fromkeys(CATEGORIES, 0))[found] += 1
-            if found in NON_COMPLIANT:
-                open_cases[rule].append((row.userpool_id, row.user_id))
-            worst = _worse(worst, found)
-        totals[worst] += 1
-    oldest = {rule: _open_since(engine, rule, cases, rule_modes) for rule, cases in open_cases.items()}
-    return {
-        "users": users,
-        "totals": totals,
+        for row in connection.execute(latest_decisions_statement()):
+            _count(tally, row, rule_modes, only_rule)
+        oldest = _open_since(connection, tally.open_cases, rule_modes)
+    report: dict[str, Any] = {
+        "users": tally.users,
+        "inactive": tally.inactive,
+        "totals": tally.totals,
         "rules": {
             rule: {**counts, "mode": rule_modes.get(rule, "removed"), "oldest_non_compliance": oldest.get(rule)}
-            for rule, counts in per_rule.items()
+            for rule, counts in tally.per_rule.items()
         },
     }
+    if with_users:
+        listed = [entry for entry in tally.listed if outcome in (None, entry["outcome"])]
+        report["users_listed"] = sorted(listed, key=lambda e: (e["rule"], CATEGORY_ORDER[e["outcome"]], e["user_id"]))
+    return report
 
 
-_SEVERITY = {"compliant": 0, "exempt": 0, "enforced": 1, "would-enforce": 2, "unsatisfiable": 3, "failed": 4}
+CATEGORY_ORDER = {name: index for index, name in enumerate((*CATEGORIES, Bucket.INACTIVE))}
 
 
-def _worse(first: str, second: str) -> str:
-    return first if _SEVERITY[first] >= _SEVERITY[second] else second
+def _count(tally: _Tally, row: Any, rule_modes: dict[str, str], only_rule: str | None) -> None:
+    def listed(rule: str, found: str) -> None:
+        tally.listed.append(
+            {
+                "rule": rule,
+                "outcome": found,
+                "user_id": row.user_id,
+                "username": row.username,
+                "email": row.email,
+                "status": row.status,
+                "decided_at": row.decided_at,
+            }
+        )
+
+    if row.action in FAILED_ACTIONS:
+        tally.totals[Bucket.FAILED] += 1
+        tally.users += 1
+        listed(FAILED_RULE, Bucket.FAILED)
+        return
+    labels = {rule: label for rule, label in (row.outcomes or {}).items() if only_rule in (None, rule)}
+    if row.action == Action.REMOVED:  # under the rules of their last known status (``with_last_known_status``)
+        if labels or only_rule is None:
+            tally.users += 1
+            tally.totals[Bucket.REMOVED] += 1
+            if not labels:
+                listed(FAILED_RULE, Bucket.REMOVED)
+        for rule in labels:
+            tally.per_rule.setdefault(rule, dict.fromkeys(CATEGORIES, 0))[Bucket.REMOVED] += 1
+            listed(rule, Bucket.REMOVED)
+        return
+    found = {
+        rule: bucket(
+            label, action=row.action, mode=row.mode, rule_mode=rule_modes.get(rule, "enforce"), status=row.status
+        )
+        for rule, label in labels.items()
+    }
+    if not found:
+        return
+    if Bucket.INACTIVE in found.values():  # the account cannot sign in: not counted as compliant or not
+        tally.inactive += 1
+        for rule in found:
+            listed(rule, Bucket.INACTIVE)
+        return
+    tally.users += 1
+    for rule, where in found.items():
+        tally.per_rule.setdefault(rule, dict.fromkeys(CATEGORIES, 0))[where] += 1
+        listed(rule, where)
+        if where in NON_COMPLIANT:
+            tally.open_cases[row.user_id].add(rule)
+    tally.totals[worst(found.values())] += 1  # ``exempt`` only when exempt from every rule
 
 
-def _open_since(engine: sa.Engine, rule: str, cases: list[tuple[str, str]], rule_modes: dict[str, str]) -> float:
-    """The earliest start of an unbroken run of non-compliant decisions, over the users still non-compliant."""
-    since: float | None = None
-    with engine.connect() as connection:
-        for pool, user in cases:
-            history = connection.execute(
-                sa.select(decisions.c.decided_at, decisions.c.action, decisions.c.mode, decisions.c.outcomes)
-                .where(decisions.c.userpool_id == pool, decisions.c.user_id == user)
-                .order_by(decisions.c.id.desc())
-            )
-            start: float | None = None
-            for decided_at, action, mode, outcomes in history:
-                label = (outcomes or {}).get(rule)
-                if action == "failed":
-                    continue
-                if (
-                    label is None
-                    or category(label, action=action, mode=mode, rule_mode=rule_modes.get(rule, "enforce"))
-                    not in NON_COMPLIANT
-                ):
-                    break
-                start = decided_at
-            if start is not None and (since is None or start < since):
-                since = start
-    assert since is not None
+def _open_since(
+    connection: sa.Connection, open_cases: dict[str, set[str]], rule_modes: dict[str, str]
+) -> dict[str, float]:
+    """Per rule, the earliest start of an unbroken run of non-compliant decisions, over the users still
+    non-compliant with it: one statement streams those users' histories, newest first per user."""
+    if not open_cases:
+        return {}
+    latest_ids = sa.select(sa.func.max(decisions.c.id)).group_by(decisions.c.user_id)
+    candidates = sa.select(decisions.c.user_id).where(
+        decisions.c.id.in_(latest_ids), decisions.c.action.in_(_OPEN_ACTIONS)
+    )
+    history = (
+        sa.select(
+            decisions.c.user_id, decisions.c.decided_at, decisions.c.action, decisions.c.mode, decisions.c.outcomes
+        )
+        .where(decisions.c.user_id.in_(candidates))
+        .order_by(decisions.c.user_id, decisions.c.id.desc())
+    )
+    since: dict[str, float] = {}
+    # Per (user, rule) still open: the decided_at of the oldest decision in the unbroken run so far, or None
+    # once a compliant (or unmatched) decision ended the run.
+    current_user: str | None = None
+    running: dict[str, float | None] = {}
+    closed: set[str] = set()
+
+    def settle() -> None:
+        for rule, start in running.items():
+            if start is not None and (rule not in since or start < since[rule]):
+                since[rule] = start
+
+    for user_id, decided_at, action, mode, outcomes in connection.execute(history.execution_options(yield_per=1000)):
+        if user_id != current_user:
+            settle()
+            current_user = user_id
+            running = dict.fromkeys(open_cases.get(user_id, ()))
+            closed = set()
+        if action in FAILED_ACTIONS:
+            continue
+        for rule in running:
+            if rule in closed:
+                continue
+            label = None if action == Action.REMOVED else (outcomes or {}).get(rule)
+            if (
+                label is None
+                or bucket(label, action=action, mode=mode, rule_mode=rule_modes.get(rule, "enforce"))
+                not in NON_COMPLIANT
+            ):
+                closed.add(rule)
+                continue
+            running[rule] = decided_at
+    settle()
     return since

@@ -1,33 +1,32 @@
-"""Reconcile sweeps in the database: their progress (so a stopped sweep resumes), who was seen, and the lock.
+"""Reconcile sweeps in the database: one ``sweeps`` row each, and its listing pages as rows of the work queue.
 
-``service.worker.sweeping`` drives these for ``mfa-enforcer reconcile`` and the worker's periodic sweep.
+A sweep of a scope (``*`` for every rule, or one rule's name) stores its plan (the listings,
+``service.enforcement.scoping.ScopePlan``) and starts with page 1 of every listing on the queue, each a
+``page`` subject ``<sweep>:<listing>:<page>``. The worker that claims a page puts the next page of that
+listing on the queue (``advance``), reconciles the page's users, and records the page (``record_page``) in
+the transaction that completes its row. Lease, backoff, dead letters, ``SKIP LOCKED`` and resume after a
+crash are the queue's; what the row adds is what operators read:
 
-- ``sweeps``: one row per sweep of a scope (``*`` for every rule, or one rule's name), ``running`` until
-  ``finished`` or ``abandoned`` (restarted, or the plan changed). A running sweep of the same scope and plan
-  is resumed; a finished one never is.
-- ``sweep_sources``: per listing (a department or the pool), the next page to read and the totals.
-- ``sweep_members``: (sweep, user, rule) for users seen, so users in several listings are enqueued once and
-  counted once, even across a resume. Dropped when the sweep ends; the counts stay on the sweep row.
-- ``sweep_locks``: a named lock row with an owner and an expiry the holder renews, on SQLite and PostgreSQL
-  alike. Each page is recorded, its new users enqueued and the lock renewed in ONE transaction, so a sweep
-  that lost its lock cannot record anything more.
-
-The tables live on ``service.store.tables.metadata``, so ``prepare_database`` creates them.
+- ``state``: ``running`` until ``finished`` (every page recorded) or ``abandoned`` (``--restart``).
+  ``active`` is 1 while running and NULL after, under a unique index: at most one sweep runs at a time,
+  on SQLite and PostgreSQL alike, with no lock to renew.
+- ``pages``: per listing, the next page put on the queue (0 once its last page was read), so a page read
+  twice (a crash before its row was completed) never enqueues its successor twice.
+- ``listed``, ``totals``, ``in_scope``, ``rule_counts``: the counts ``reconcile --wait`` and ``/metrics`` show.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from service.store.queue import enqueue
-from service.store.tables import Id, metadata
+from service.store.subjects import PAGE, USER, Subject
+from service.store.tables import Id, decisions, metadata, work
 
-SWEEP_LOCK = "reconcile"
 ALL_RULES = "*"
 KEEP_SWEEPS = 20
 RECONCILE_REASON = "reconcile"
@@ -45,119 +44,15 @@ sweeps = sa.Table(
     sa.Column("owner", sa.String(100), nullable=True),
     sa.Column("in_scope", sa.Integer, nullable=True),
     sa.Column("rule_counts", sa.JSON, nullable=True),
+    sa.Column("plan", sa.JSON, nullable=True),
+    sa.Column("active", sa.Integer, nullable=True),
+    sa.Column("pages", sa.JSON, nullable=True),
+    sa.Column("totals", sa.JSON, nullable=True),
+    sa.Column("listed", sa.Integer, nullable=True),
     sa.Index("sweeps_scope_state", "scope", "state"),
+    sa.Index("sweeps_one_running", "active", unique=True),
 )
-"""One row per sweep: its scope, the plan it follows, and once finished how many users were in scope."""
-
-sweep_sources = sa.Table(
-    "sweep_sources",
-    metadata,
-    sa.Column("sweep_id", sa.BigInteger, nullable=False),
-    sa.Column("source_key", sa.String(300), nullable=False),
-    sa.Column("next_page", sa.Integer, nullable=False),
-    sa.Column("total", sa.Integer, nullable=True),
-    sa.Column("listed", sa.Integer, nullable=False),
-    sa.Column("done", sa.Boolean, nullable=False),
-    sa.PrimaryKeyConstraint("sweep_id", "source_key", name="sweep_sources_pk"),
-)
-"""Per listing of a sweep: the next page to read, GenAuth's total, users listed so far, whether it is done."""
-
-sweep_members = sa.Table(
-    "sweep_members",
-    metadata,
-    sa.Column("sweep_id", sa.BigInteger, nullable=False),
-    sa.Column("user_id", sa.String(128), nullable=False),
-    sa.Column("rule", sa.String(100), nullable=False),
-    sa.PrimaryKeyConstraint("sweep_id", "user_id", "rule", name="sweep_members_pk"),
-)
-"""Who a running sweep has seen, per rule whose scope they are in."""
-
-sweep_locks = sa.Table(
-    "sweep_locks",
-    metadata,
-    sa.Column("name", sa.String(50), primary_key=True),
-    sa.Column("owner", sa.String(100), nullable=False),
-    sa.Column("acquired_at", sa.Float, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),
-)
-"""At most one holder per name; a holder that stops renewing loses it at ``expires_at``."""
-
-
-class SweepLockLostError(Exception):
-    """Another process holds the sweep lock now (ours expired); this sweep must stop."""
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    owner: str
-    acquired_at: float
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A held lock, renewed for ``ttl`` seconds with every page."""
-
-    name: str
-    owner: str
-    ttl: float
-
-
-def _insert(connection: sa.Connection, table: sa.Table) -> Any:
-    return postgresql.insert(table) if connection.dialect.name == "postgresql" else sqlite.insert(table)
-
-
-def acquire_lock(engine: sa.Engine, lease: Lease, *, now: float) -> LockHolder | None:
-    """Take (or renew) the lock; None on success, else who holds it."""
-    with engine.begin() as connection:
-        # RETURNING, not rowcount: psycopg reports no row count for INSERT … ON CONFLICT DO NOTHING.
-        inserted = connection.execute(
-            _insert(connection, sweep_locks)
-            .values(name=lease.name, owner=lease.owner, acquired_at=now, expires_at=now + lease.ttl)
-            .on_conflict_do_nothing(index_elements=[sweep_locks.c.name])
-            .returning(sweep_locks.c.name)
-        ).first()
-        if inserted is not None:
-            return None
-        taken = connection.execute(
-            sa.update(sweep_locks)
-            .where(
-                sweep_locks.c.name == lease.name,
-                sa.or_(sweep_locks.c.owner == lease.owner, sweep_locks.c.expires_at < now),
-            )
-            .values(
-                owner=lease.owner,
-                acquired_at=sa.case((sweep_locks.c.owner == lease.owner, sweep_locks.c.acquired_at), else_=now),
-                expires_at=now + lease.ttl,
-            )
-        ).rowcount
-        if taken:
-            return None
-        row = connection.execute(
-            sa.select(sweep_locks.c.owner, sweep_locks.c.acquired_at, sweep_locks.c.expires_at).where(
-                sweep_locks.c.name == lease.name
-            )
-        ).one()
-        return LockHolder(owner=row.owner, acquired_at=row.acquired_at, expires_at=row.expires_at)
-
-
-def renew_lock(connection: sa.Connection, lease: Lease, *, now: float) -> None:
-    """Extend the lock inside the caller's transaction; ``SweepLockLostError`` if it is no longer ours."""
-    renewed = connection.execute(
-        sa.update(sweep_locks)
-        .where(sweep_locks.c.name == lease.name, sweep_locks.c.owner == lease.owner)
-        .values(expires_at=now + lease.ttl)
-    ).rowcount
-    if not renewed:
-        raise SweepLockLostError(f"the {lease.name} lock is no longer held by {lease.owner}")
-
-
-def release_lock(engine: sa.Engine, lease: Lease) -> None:
-    """Give the lock up (no-op if it is not ours)."""
-    with engine.begin() as connection:
-        connection.execute(
-            sa.delete(sweep_locks).where(sweep_locks.c.name == lease.name, sweep_locks.c.owner == lease.owner)
-        )
+"""One row per sweep: its scope, plan, progress and counts; ``active`` keeps it the only one running."""
 
 
 @dataclass(frozen=True)
@@ -171,11 +66,23 @@ class SweepRow:
     started_at: float
     updated_at: float
     finished_at: float | None
-    in_scope: int | None
-    rule_counts: dict[str, int] | None
+    owner: str | None
+    in_scope: int
+    rule_counts: dict[str, int]
+    plan: dict[str, Any]
+    pages: dict[str, int]
+    totals: dict[str, int | None]
+    listed: int
+
+    @property
+    def expected(self) -> int | None:
+        """Users the listings hold (a user in two listings twice), once every listing's total is known."""
+        if len(self.totals) < len(self.pages) or any(total is None for total in self.totals.values()):
+            return None
+        return max(self.listed, sum(total or 0 for total in self.totals.values()))
 
 
-def _sweep_row(row: Any) -> SweepRow:
+def _row(row: Any) -> SweepRow:
     return SweepRow(
         id=int(row.id),
         scope=row.scope,
@@ -184,196 +91,233 @@ def _sweep_row(row: Any) -> SweepRow:
         started_at=row.started_at,
         updated_at=row.updated_at,
         finished_at=row.finished_at,
-        in_scope=row.in_scope,
-        rule_counts=row.rule_counts,
+        owner=row.owner,
+        in_scope=int(row.in_scope or 0),
+        rule_counts=dict(row.rule_counts or {}),
+        plan=dict(row.plan or {"rules": [], "sources": []}),
+        pages=dict(row.pages or {}),
+        totals=dict(row.totals or {}),
+        listed=int(row.listed or 0),
     )
 
 
-@dataclass(frozen=True)
-class SourceRow:
-    """How far one listing of a sweep got."""
+class SweepRunningError(Exception):
+    """Another sweep is running (``running`` is it); the caller decides what that means."""
 
-    next_page: int = 1
-    total: int | None = None
-    listed: int = 0
-    done: bool = False
+    def __init__(self, running: SweepRow) -> None:
+        self.running = running
+        super().__init__(f"sweep {running.id} of {running.scope} is running")
 
 
-def record_page(
-    engine: sa.Engine,
-    sweep_id: int,
-    *,
-    lease: Lease,
-    source_key: str,
-    rules: Sequence[str],
-    user_ids: Sequence[str],
-    progress: SourceRow,
-    userpool_id: str,
-    now: float,
-) -> list[str]:
-    """Record one page in ONE transaction: renew the lock, mark the users seen for ``rules``, enqueue those the
-    sweep had not seen, and store the listing's ``progress``. Returns the users enqueued, in page order.
-
-    ``SweepLockLostError`` (and nothing recorded) when the lock is no longer ours.
-    """
-    unique = list(dict.fromkeys(user_ids))
-    with engine.begin() as connection:
-        renew_lock(connection, lease, now=now)
-        seen: set[str] = set()
-        if unique:
-            seen = set(
-                connection.execute(
-                    sa.select(sweep_members.c.user_id)
-                    .distinct()
-                    .where(sweep_members.c.sweep_id == sweep_id, sweep_members.c.user_id.in_(unique))
-                ).scalars()
-            )
-            rows = [{"sweep_id": sweep_id, "user_id": user_id, "rule": rule} for user_id in unique for rule in rules]
-            if rows:
-                connection.execute(_insert(connection, sweep_members).values(rows).on_conflict_do_nothing())
-        new = [user_id for user_id in unique if user_id not in seen]
-        enqueue(connection, userpool_id, new, reason=RECONCILE_REASON, now=now)
-        connection.execute(
-            sa.update(sweep_sources)
-            .where(sweep_sources.c.sweep_id == sweep_id, sweep_sources.c.source_key == source_key)
-            .values(next_page=progress.next_page, total=progress.total, listed=progress.listed, done=progress.done)
-        )
-        connection.execute(sa.update(sweeps).where(sweeps.c.id == sweep_id).values(updated_at=now))
-    return new
+def page_subject(sweep_id: int, listing: int, number: int) -> Subject:
+    return Subject(PAGE, f"{sweep_id}:{listing}:{number}")
 
 
-def seen_count(engine: sa.Engine, sweep_id: int) -> int:
-    """Distinct users the running sweep has seen."""
-    statement = sa.select(sa.func.count(sa.distinct(sweep_members.c.user_id))).where(
-        sweep_members.c.sweep_id == sweep_id
-    )
-    with engine.connect() as connection:
-        return int(connection.execute(statement).scalar_one())
+def page_of(subject: Subject) -> tuple[int, int, int]:
+    """(sweep, listing, page) of a ``page`` subject."""
+    sweep_id, listing, number = subject.id.split(":")
+    return int(sweep_id), int(listing), int(number)
 
 
-def rule_counts(engine: sa.Engine, sweep_id: int) -> dict[str, int]:
-    """Distinct users the running sweep has seen, per rule."""
-    statement = (
-        sa.select(sweep_members.c.rule, sa.func.count())
-        .where(sweep_members.c.sweep_id == sweep_id)
-        .group_by(sweep_members.c.rule)
-    )
-    with engine.connect() as connection:
-        return {rule: int(count) for rule, count in connection.execute(statement)}
+def _page_rows(sweep_ids: Iterable[int]) -> sa.ColumnElement[bool]:
+    prefixes = [work.c.user_id.startswith(f"{sweep_id}:") for sweep_id in sweep_ids]
+    return sa.and_(work.c.kind == PAGE, sa.or_(*prefixes))
 
 
-def open_sweep(
+def start_sweep(
     engine: sa.Engine,
     *,
     scope: str,
+    plan: dict[str, Any],
     fingerprint: str,
-    source_keys: Sequence[str],
+    userpool_id: str,
     owner: str,
     now: float,
     restart: bool = False,
-) -> tuple[SweepRow, dict[str, SourceRow], bool]:
-    """Resume the running sweep of ``scope`` that follows the same plan, or start a new one.
+) -> tuple[SweepRow, bool]:
+    """Start a sweep of ``scope`` (page 1 of every listing on the queue), or join the running one if it has
+    the same scope and plan. Returns the sweep and whether it was joined (its dead pages are revived).
 
-    Returns the sweep, its listings' progress and whether it was resumed. Other running sweeps of the scope
-    (another plan, or ``restart``) are abandoned. The caller holds the sweep lock.
+    ``restart`` abandons the running sweep first; ``SweepRunningError`` when another sweep is running.
     """
     with engine.begin() as connection:
-        running = [
-            _sweep_row(row)
-            for row in connection.execute(
-                sa.select(sweeps).where(sweeps.c.scope == scope, sweeps.c.state == "running").order_by(sweeps.c.id)
-            )
-        ]
-        resumable = next((row for row in reversed(running) if row.fingerprint == fingerprint), None)
-        if restart:
-            resumable = None
-        stale = [row.id for row in running if resumable is None or row.id != resumable.id]
-        if stale:
-            connection.execute(
-                sa.update(sweeps).where(sweeps.c.id.in_(stale)).values(state="abandoned", updated_at=now)
-            )
-            _drop_details(connection, stale)
-        if resumable is not None:
-            connection.execute(sa.update(sweeps).where(sweeps.c.id == resumable.id).values(owner=owner, updated_at=now))
-            progress = {
-                row.source_key: SourceRow(
-                    next_page=row.next_page, total=row.total, listed=row.listed, done=bool(row.done)
-                )
-                for row in connection.execute(sa.select(sweep_sources).where(sweep_sources.c.sweep_id == resumable.id))
-            }
-            return resumable, progress, True
+        found = connection.execute(sa.select(sweeps).where(sweeps.c.active == 1)).first()
+        running = None if found is None else _row(found)
+        if running is not None and restart:
+            _abandon(connection, running.id, now=now)
+        elif running is not None and (running.scope, running.fingerprint) == (scope, fingerprint):
+            _revive(connection, running, userpool_id, now=now)
+            return running, True
+        elif running is not None:
+            raise SweepRunningError(running)
+        listings = range(len(plan["sources"]))
         sweep_id = connection.execute(
             sa.insert(sweeps)
-            .values(scope=scope, fingerprint=fingerprint, state="running", started_at=now, updated_at=now, owner=owner)
+            .values(
+                scope=scope,
+                fingerprint=fingerprint,
+                state="running" if listings else "finished",
+                started_at=now,
+                updated_at=now,
+                finished_at=None if listings else now,
+                owner=owner,
+                in_scope=0,
+                rule_counts={},
+                plan=plan,
+                active=1 if listings else None,
+                pages={str(listing): 2 for listing in listings},
+                totals={},
+                listed=0,
+            )
             .returning(sweeps.c.id)
         ).scalar_one()
-        if source_keys:
-            connection.execute(
-                sa.insert(sweep_sources).values(
-                    [
-                        {"sweep_id": sweep_id, "source_key": key, "next_page": 1, "listed": 0, "done": False}
-                        for key in source_keys
-                    ]
-                )
-            )
+        enqueue(
+            connection,
+            userpool_id,
+            (page_subject(sweep_id, listing, 1) for listing in listings),
+            reason=RECONCILE_REASON,
+            now=now,
+        )
         _prune(connection)
         row = connection.execute(sa.select(sweeps).where(sweeps.c.id == sweep_id)).one()
-    return _sweep_row(row), {key: SourceRow() for key in source_keys}, False
+    return _row(row), False
 
 
-def finish_sweep(engine: sa.Engine, sweep_id: int, *, now: float) -> SweepRow:
-    """Mark the sweep finished with its counts, and drop who-was-seen (a finished sweep is never resumed)."""
-    counts = rule_counts(engine, sweep_id)
-    in_scope = seen_count(engine, sweep_id)
+def _abandon(connection: sa.Connection, sweep_id: int, *, now: float) -> None:
+    connection.execute(sa.delete(work).where(_page_rows([sweep_id])))
+    connection.execute(
+        sa.update(sweeps).where(sweeps.c.id == sweep_id).values(state="abandoned", active=None, updated_at=now)
+    )
+
+
+def _revive(connection: sa.Connection, sweep: SweepRow, userpool_id: str, *, now: float) -> None:
+    """Put the sweep's dead-lettered pages back on the queue with a fresh attempt budget."""
+    dead = connection.execute(sa.select(work.c.user_id).where(_page_rows([sweep.id]), work.c.state == "dead"))
+    subjects = [Subject(PAGE, str(subject_id)) for subject_id in dead.scalars()]
+    enqueue(connection, userpool_id, subjects, reason=RECONCILE_REASON, now=now, reset=True)
+
+
+def revive(engine: sa.Engine, sweep: SweepRow, userpool_id: str, *, now: float) -> None:
     with engine.begin() as connection:
-        connection.execute(
-            sa.update(sweeps)
-            .where(sweeps.c.id == sweep_id)
-            .values(state="finished", finished_at=now, updated_at=now, in_scope=in_scope, rule_counts=counts)
-        )
-        connection.execute(sa.delete(sweep_members).where(sweep_members.c.sweep_id == sweep_id))
-        row = connection.execute(sa.select(sweeps).where(sweeps.c.id == sweep_id)).one()
-    return _sweep_row(row)
+        _revive(connection, sweep, userpool_id, now=now)
 
 
-def latest_sweep(engine: sa.Engine, scope: str, *, state: str | None = None) -> SweepRow | None:
-    """The newest sweep of ``scope`` (in ``state``, if given)."""
-    statement = sa.select(sweeps).where(sweeps.c.scope == scope)
+def load(connection: sa.Connection, sweep_id: int, *, lock: bool = False) -> SweepRow | None:
+    """The sweep (locked for this transaction with ``lock``: PostgreSQL row lock; SQLite writes are serial)."""
+    statement = sa.select(sweeps).where(sweeps.c.id == sweep_id)
+    row = connection.execute(statement.with_for_update() if lock else statement).first()
+    return None if row is None else _row(row)
+
+
+def advance(
+    connection: sa.Connection, sweep_id: int, listing: int, number: int, *, is_last: bool, userpool_id: str, now: float
+) -> None:
+    """Page ``number`` of ``listing`` was read: put the next one on the queue, once, unless it was the last."""
+    sweep = load(connection, sweep_id, lock=True)
+    if sweep is None or sweep.state != "running" or sweep.pages.get(str(listing)) != number + 1:
+        return  # read before (a crash before its row was completed): its successor is on its way already
+    pages = {**sweep.pages, str(listing): 0 if is_last else number + 2}
+    connection.execute(sa.update(sweeps).where(sweeps.c.id == sweep_id).values(pages=pages, updated_at=now))
+    if not is_last:
+        following = [page_subject(sweep_id, listing, number + 1)]
+        enqueue(connection, userpool_id, following, reason=RECONCILE_REASON, now=now)
+
+
+def seen(connection: sa.Connection, sweep: SweepRow, user_ids: Sequence[str]) -> set[str]:
+    """Of ``user_ids``, those this sweep handled already (through another listing): decided since it started,
+    or waiting on the queue as a user it could not reconcile on its page."""
+    if not user_ids:
+        return set()
+    decided = sa.select(decisions.c.user_id).where(
+        decisions.c.user_id.in_(user_ids),
+        decisions.c.decided_at >= sweep.started_at,
+        decisions.c.trigger == RECONCILE_REASON,
+    )
+    queued = sa.select(work.c.user_id).where(
+        work.c.kind == USER, work.c.user_id.in_(user_ids), work.c.reason == RECONCILE_REASON, work.c.state == "pending"
+    )
+    return {str(user_id) for user_id in connection.execute(sa.union(decided, queued)).scalars()}
+
+
+def record_page(
+    connection: sa.Connection,
+    sweep_id: int,
+    listing: int,
+    *,
+    total: int | None,
+    listed: int,
+    in_scope: int,
+    rule_counts: dict[str, int],
+    now: float,
+) -> SweepRow | None:
+    """Add a page's counts to the sweep, in the transaction that completed the page's row; the last page
+    finishes the sweep. Returns the sweep if this page finished it."""
+    sweep = load(connection, sweep_id, lock=True)
+    if sweep is None or sweep.state != "running":
+        return None
+    counts = dict(sweep.rule_counts)
+    for rule, count in rule_counts.items():
+        counts[rule] = counts.get(rule, 0) + count
+    values: dict[str, Any] = {
+        "listed": sweep.listed + listed,
+        "in_scope": sweep.in_scope + in_scope,
+        "rule_counts": counts,
+        "totals": {**sweep.totals, str(listing): total},
+        "updated_at": now,
+    }
+    is_listed = all(page == 0 for page in sweep.pages.values())
+    is_over = is_listed and not connection.execute(sa.select(work.c.id).where(_page_rows([sweep_id])).limit(1)).first()
+    if is_over:
+        values.update(state="finished", finished_at=now, active=None)
+    connection.execute(sa.update(sweeps).where(sweeps.c.id == sweep_id).values(**values))
+    return load(connection, sweep_id) if is_over else None
+
+
+def get_sweep(engine: sa.Engine, sweep_id: int) -> SweepRow | None:
+    with engine.connect() as connection:
+        return load(connection, sweep_id)
+
+
+def latest_sweep(engine: sa.Engine, scope: str | None = None, *, state: str | None = None) -> SweepRow | None:
+    """The newest sweep (of ``scope``, in ``state``, if given)."""
+    statement = sa.select(sweeps)
+    if scope is not None:
+        statement = statement.where(sweeps.c.scope == scope)
     if state is not None:
         statement = statement.where(sweeps.c.state == state)
     with engine.connect() as connection:
         row = connection.execute(statement.order_by(sweeps.c.id.desc()).limit(1)).first()
-    return None if row is None else _sweep_row(row)
+    return None if row is None else _row(row)
 
 
-def _drop_details(connection: sa.Connection, sweep_ids: list[int]) -> None:
-    connection.execute(sa.delete(sweep_members).where(sweep_members.c.sweep_id.in_(sweep_ids)))
-    connection.execute(sa.delete(sweep_sources).where(sweep_sources.c.sweep_id.in_(sweep_ids)))
+def pages_waiting(engine: sa.Engine, sweep_id: int) -> tuple[int, int]:
+    """The sweep's page rows on the queue: (waiting or being read, dead-lettered)."""
+    statement = sa.select(
+        sa.func.count().filter(work.c.state != "dead"), sa.func.count().filter(work.c.state == "dead")
+    ).where(_page_rows([sweep_id]))
+    with engine.connect() as connection:
+        alive, dead = connection.execute(statement).one()
+    return int(alive), int(dead)
 
 
 def _prune(connection: sa.Connection) -> None:
-    """Keep the newest ``KEEP_SWEEPS`` sweeps that are over; older ones go with their details."""
+    """Keep the newest ``KEEP_SWEEPS`` sweeps that are over."""
     old = list(
         connection.execute(
             sa.select(sweeps.c.id).where(sweeps.c.state != "running").order_by(sweeps.c.id.desc()).offset(KEEP_SWEEPS)
         ).scalars()
     )
     if old:
-        _drop_details(connection, old)
         connection.execute(sa.delete(sweeps).where(sweeps.c.id.in_(old)))
 
 
 def sweep_gauges(engine: sa.Engine) -> dict[str, float | None]:
-    """For /metrics: when the last sweep finished, and how many users the one running now has seen."""
+    """For /metrics: when the last sweep finished, and how many users the one running now has handled."""
     with engine.connect() as connection:
         finished = connection.execute(
             sa.select(sa.func.max(sweeps.c.finished_at)).where(sweeps.c.state == "finished")
         ).scalar_one()
-        running = connection.execute(
-            sa.select(sa.func.count(sa.distinct(sweep_members.c.user_id)))
-            .select_from(sweep_members.join(sweeps, sweeps.c.id == sweep_members.c.sweep_id))
-            .where(sweeps.c.state == "running")
-        ).scalar_one()
+        running = connection.execute(sa.select(sweeps.c.in_scope).where(sweeps.c.active == 1)).scalar()
     return {
         "reconcile_last_success_timestamp_seconds": finished,
         "reconcile_progress_users": float(running or 0),

@@ -5,6 +5,12 @@ pod). Temporary errors go back on the queue with exponential backoff and jitter 
 ``Retry-After``); after ``max_attempts`` a row is dead-lettered with its last error. Permanent errors are
 recorded as a ``failed`` decision and not retried. A stop request lets the current job finish and releases
 the rest of the batch.
+
+The retry budget is for failures of one user. When GenAuth fails for everyone, the process's circuit breaker
+(``service.genauth.circuit``) opens: the worker stops claiming, a job that failed during the outage goes
+back uncounted, and work resumes after a probe succeeds. While a job runs its lease is renewed
+(``service.worker.leasing``), so no second worker takes a user still being reconciled. A write whose answer
+was lost leaves an ``unknown`` decision; the retry's read confirms it (``confirm_lost_write``).
 """
 
 from __future__ import annotations
@@ -22,14 +28,20 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from service import metrics
+from service.enforcement.decisions import Decision, confirm_lost_write, with_last_known_status
+from service.enforcement.errors import WriteOutcomeUnknownError
 from service.enforcement.expansion import department_members, group_members
-from service.enforcement.reconciling import Reconciler
+from service.enforcement.reconciling import Reconciler, Request
 from service.errors import PermanentError, TemporaryError
 from service.logs import bind, log_event
 from service.settings import WorkerSettings
-from service.store import queue
-from service.store.decisions import Decision, record_decision
-from service.worker.sweeping import PeriodicSweep
+from service.store import queue, sweeps
+from service.store.decisions import latest_decision, record_decision
+from service.store.subjects import DEPARTMENT, PAGE, Subject
+from service.store.wakeup import Wakeup
+from service.worker.leasing import LeaseKeeper
+from service.worker.pruning import PeriodicPrune
+from service.worker.sweeping import PeriodicSweep, read_page
 
 logger = logging.getLogger(__name__)
 
@@ -85,28 +97,39 @@ class Worker:
         owner: str | None = None,
         clock: Callable[[], float] = time.time,
         sweeper: PeriodicSweep | None = None,
+        pruner: PeriodicPrune | None = None,
+        wakeup: Wakeup | None = None,
     ) -> None:
         self.engine = engine
         self.reconciler = reconciler
         self.settings = settings
         self.owner = owner or default_owner()
         self.clock = clock
+        self.breaker = reconciler.client.breaker
+        """The process's GenAuth circuit breaker (shared with its other workers), or None."""
+        self.leases = LeaseKeeper(engine, owner=self.owner, lease_seconds=settings.lease_seconds, clock=clock)
+        self.pruner = pruner
+        """Prunes history every so often (ENFORCER_RETENTION_DAYS); one worker per process has one."""
         self.stop_requested = threading.Event()
+        self.wakeup = wakeup
+        """Rung when work is committed (service.store.wakeup), so an idle worker need not wait for its poll."""
         self.job_seconds: float | None = None
         """Running average of how long a job takes here (None until the first one)."""
         self.sweeper = sweeper
-        if sweeper is not None:
-            sweeper.stop_event = self.stop_requested  # SIGTERM also interrupts a sweep's retry waits
-        """Runs ``reconcile`` sweeps every ENFORCER_RECONCILE_INTERVAL seconds, a few pages per round."""
+        """Starts a ``reconcile`` sweep every ENFORCER_RECONCILE_INTERVAL seconds; its pages are queue work."""
 
     def run(self) -> None:
         """Work until ``stop()``; survives a database that goes away and comes back."""
         log_event(logger, "worker_started", owner=self.owner)
+        if self.wakeup is not None:
+            self.wakeup.attach()
         store_failures = 0
         while not self.stop_requested.is_set():
             self._beat()
             if self.sweeper is not None:
                 self.sweeper.maybe_sweep(self.clock())
+            if self.pruner is not None:
+                self.pruner.maybe_prune(self.clock())
             try:
                 done = self.run_once()
                 store_failures = 0
@@ -126,10 +149,18 @@ class Worker:
                 self.stop_requested.wait(pause)
                 continue
             if not done:
-                self.stop_requested.wait(self.settings.poll_interval)
-        if self.sweeper is not None:
-            self.sweeper.stop()  # frees the sweep lock; the sweep resumes later, here or elsewhere
+                self._idle()
+        self.leases.stop()
+        if self.wakeup is not None:
+            self.wakeup.detach()
         log_event(logger, "worker_stopped", owner=self.owner)
+
+    def _idle(self) -> None:
+        """Nothing was due: wait for committed work to wake this worker, or for the poll interval."""
+        if self.wakeup is None:
+            self.stop_requested.wait(self.settings.poll_interval)
+        else:
+            self.wakeup.wait(self.settings.poll_interval, unless=self.stop_requested)
 
     def _beat(self) -> None:
         """Touch the heartbeat file, so a liveness probe can tell a stuck worker from a busy one."""
@@ -140,21 +171,31 @@ class Worker:
 
     def stop(self) -> None:
         self.stop_requested.set()
+        if self.wakeup is not None:
+            self.wakeup.interrupt()
 
     def run_once(self) -> int:
         """Claim one batch and process it; returns how many jobs were processed."""
+        limit = claim_size(self.settings.batch_size, self.job_seconds)
+        allowed = self.breaker.claim_limit(self.clock()) if self.breaker is not None else None
+        if allowed == 0:
+            return 0  # GenAuth is down for everyone: the rows wait, their attempts untouched
         claimed_at = self.clock()
         jobs = queue.claim(
             self.engine,
             owner=self.owner,
-            limit=claim_size(self.settings.batch_size, self.job_seconds),
+            limit=limit if allowed is None else min(limit, allowed),
             lease_seconds=self.settings.lease_seconds,
             now=self.clock(),
         )
+        if allowed is not None and not jobs:
+            assert self.breaker is not None
+            self.breaker.probe_unused()
         # Jobs not started while most of the lease remains go back: past it, another worker may take them.
         deadline = claimed_at + self.settings.lease_seconds * LEASE_SAFETY
         for index, job in enumerate(jobs):
-            if self.stop_requested.is_set() or self.clock() >= deadline:
+            is_outage = self.breaker is not None and self.breaker.is_open() and allowed is None
+            if self.stop_requested.is_set() or self.clock() >= deadline or is_outage:
                 queue.release(self.engine, jobs[index:], owner=self.owner, now=self.clock())
                 return index
             started = time.monotonic()
@@ -180,13 +221,22 @@ class Worker:
         return total
 
     def process(self, job: queue.Job) -> None:
+        with self.leases.holding(job):
+            self._process(job)
+
+    def _process(self, job: queue.Job) -> None:
         started = self.clock()
-        if job.kind != "user":
+        if job.subject.kind == PAGE:
+            self._sweep_page(job)
+            return
+        if not job.subject.is_user:
             self._expand(job)
             return
-        with bind(job_id=job.id, user_id=job.user_id, attempt=job.attempts):
+        with bind(job_id=job.id, user_id=job.subject.id, attempt=job.attempts):
             try:
-                decision = self.reconciler.reconcile(job)
+                decision = self.reconciler.reconcile(_request(job))
+            except WriteOutcomeUnknownError as error:
+                self._retry(job, error, error.retry_after, decision=error.decision)
             except TemporaryError as error:
                 self._retry(job, error, error.retry_after)
             except PermanentError as error:
@@ -200,10 +250,10 @@ class Worker:
 
     def _expand(self, job: queue.Job) -> None:
         """Enqueue every member of a department or group subject, then finish the subject's row."""
-        expand = department_members if job.kind == "department" else group_members
-        with bind(job_id=job.id, subject=f"{job.kind}:{job.user_id}", attempt=job.attempts):
+        expand = department_members if job.subject.kind == DEPARTMENT else group_members
+        with bind(job_id=job.id, subject=job.subject.encode(), attempt=job.attempts):
             try:
-                members = expand(self.reconciler.client, job.user_id)
+                members = expand(self.reconciler.client, job.subject.id)
             except TemporaryError as error:
                 self._retry(job, error, error.retry_after)
                 return
@@ -217,15 +267,82 @@ class Worker:
                 return
             now = self.clock()
             with self.engine.begin() as connection:
-                queue.enqueue(connection, job.userpool_id, members, reason=job.reason, now=now)
+                queue.enqueue(connection, job.userpool_id, map(Subject.user, members), reason=job.reason, now=now)
                 queue.complete(connection, job, owner=self.owner, now=now)
             metrics.JOBS.labels(result="expanded").inc()
             log_event(logger, "subject_expanded", users=len(members))
 
+    def _sweep_page(self, job: queue.Job) -> None:
+        """Read a sweep's page (the next goes on the queue), reconcile its users from the listing's records, and
+        record their decisions, the page's counts and the row's completion in one transaction. A user that
+        fails for a temporary reason goes on the queue as an ordinary user row (its own retries), and so do the
+        users not reached yet when the worker is asked to stop or GenAuth fails for everyone."""
+        with bind(job_id=job.id, subject=job.subject.encode(), attempt=job.attempts):
+            try:
+                page = read_page(self.engine, self.reconciler, job, now=self.clock())
+            except TemporaryError as error:
+                self._retry(job, error, error.retry_after)
+                return
+            except Exception as error:
+                logger.exception("sweep_page_crashed", extra={"fields": {}})
+                self._retry(job, error, None)
+                return
+            users = [] if page is None else page.users
+            decided: list[tuple[Decision, float]] = []
+            again: list[str] = []
+            for index, (user_id, record) in enumerate(users):
+                if self.stop_requested.is_set() or (self.breaker is not None and self.breaker.is_open()):
+                    again.extend(user_id for user_id, _ in users[index:])
+                    break
+                started = self.clock()
+                request = Request(job.userpool_id, user_id, job.reason, job.attempts)
+                try:
+                    decided.append((self.reconciler.reconcile(request, user=record), started))
+                except WriteOutcomeUnknownError as error:
+                    decided.append((error.decision, started))
+                    again.append(user_id)
+                except TemporaryError:
+                    again.append(user_id)
+                except PermanentError as error:
+                    decided.append((self._failure(job, error, user_id=user_id), started))
+                except Exception:
+                    logger.exception("job_crashed", extra={"fields": {"user_id": user_id}})
+                    again.append(user_id)
+            now = self.clock()
+            finished = None
+            with self.engine.begin() as connection:
+                decisions = [self._record(connection, job, d, started=s, now=now) for d, s in decided]
+                queue.enqueue(connection, job.userpool_id, map(Subject.user, again), reason=job.reason, now=now)
+                queue.complete(connection, job, owner=self.owner, now=now)
+                if page is not None:
+                    finished = sweeps.record_page(
+                        connection,
+                        page.sweep_id,
+                        page.listing,
+                        total=page.total,
+                        listed=page.listed,
+                        in_scope=len(page.users),
+                        rule_counts=page.rule_counts,
+                        now=now,
+                    )
+            for decision in decisions:
+                metrics.record_decision(decision.rules, decision.action)
+            metrics.JOBS.labels(result="swept").inc()
+            log_event(logger, "sweep_page_done", decided=len(decisions), requeued=len(again))
+            if finished is not None:
+                log_event(logger, "sweep_finished", sweep_id=finished.id, in_scope=finished.in_scope)
+
+    def _record(
+        self, connection: sa.Connection, job: queue.Job, decision: Decision, *, started: float | None, now: float
+    ) -> Decision:
+        decision = _settled(connection, job.userpool_id, decision)
+        record_decision(connection, decision, now=now, started_at=started)
+        return decision
+
     def _finish(self, job: queue.Job, decision: Decision, started: float | None = None) -> None:
         now = self.clock()
         with self.engine.begin() as connection:
-            record_decision(connection, decision, now=now, started_at=started)
+            decision = self._record(connection, job, decision, started=started, now=now)
             deleted = queue.complete(connection, job, owner=self.owner, now=now)
         metrics.record_decision(decision.rules, decision.action)
         metrics.JOBS.labels(result="done" if deleted else "requeued").inc()
@@ -234,19 +351,31 @@ class Worker:
             "decision_recorded",
             action=decision.action,
             rules=list(decision.rules),
-            before=list(decision.before),
-            after=list(decision.after),
+            before=None if decision.before is None else list(decision.before),
+            after=None if decision.after is None else list(decision.after),
             requeued=not deleted,
         )
 
-    def _retry(self, job: queue.Job, error: Exception, retry_after: float | None) -> None:
+    def _retry(
+        self, job: queue.Job, error: Exception, retry_after: float | None, *, decision: Decision | None = None
+    ) -> None:
         message = f"{type(error).__name__}: {error}"
         now = self.clock()
+        if decision is not None:
+            with self.engine.begin() as connection:
+                record_decision(connection, decision, now=now)
+            metrics.record_decision(decision.rules, decision.action)
+        if self.breaker is not None and self.breaker.is_open() and isinstance(error, TemporaryError):
+            # GenAuth is failing for everyone: this attempt says nothing about the user; it is not counted.
+            queue.release(self.engine, [job], owner=self.owner, now=now)
+            metrics.JOBS.labels(result="paused").inc()
+            log_event(logger, "job_paused_genauth_down", level=logging.WARNING, error=message)
+            return
         is_too_old = now - job.first_enqueued_at >= self.settings.max_age
         if job.attempts >= self.settings.max_attempts or is_too_old:
             with self.engine.begin() as connection:
                 parked = queue.dead_letter(connection, job, owner=self.owner, error=message, now=now)
-                if parked and job.kind == "user":  # a department or group subject is not a user to report on
+                if parked and job.subject.is_user:  # a department, group or page is not a user to report on
                     record_decision(connection, self._failure(job, error, dead=True), now=now)
             if not parked:
                 log_event(logger, "job_restarted_by_new_delivery", level=logging.WARNING, error=message)
@@ -261,7 +390,7 @@ class Worker:
         metrics.JOBS.labels(result="retry_scheduled").inc()
         log_event(logger, "job_retry_scheduled", level=logging.WARNING, delay=round(delay, 2), error=message)
 
-    def _failure(self, job: queue.Job, error: Exception, *, dead: bool = False) -> Decision:
+    def _failure(self, job: queue.Job, error: Exception, *, dead: bool = False, user_id: str | None = None) -> Decision:
         prefix = (
             f"dead-lettered after {job.attempts} attempt(s) over {self.clock() - job.first_enqueued_at:.0f} s: "
             if dead
@@ -269,17 +398,33 @@ class Worker:
         )
         return Decision(
             userpool_id=job.userpool_id,
-            user_id=job.user_id,
+            user_id=user_id or job.subject.id,
             trigger=job.reason,
             mode="audit" if self.reconciler.force_audit else "enforce",
             action="failed",
             rules=(),
             required=(),
-            before=(),
-            after=(),
+            before=None,
+            after=None,
             reason=prefix + str(error),
             attempt=job.attempts,
         )
+
+
+def _settled(connection: sa.Connection, userpool_id: str, decision: Decision) -> Decision:
+    """The decision as the trail should show it, given the user's previous one: a removal keeps the last known
+    status; a compliant read after a write whose answer was lost says the service enforced it."""
+    if decision.action != "removed" and (decision.action != "none" or decision.after is None):
+        return decision
+    previous = latest_decision(connection, userpool_id, decision.user_id, into=Decision)
+    if decision.action == "removed":
+        return with_last_known_status(decision, previous)
+    return confirm_lost_write(decision, previous)
+
+
+def _request(job: queue.Job) -> Request:
+    """What the reconciler needs of a claimed user row."""
+    return Request(job.userpool_id, job.subject.id, job.reason, job.attempts, enqueued_at=job.first_enqueued_at)
 
 
 def start_in_thread(worker: Worker) -> threading.Thread:

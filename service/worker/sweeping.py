@@ -1,13 +1,14 @@
-"""Reconcile sweeps that enqueue: ``StoredSweep`` for ``mfa-enforcer reconcile``, ``PeriodicSweep`` in the worker.
+"""Reconcile sweeps as work on the queue: starting one (``begin_sweep``: ``mfa-enforcer reconcile`` and the
+worker's ``PeriodicSweep``) and reading one of its pages (``read_page``, for ``Worker``).
 
-A sweep puts every user in scope of the rules on the work queue, the same path webhooks take (only the
-worker changes GenAuth). It holds the database sweep lock for its whole run, so two sweeps never run at
-once, and records each page in one transaction with its progress, so a stopped sweep resumes where it was.
+A sweep is planned once (``service.enforcement.scoping``), stored with page 1 of each listing on the queue
+(``service.store.sweeps``), and then walked by whichever workers claim its pages: each reads its page with the
+flags the rules need (``facts.user_flags``), puts the next page on the queue, and reconciles the page's users
+from the records the listing returned, so a user in a sweep costs no ``get-user``. Nothing here retries: a
+page that fails is retried, and dead-lettered, by the queue like any other work.
 
-``PeriodicSweep.maybe_sweep(now)`` is called by the worker loop every round when
-``ENFORCER_RECONCILE_INTERVAL`` is set: when a sweep is due (none finished within the interval) it reads
-pages for at most ``budget`` seconds, then returns so the worker can drain what it enqueued; the next round
-continues. A sweep that another process holds the lock for is skipped.
+``PeriodicSweep.maybe_sweep(now)`` is called by the worker loop every round when ``ENFORCER_RECONCILE_INTERVAL``
+is set: it starts a sweep of every rule's scope when none finished within the interval and none is running.
 """
 
 from __future__ import annotations
@@ -16,256 +17,115 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from service.enforcement.scoping import (
-    DepartmentResolver,
-    PageRecord,
-    Progress,
-    ScopePlan,
-    SourceProgress,
-    Sweeper,
-    SweepStoppedError,
-    call_with_retries,
-    plan_scope,
-)
-from service.errors import ServiceError
-from service.genauth.client import GenAuthClient
+from service.enforcement.facts import user_flags
+from service.enforcement.reconciling import Reconciler
+from service.enforcement.scoping import DepartmentResolver, ScopePlan, plan_scope
+from service.errors import PermanentError, ServiceError
+from service.genauth.client import GenAuthClient, Json
 from service.logs import log_event
 from service.policy.rules import Policy, Rule
-from service.settings import Settings
 from service.store import sweeps
-from service.store.sweeps import ALL_RULES, Lease, LockHolder, SourceRow, SweepLockLostError
+from service.store.queue import Job
+from service.store.sweeps import ALL_RULES, SweepRow, SweepRunningError
+from service.worker.errors import SweepBusyError
 
 logger = logging.getLogger(__name__)
 
-LOCK_TTL = 300.0
-"""Seconds the sweep lock outlives its last renewal (a renewal comes with every page)."""
 BUSY_RECHECK = 60.0
-"""Seconds before the worker looks again when another process holds the lock or a sweep failed."""
-STEP_BUDGET = 5.0
-"""Seconds of page reading per worker round, so the worker keeps draining the queue during a sweep."""
+"""Seconds before the worker looks again when a sweep is running, or planning one failed."""
 
 
 def sweep_owner() -> str:
-    """Who holds the sweep lock, as operators read it: host, process and thread."""
+    """Who started a sweep, as operators read it: host, process and thread."""
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
 
 
-def userpool_id_for(settings: Settings) -> str:
-    """The user pool work rows are recorded under (``Settings.pool_key``), the same key webhooks use, so
-    reconcile rows coalesce with webhook rows for the same user."""
-    return settings.pool_key
+@dataclass(frozen=True)
+class Started:
+    """A sweep begun (or joined, when one of the same scope and plan was running) and its plan."""
+
+    sweep: SweepRow
+    plan: ScopePlan
+    joined: bool
 
 
-class SweepBusyError(ServiceError):
-    """Another reconcile sweep holds the lock."""
-
-    reason = "sweep_busy"
-
-    def __init__(self, holder: LockHolder) -> None:
-        self.holder = holder
-        super().__init__(f"another reconcile sweep is running ({holder.owner})")
-
-
-class StoredLedger:
-    """The ``Ledger`` of a stored sweep: progress cached here, written through ``store.sweeps.record_page``."""
-
-    def __init__(
-        self,
-        engine: sa.Engine,
-        sweep_id: int,
-        rows: dict[str, SourceRow],
-        *,
-        lease: Lease,
-        userpool_id: str,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.engine = engine
-        self.sweep_id = sweep_id
-        self.lease = lease
-        self.userpool_id = userpool_id
-        self.clock = clock
-        self.enqueued = 0
-        """Users this process enqueued (on a resumed sweep, an earlier run enqueued the others)."""
-        self._progress = {
-            key: SourceProgress(next_page=row.next_page, total=row.total, listed=row.listed, done=row.done)
-            for key, row in rows.items()
-        }
-        self._in_scope = sweeps.seen_count(engine, sweep_id)
-
-    def progress(self, key: str) -> SourceProgress:
-        return self._progress.setdefault(key, SourceProgress())
-
-    def in_scope(self) -> int:
-        return self._in_scope
-
-    def record(self, page: PageRecord) -> list[str]:
-        row = SourceRow(
-            next_page=page.number + 1,
-            total=page.total,
-            listed=self.progress(page.source.key).listed + len(page.user_ids),
-            done=page.is_last,
+def begin_sweep(
+    engine: sa.Engine,
+    client: GenAuthClient,
+    rules: Sequence[Rule],
+    *,
+    scope: str,
+    userpool_id: str,
+    now: float,
+    restart: bool = False,
+    owner: str | None = None,
+) -> Started:
+    """Plan the listings of ``rules`` and start their sweep; ``SweepBusyError`` when another one is running."""
+    plan = plan_scope(rules, DepartmentResolver(client))
+    try:
+        sweep, joined = sweeps.start_sweep(
+            engine,
+            scope=scope,
+            plan=plan.to_json(),
+            fingerprint=plan.fingerprint,
+            userpool_id=userpool_id,
+            owner=owner or sweep_owner(),
+            now=now,
+            restart=restart,
         )
-        new = sweeps.record_page(
-            self.engine,
-            self.sweep_id,
-            lease=self.lease,
-            source_key=page.source.key,
-            rules=page.source.rules,
-            user_ids=page.user_ids,
-            progress=row,
-            userpool_id=self.userpool_id,
-            now=self.clock(),
-        )
-        self._progress[page.source.key] = SourceProgress(row.next_page, row.total, row.listed, row.done)
-        self._in_scope += len(new)
-        self.enqueued += len(new)
-        return new
+    except SweepRunningError as running:
+        raise SweepBusyError(running.running) from running
+    log_event(logger, "sweep_started", sweep_id=sweep.id, scope=scope, joined=joined)
+    return Started(sweep=sweep, plan=ScopePlan.from_json(sweep.plan), joined=joined)
 
 
 @dataclass(frozen=True)
-class SweepResult:
-    """Where a stored sweep stands after a run."""
+class ListedPage:
+    """A page read for its sweep: the users to reconcile (with their records), and the counts to record."""
 
     sweep_id: int
-    scope: str
-    resumed: bool
-    finished: bool
-    in_scope: int
-    enqueued: int
-    """Users enqueued by this run."""
+    listing: int
+    total: int | None
+    listed: int
+    users: list[tuple[str, Json]]
+    """Users the sweep had not handled yet, with the record the listing returned."""
     rule_counts: dict[str, int]
-    pages: int
-    """Pages read by this run."""
-    plan: ScopePlan
 
 
-class StoredSweep:
-    """One sweep that enqueues the users in scope of ``rules``, holding the lock from ``start`` to ``close``."""
+def read_page(engine: sa.Engine, reconciler: Reconciler, job: Job, *, now: float) -> ListedPage | None:
+    """Read the page ``job`` names and put the next one on the queue; None when its sweep is over.
 
-    def __init__(
-        self,
-        engine: sa.Engine,
-        client: GenAuthClient,
-        rules: Sequence[Rule],
-        *,
-        scope: str,
-        userpool_id: str,
-        owner: str | None = None,
-        restart: bool = False,
-        on_progress: Callable[[Progress], None] | None = None,
-        stop: threading.Event | None = None,
-        retry_base: float = 1.0,
-        lock_ttl: float = LOCK_TTL,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.engine = engine
-        self.client = client
-        self.rules = tuple(rules)
-        self.scope = scope
-        self.userpool_id = userpool_id
-        self.restart = restart
-        self.on_progress = on_progress
-        self.stop = stop
-        self.retry_base = retry_base
-        self.clock = clock
-        self.monotonic = monotonic
-        self.lease = sweeps.Lease(name=sweeps.SWEEP_LOCK, owner=owner or sweep_owner(), ttl=lock_ttl)
-        self.plan: ScopePlan | None = None
-        self.ledger: StoredLedger | None = None
-        self.sweeper: Sweeper | None = None
-        self.resumed = False
-        self.finished = False
-        self._finished_row: sweeps.SweepRow | None = None
-        self._sweep_id = 0
-        self._locked = False
-
-    def start(self) -> None:
-        """Take the lock (``SweepBusyError`` if taken), plan the listings, open or resume the stored sweep."""
-        holder = sweeps.acquire_lock(self.engine, self.lease, now=self.clock())
-        if holder is not None:
-            raise SweepBusyError(holder)
-        self._locked = True
-        try:
-            plan = call_with_retries(
-                lambda: plan_scope(self.rules, DepartmentResolver(self.client)),
-                stop=self.stop or threading.Event(),
-                base=self.retry_base,
-            )
-            sweep, rows, self.resumed = sweeps.open_sweep(
-                self.engine,
-                scope=self.scope,
-                fingerprint=plan.fingerprint,
-                source_keys=[source.key for source in plan.sources],
-                owner=self.lease.owner,
-                now=self.clock(),
-                restart=self.restart,
-            )
-        except BaseException:
-            self.close()
-            raise
-        self.plan, self._sweep_id = plan, sweep.id
-        self.ledger = StoredLedger(
-            self.engine, sweep.id, rows, lease=self.lease, userpool_id=self.userpool_id, clock=self.clock
-        )
-        self.sweeper = Sweeper(
-            self.client,
-            plan,
-            self.ledger,
-            on_progress=self.on_progress,
-            stop=self.stop,
-            retry_base=self.retry_base,
-            clock=self.monotonic,
-        )
-        log_event(logger, "sweep_started", sweep_id=sweep.id, scope=self.scope, resumed=self.resumed)
-
-    def step(self, *, deadline: float | None = None) -> bool:
-        """Read pages until done (then finish the sweep and free the lock: True) or the monotonic ``deadline``."""
-        assert self.sweeper is not None, "start() first"
-        if not self.sweeper.run(deadline=deadline):
-            return False
-        self._finished_row = sweeps.finish_sweep(self.engine, self._sweep_id, now=self.clock())
-        self.finished = True
-        self.close()
-        result = self.result()
-        log_event(
-            logger, "sweep_finished", sweep_id=result.sweep_id, in_scope=result.in_scope, enqueued=result.enqueued
-        )
-        return True
-
-    def result(self) -> SweepResult:
-        assert self.plan is not None and self.ledger is not None and self.sweeper is not None, "start() first"
-        if self._finished_row is not None:
-            counts = dict(self._finished_row.rule_counts or {})
-        else:
-            counts = sweeps.rule_counts(self.engine, self._sweep_id)
-        return SweepResult(
-            sweep_id=self._sweep_id,
-            scope=self.scope,
-            resumed=self.resumed,
-            finished=self.finished,
-            in_scope=self.ledger.in_scope(),
-            enqueued=self.ledger.enqueued,
-            rule_counts={name: counts.get(name, 0) for name in self.plan.rules},
-            pages=self.sweeper.pages,
-            plan=self.plan,
-        )
-
-    def close(self) -> None:
-        """Free the lock (the sweep's progress stays, for a later run to resume). Idempotent."""
-        if self._locked:
-            self._locked = False
-            try:
-                sweeps.release_lock(self.engine, self.lease)
-            except sa.exc.SQLAlchemyError:
-                # The lock then expires on its own after ``LOCK_TTL``.
-                log_event(logger, "sweep_lock_not_released", level=logging.WARNING)
+    A listing GenAuth refuses (a department deleted since the plan was made) ends there, with no users.
+    """
+    sweep_id, listing, number = sweeps.page_of(job.subject)
+    sweep = sweeps.get_sweep(engine, sweep_id)
+    if sweep is None or sweep.state != "running":
+        return None
+    plan = ScopePlan.from_json(sweep.plan)
+    source = plan.sources[listing]
+    try:
+        page = source.fetch(reconciler.client, number, flags=user_flags(reconciler.get_policy()))
+    except PermanentError as error:
+        log_event(logger, "sweep_listing_refused", level=logging.WARNING, listing=source.key, error=str(error))
+        records: dict[str, Json] = {}
+        total, is_last = None, True
+    else:
+        records = {str(item["userId"]): item for item in page.items if isinstance(item.get("userId"), str)}
+        total, is_last = page.total, page.is_last(number)
+    with engine.begin() as connection:
+        # The next page goes on the queue first, so another worker can read it while this one reconciles.
+        sweeps.advance(connection, sweep_id, listing, number, is_last=is_last, userpool_id=job.userpool_id, now=now)
+        handled = sweeps.seen(connection, sweep, list(records))
+    met_again = sum(1 for user_id in records if user_id in handled)
+    elsewhere = plan.rules_elsewhere(listing)
+    counts = {rule: len(records) - (met_again if rule in elsewhere else 0) for rule in source.rules}
+    users = [(user_id, record) for user_id, record in records.items() if user_id not in handled]
+    return ListedPage(sweep_id, listing, total, len(records), users, counts)
 
 
 class PeriodicSweep:
@@ -279,75 +139,51 @@ class PeriodicSweep:
         *,
         interval: float,
         userpool_id: str,
-        budget: float = STEP_BUDGET,
         owner: str | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.client = client
         self.policy_getter = policy_getter
         self.interval = interval
         self.userpool_id = userpool_id
-        self.budget = budget
         self.owner = owner or sweep_owner()
-        self.monotonic = monotonic
-        self.active: StoredSweep | None = None
         self.next_check = 0.0
-        self.stop_event: threading.Event | None = None
-        """Set by the worker: its stop request also interrupts a sweep waiting out GenAuth retries."""
 
     def maybe_sweep(self, now: float) -> None:
-        """Start or continue the sweep if one is due; never raises (a failure is logged and retried later)."""
-        if self.interval <= 0 or (self.active is None and now < self.next_check):
+        """Start a sweep if one is due; never raises (a failure is logged and tried again later)."""
+        if self.interval <= 0 or now < self.next_check:
             return
         try:
-            if self.active is None and not self._start(now):
-                return
-            assert self.active is not None
-            if self.active.step(deadline=self.monotonic() + self.budget):
-                self.active = None
-                self.next_check = now + self.interval
-        except SweepStoppedError:
-            self.stop()  # the worker is stopping; the sweep resumes later, here or elsewhere
-        except (ServiceError, SweepLockLostError, sa.exc.SQLAlchemyError) as error:
+            self._maybe_start(now)
+        except (ServiceError, sa.exc.SQLAlchemyError) as error:
             log_event(logger, "sweep_failed", level=logging.WARNING, error_type=type(error).__name__, error=str(error))
-            self._drop(now)
+            self.next_check = now + min(self.interval, BUSY_RECHECK)
         except Exception:
             logger.exception("sweep_crashed", extra={"fields": {}})
-            self._drop(now)
-
-    def stop(self) -> None:
-        """Free the lock of a sweep in progress (it resumes later, here or in another process)."""
-        if self.active is not None:
-            self.active.close()
-            self.active = None
-
-    def _start(self, now: float) -> bool:
-        latest = sweeps.latest_sweep(self.engine, ALL_RULES)
-        if latest is not None and latest.state == "finished" and latest.finished_at is not None:
-            due = latest.finished_at + self.interval
-            if now < due:
-                self.next_check = due
-                return False
-        sweep = StoredSweep(
-            self.engine,
-            self.client,
-            self.policy_getter().rules,
-            scope=ALL_RULES,
-            userpool_id=self.userpool_id,
-            owner=self.owner,
-            monotonic=self.monotonic,
-            stop=self.stop_event,
-        )
-        try:
-            sweep.start()
-        except SweepBusyError as busy:
-            log_event(logger, "sweep_skipped", reason="busy", holder=busy.holder.owner)
             self.next_check = now + min(self.interval, BUSY_RECHECK)
-            return False
-        self.active = sweep
-        return True
 
-    def _drop(self, now: float) -> None:
-        self.stop()
+    def _maybe_start(self, now: float) -> None:
+        latest = sweeps.latest_sweep(self.engine)
+        if latest is not None and latest.state == "running":
+            # Its pages are on the queue; a page dead-lettered for good is revived an interval on.
+            if now >= latest.updated_at + self.interval:
+                sweeps.revive(self.engine, latest, self.userpool_id, now=now)
+            self.next_check = now + min(self.interval, BUSY_RECHECK)
+            return
+        finished = sweeps.latest_sweep(self.engine, ALL_RULES, state="finished")
+        if finished is not None and finished.finished_at is not None and now < finished.finished_at + self.interval:
+            self.next_check = finished.finished_at + self.interval
+            return
+        try:
+            begin_sweep(
+                self.engine,
+                self.client,
+                self.policy_getter().rules,
+                scope=ALL_RULES,
+                userpool_id=self.userpool_id,
+                now=now,
+                owner=self.owner,
+            )
+        except SweepBusyError as busy:
+            log_event(logger, "sweep_skipped", reason="busy", sweep_id=busy.sweep.id)
         self.next_check = now + min(self.interval, BUSY_RECHECK)

@@ -1,25 +1,28 @@
-"""deploy/Dockerfile and .dockerignore, checked statically: no Docker engine runs where these tests run.
+"""deploy/Dockerfile and .dockerignore, checked statically (``test_image.py`` runs the built image).
 
 The Dockerfile is parsed into instructions and stages (continuation lines joined, comments dropped) and the
 tests assert what the image must be: multi-stage, non-root with a fixed UID, gunicorn as PID 1 with the
-project's config, a HEALTHCHECK that works without curl, and nothing but the venv from the builder.
+project's config, a HEALTHCHECK that works without curl, nothing but the venv from the builder, and neither
+the emulator nor the tests in the build context.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
 import subprocess
 import sys
-import threading
+import tomllib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import PurePosixPath
 
 import pytest
 
-from tests.deploy import DEPLOY, ROOT, UID
+from tests.support.deploy import DEPLOY, ROOT, UID
+from tests.support.serving import serve_in_thread
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -192,16 +195,9 @@ def test_healthcheck_passes_only_when_healthz_answers_2xx(final, status, healthy
     (healthcheck,) = final.all("HEALTHCHECK")
     code = exec_form(healthcheck.partition("CMD ")[2])[2]
     handler = type("Handler", (_Health,), {"status": status})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as server:
         port = str(server.server_address[1])
         result = subprocess.run([sys.executable, "-c", code], env={"PORT": port}, capture_output=True, timeout=10)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     assert (result.returncode == 0) is healthy, result.stderr
 
 
@@ -270,10 +266,11 @@ def is_ignored(path: str) -> bool:
         ".ruff_cache/CACHEDIR.TAG",
         "mfa_enforcer.egg-info/PKG-INFO",
         "tests/deploy/test_dockerfile.py",
+        "genauth_emulator/state.py",
     ],
 )
 def test_dockerignore_keeps_local_state_caches_and_credentials_out_of_the_build_context(path):
-    """Local environments, databases, caches, .env files and the tests never reach the image build."""
+    """Local environments, databases, caches, .env files, the tests and the emulator never reach the image build."""
     assert is_ignored(path)
 
 
@@ -291,3 +288,16 @@ def test_every_file_the_dockerfile_copies_exists_and_is_in_the_build_context(doc
     for source in sources:
         assert (ROOT / source).exists(), source
         assert not is_ignored(source), source
+
+
+def test_the_service_package_leaves_the_emulator_out(dockerfile):
+    """The emulator is its own distribution (genauth_emulator/pyproject.toml): the service's wheel, which is what
+    the image installs, finds only service packages, and no COPY names the emulator."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    include = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert include
+    assert not any(fnmatch.fnmatch("genauth_emulator", pattern) for pattern in include)
+    emulator = tomllib.loads((ROOT / "genauth_emulator" / "pyproject.toml").read_text(encoding="utf-8"))
+    assert emulator["project"]["name"] != project["project"]["name"]
+    _, stages = dockerfile
+    assert not any("genauth_emulator" in copy for stage in stages for copy in stage.all("COPY"))

@@ -9,8 +9,15 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from tests.deploy import K8S, KUBERNETES_VERSION, NAMESPACE, PLACEHOLDER, SECRET_NAME, SECRET_TEMPLATE
-from tests.deploy.kustomize import load_documents
+from tests.support.deploy import (
+    K8S,
+    KUBERNETES_VERSION,
+    NAMESPACE,
+    PLACEHOLDER,
+    SECRET_NAME,
+    SECRET_TEMPLATE,
+    load_documents,
+)
 
 KUSTOMIZATIONS = sorted(K8S.rglob("kustomization.yaml"))
 REQUIRED_SECRET_KEYS = {"GENAUTH_ACCESS_KEY_ID", "GENAUTH_ACCESS_KEY_SECRET", "GENAUTH_WEBHOOK_SECRET", "DATABASE_URL"}

@@ -2,8 +2,8 @@
 
 Static and offline: the rules file is parsed and checked against what the service really exports (the metric
 and label names in ``service/metrics.py``, the values the code emits), every runbook link must land on a heading
-of docs/operations.md, and the guide's configuration tables must list exactly the variables that
-``service/settings.py`` and ``config/gunicorn.conf.py`` read. Where ``promtool`` is installed, it also checks the
+of docs/operations.md, and docs/configuration.md must list exactly the variables that ``service/settings.py``
+and ``config/gunicorn.conf.py`` read. Where ``promtool`` is installed, it also checks the
 expressions and replays one failure scenario per alert (and one where the alert must stay silent).
 """
 
@@ -19,10 +19,11 @@ import pytest
 import yaml
 
 from service import metrics
-from tests.deploy import DEPLOY, ROOT
+from tests.support.deploy import DEPLOY, ROOT
 
 RULES_FILE = DEPLOY / "monitoring" / "prometheus-rules.yaml"
 OPERATIONS = ROOT / "docs" / "operations.md"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
 SETTINGS_SOURCE = ROOT / "service" / "settings.py"
 GUNICORN_CONFIG = ROOT / "config" / "gunicorn.conf.py"
 METRICS_SOURCE = ROOT / "service" / "metrics.py"
@@ -36,6 +37,7 @@ RUNBOOK = re.compile(r"^docs/operations\.md#([a-z0-9_-]+)$")
 SETTINGS_READ = re.compile(r"""read\.\w+\(\s*["']([A-Z][A-Z0-9_]*)["']""")
 ENVIRON_READ = re.compile(r"""environ(?:\.get\(|\[)\s*["']([A-Z][A-Z0-9_]*)["']""")
 BACKTICKED_NAME = re.compile(r"`([A-Z][A-Z0-9_]+)`")
+METRIC_KINDS = ("Counter", "Histogram", "Gauge")
 DATABASE_GAUGES = {f"mfa_enforcer_{name}" for name in metrics.GAUGES}
 
 
@@ -51,10 +53,10 @@ def all_rules(document: dict) -> list[dict]:
 
 
 def declared_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
-    """Every Counter and Histogram built in service/metrics.py: name -> (kind, label names)."""
+    """Every Counter, Histogram and Gauge built in service/metrics.py: name -> (kind, label names)."""
     found: dict[str, tuple[str, tuple[str, ...]]] = {}
     for node in ast.walk(ast.parse(METRICS_SOURCE.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("Counter", "Histogram"):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in METRIC_KINDS:
             name = ast.literal_eval(node.args[0])
             labels: tuple[str, ...] = tuple(ast.literal_eval(node.args[2])) if len(node.args) > 2 else ()
             for keyword in node.keywords:
@@ -75,6 +77,8 @@ def exported_series() -> dict[str, set[str]]:
     for name, (kind, labels) in declared_metrics().items():
         if kind == "Counter":
             series[name.removesuffix("_total") + "_total"] = set(labels)
+        elif kind == "Gauge":
+            series[name] = set(labels)
         else:
             series[name + "_bucket"] = {*labels, "le"}
             series[name + "_count"] = set(labels)
@@ -122,18 +126,10 @@ def heading_anchors(path: Path) -> set[str]:
     return anchors
 
 
-def section(path: Path, title: str) -> list[str]:
-    """The lines of the level-2 section ``## title``, up to the next level-2 heading."""
-    lines = markdown_lines(path)
-    start = lines.index(f"## {title}")
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    return lines[start + 1 : end]
-
-
 def documented_variables() -> set[str]:
-    """The variables named in the first column of the tables under ``## Configure`` in docs/operations.md."""
+    """The variables named in the first column of the tables of docs/configuration.md, the one reference."""
     names: set[str] = set()
-    for line in section(OPERATIONS, "Configure"):
+    for line in markdown_lines(CONFIGURATION):
         if not line.startswith("|") or set(line) <= {"|", "-", " ", ":"}:
             continue
         first_cell = line.strip("|").split("|")[0]
@@ -233,11 +229,11 @@ def test_links_inside_the_operations_guide_resolve():
 
 
 def test_configuration_tables_list_exactly_what_the_service_reads():
-    """The guide's configuration tables name only real variables, and every one settings.py or gunicorn reads."""
+    """The reference's tables name only real variables, and every one settings.py or gunicorn reads."""
     from_settings = set(SETTINGS_READ.findall(SETTINGS_SOURCE.read_text(encoding="utf-8")))
     from_gunicorn = set(ENVIRON_READ.findall(GUNICORN_CONFIG.read_text(encoding="utf-8")))
     assert {"DATABASE_URL", "GENAUTH_WEBHOOK_SECRET", "ENFORCER_MAX_AGE"} <= from_settings
-    assert {"WEB_CONCURRENCY", "GUNICORN_THREADS"} <= from_gunicorn
+    assert {"WEB_CONCURRENCY", "GUNICORN_THREADS"} <= from_settings  # for config/gunicorn.conf.py
     documented = documented_variables()
     assert documented - (from_settings | from_gunicorn) == set(), "documented but never read"
     assert from_settings - documented == set(), "read by service/settings.py but not documented"
@@ -251,6 +247,20 @@ def test_configuration_tables_list_exactly_what_the_service_reads():
 # 0, so time() is the evaluation time in seconds. `labels` are the series labels the alert keeps.
 TOKEN = 'endpoint="/api/v3/get-management-token"'
 SCENARIOS: list[dict] = [
+    {
+        "alert": "MfaEnforcerPolicyNamesUnknown",
+        "fires": True,
+        "at": "30m",
+        "series": {'mfa_enforcer_policy_unresolved_references{instance="worker-1"}': "0 0 1x40"},
+    },
+    {
+        "alert": "MfaEnforcerPolicyNamesUnknown",
+        "fires": False,
+        "at": "30m",
+        "series": {  # fixed within 15 minutes: a bad edit corrected before anyone needs paging
+            'mfa_enforcer_policy_unresolved_references{instance="worker-1"}': "1x10 0x30",
+        },
+    },
     {"alert": "MfaEnforcerMetricsAbsent", "fires": True, "at": "15m", "series": {'up{job="other"}': "1x30"}},
     {
         "alert": "MfaEnforcerMetricsAbsent",

@@ -1,9 +1,9 @@
 """The rendered overlays: what `kubectl apply -k deploy/k8s/overlays/<name>` would send to a cluster.
 
-Each overlay is rendered once by ``tests.deploy.kustomize.build`` and checked as a whole: the shape each
-overlay promises (single node: one web pod with the worker inside and SQLite on a volume; production: several
-web and worker pods on PostgreSQL), and what every workload must have (the locked-down security context,
-resources, probes, the policy file, the Secret's keys, the image).
+Each overlay is rendered once by the real kustomize (``kubectl kustomize``, see ``tests/support/deploy.py``)
+and checked as a whole: the shape each overlay promises (single node: one web pod with the worker inside and
+SQLite on a volume; production: several web and worker pods on PostgreSQL), and what every workload must have
+(the locked-down security context, resources, probes, metrics, the policy file, the Secret's keys, the image).
 """
 
 from __future__ import annotations
@@ -16,8 +16,22 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from service.policy import load_policy
-from tests.deploy import IMAGE, KUBERNETES_VERSION, NAMESPACE, OVERLAYS, ROOT, SECRET_NAME, SECRET_TEMPLATE, UID
-from tests.deploy.kustomize import all_containers, build, load_documents, pod_spec, pod_template_labels
+from tests.support.deploy import (
+    IMAGE,
+    KUBERNETES_VERSION,
+    NAMESPACE,
+    OVERLAYS,
+    ROOT,
+    SECRET_NAME,
+    SECRET_TEMPLATE,
+    UID,
+    all_containers,
+    build,
+    load_documents,
+    pod_spec,
+    pod_template,
+    pod_template_labels,
+)
 
 SQLITE_URL = "sqlite:////var/lib/mfa-enforcer/enforcer.db"
 WEB = "mfa-enforcer-web"
@@ -298,22 +312,38 @@ def test_credentials_come_only_from_the_secret_the_template_describes(rendered):
                     assert "://" not in url or make_url(url).password is None, entry["name"]
 
 
-def test_network_policies_admit_only_the_web_port_and_the_needed_egress(rendered):
-    """Every pod is covered by a default-deny policy; ingress reaches only TCP 8000 on web pods; egress goes
-    only to DNS, PostgreSQL (5432) and HTTPS (443)."""
-    policies = objects_of(rendered, "NetworkPolicy")
+def covering_policies(objects, obj):
+    labels = pod_template_labels(obj)
+    return [
+        policy
+        for policy in objects_of(objects, "NetworkPolicy")
+        if selects(policy["spec"]["podSelector"]["matchLabels"], labels)
+    ]
+
+
+def admitted_ports(objects, obj):
+    """The (protocol, port) pairs the NetworkPolicies let in to the workload's pods."""
+    return {
+        (port["protocol"], port["port"])
+        for policy in covering_policies(objects, obj)
+        for rule in policy["spec"].get("ingress", [])
+        for port in rule["ports"]
+    }
+
+
+# Where each kind of pod serves, and so what may reach it: web pods their HTTP port (webhooks and /metrics),
+# worker pods their metrics port; the migration and reconcile pods serve nothing.
+INGRESS_BY_COMPONENT = {"web": {("TCP", 8000)}, "worker": {("TCP", 9102)}}
+
+
+def test_network_policies_admit_only_the_served_ports_and_the_needed_egress(rendered):
+    """Every pod is covered by a default-deny policy; ingress reaches only TCP 8000 on web pods and the metrics
+    port 9102 on worker pods; egress goes only to DNS, PostgreSQL (5432) and HTTPS (443)."""
     for obj in workloads(rendered):
-        labels = pod_template_labels(obj)
-        covering = [policy for policy in policies if selects(policy["spec"]["podSelector"]["matchLabels"], labels)]
+        covering = covering_policies(rendered, obj)
         assert any({"Ingress", "Egress"} <= set(policy["spec"]["policyTypes"]) for policy in covering)
-        ingress_ports = {
-            (port["protocol"], port["port"])
-            for policy in covering
-            for rule in policy["spec"].get("ingress", [])
-            for port in rule["ports"]
-        }
-        is_web = labels["app.kubernetes.io/component"] == "web"
-        assert ingress_ports == ({("TCP", 8000)} if is_web else set()), obj["metadata"]["name"]
+        component = pod_template_labels(obj)["app.kubernetes.io/component"]
+        assert admitted_ports(rendered, obj) == INGRESS_BY_COMPONENT.get(component, set()), obj["metadata"]["name"]
         egress_ports = {
             (port["protocol"], port["port"])
             for policy in covering
@@ -321,6 +351,32 @@ def test_network_policies_admit_only_the_web_port_and_the_needed_egress(rendered
             for port in rule["ports"]
         }
         assert egress_ports == {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 443)}
+
+
+def test_every_pod_that_enforces_is_scraped_for_metrics(rendered):
+    """The decision, job and GenAuth-call counters are counted where the work happens, so every pod that runs a
+    worker (worker pods, or the single-node web pod with ENFORCER_RUN_WORKER=true) serves /metrics: its scrape
+    annotations name a container port that the process serves (PORT for gunicorn, ENFORCER_METRICS_PORT for
+    `mfa-enforcer worker`) and that a NetworkPolicy admits."""
+    working = []
+    for obj in objects_of(rendered, "Deployment"):
+        container = only_container(obj)
+        annotations = pod_template(obj)["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", obj["metadata"]["name"]
+        assert annotations["prometheus.io/path"] == "/metrics"
+        port = int(annotations["prometheus.io/port"])
+        container_ports = {entry["containerPort"]: entry["name"] for entry in container["ports"]}
+        if container.get("command") == ["mfa-enforcer", "worker"]:
+            assert env_value(container, "ENFORCER_METRICS_PORT") == str(port)
+            assert container_ports.get(port) == "metrics"  # the name the PodMonitor in deploy/monitoring uses
+            working.append(obj)
+        else:
+            assert env_value(container, "PORT") == str(port)
+            assert container_ports.get(port) == "http"
+            if env_value(container, "ENFORCER_RUN_WORKER") == "true":
+                working.append(obj)
+        assert ("TCP", port) in admitted_ports(rendered, obj), obj["metadata"]["name"]
+    assert working, "no scraped pod runs a worker"
 
 
 def test_service_ingress_autoscaler_and_budgets_point_at_pods_that_exist(rendered):

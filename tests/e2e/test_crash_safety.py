@@ -21,10 +21,11 @@ from genauth_emulator.payloads import event_body
 from genauth_emulator.sender import WebhookSender
 from service.store.decisions import decisions_for_user
 from service.store.engine import create_engine, prepare_database
-from service.store.inbox import Delivery, record_delivery
 from service.store.tables import decisions, events, work
-from tests.conftest import ROOT, WEBHOOK_SECRET
-from tests.e2e.test_processes import BIN, _ready, free_port, service_env, stop, wait_until
+from tests.support.factories import enqueue
+from tests.support.processes import BIN, free_port, is_ready, service_env, stop
+from tests.support.values import ROOT, WEBHOOK_SECRET
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -33,12 +34,6 @@ def store(database_url):
     prepare_database(engine)
     yield engine
     engine.dispose()
-
-
-def enqueue(engine, pool, users):
-    record_delivery(
-        engine, Delivery("login", pool, tuple(users), "0" * 64, "application/json", "queued"), now=time.time()
-    )
 
 
 def start_worker(emulator, database_url, log_path, **extra):
@@ -71,10 +66,10 @@ def test_killed_worker_loses_nothing_its_lease_returns_the_row(emulator, databas
     """kill -9 in the middle of a GenAuth call: after the lease runs out another worker enforces the user."""
     alice = emulator.users["fin.alice"]
     emulator.faults.add("latency", path="/api/v3/get-mfa-status", times=1, seconds=5)
-    enqueue(store, emulator.state.userpool_id, [alice])
+    enqueue(store, alice, pool=emulator.state.userpool_id)
     first = start_worker(emulator, database_url, tmp_path / "w1.log", ENFORCER_LEASE_SECONDS="2")
     try:
-        emulator.journal.wait_for(lambda e: e.path == "/api/v3/get-user-departments", timeout=20)
+        emulator.journal.wait_for(lambda e: e.path == "/api/v3/get-user", timeout=20)  # sent with the slow read
         wait_until(lambda: count(store, work, work.c.leased_until.is_not(None)), what="the row to be leased")
     finally:
         finish(first, signal.SIGKILL)
@@ -90,11 +85,14 @@ def test_killed_worker_loses_nothing_its_lease_returns_the_row(emulator, databas
 
 
 def test_sigterm_finishes_the_current_job_and_releases_the_rest(emulator, database_url, store, tmp_path):
-    """SIGTERM mid-batch: the job in flight completes, the unstarted ones go back without spending an attempt."""
+    """SIGTERM mid-batch (one worker thread): the job in flight completes, the unstarted ones go back without
+    spending an attempt."""
     users = [emulator.users[name] for name in ("fin.alice", "fin.bob", "eng.dave", "new.erin")]
     emulator.faults.latency = 0.4
-    enqueue(store, emulator.state.userpool_id, users)
-    process = start_worker(emulator, database_url, tmp_path / "w.log", ENFORCER_BATCH_SIZE="10")
+    enqueue(store, *users, pool=emulator.state.userpool_id)
+    process = start_worker(
+        emulator, database_url, tmp_path / "w.log", ENFORCER_BATCH_SIZE="10", ENFORCER_WORKER_THREADS="1"
+    )
     try:
         emulator.journal.wait_for(lambda e: e.path == "/api/v3/get-user", timeout=20)
     finally:
@@ -125,7 +123,7 @@ def test_killed_web_process_loses_no_acknowledged_delivery(emulator, database_ur
     lock = threading.Lock()
     url = f"http://127.0.0.1:{port}/webhooks/genauth"
     try:
-        wait_until(lambda: _ready(f"http://127.0.0.1:{port}"), what="gunicorn")
+        wait_until(lambda: is_ready(f"http://127.0.0.1:{port}"), what="gunicorn")
 
         def send(number):
             body = {"eventName": "login", "data": {"id": f"user-{number}", "userPoolId": emulator.state.userpool_id}}
@@ -178,7 +176,7 @@ def test_worker_survives_the_database_dropping_every_connection(emulator, postgr
                 )
                 connection.commit()
             engine.dispose()
-            enqueue(engine, emulator.state.userpool_id, [user])
+            enqueue(engine, user, pool=emulator.state.userpool_id)
             wait_until(lambda user=user: decisions_for_user(engine, user), timeout=30, what=f"{name} enforced")
         assert process.poll() is None, "the worker must not crash"
     finally:
@@ -215,7 +213,7 @@ def test_several_workers_share_a_burst_without_reconciling_a_user_twice_at_once(
         for i in range(3)
     ]
     try:
-        wait_until(lambda: _ready(f"http://127.0.0.1:{port}"), what="gunicorn")
+        wait_until(lambda: is_ready(f"http://127.0.0.1:{port}"), what="gunicorn")
         bodies = [event_body(state, "login", user) for user in users]
         sender = WebhookSender(f"http://127.0.0.1:{port}/webhooks/genauth", WEBHOOK_SECRET, state.userpool_id)
 
@@ -259,7 +257,7 @@ def test_worker_threads_reconcile_users_side_by_side_and_drain_on_sigterm(emulat
     twice at once), every user is enforced, and SIGTERM lets every thread finish its job."""
     users = list(emulator.users.values())  # six sample users
     emulator.faults.latency = 0.3
-    enqueue(store, emulator.state.userpool_id, users)
+    enqueue(store, *users, pool=emulator.state.userpool_id)
     process = start_worker(emulator, database_url, tmp_path / "w.log", ENFORCER_WORKER_THREADS="3")
     try:
         wait_until(lambda: count(store, work) == 0, timeout=60, what="every user reconciled")

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from dataclasses import replace
 
 import pytest
 import requests
 
 from genauth_emulator.payloads import event_body
-from tests.conftest import ADMIN_TOKEN, _serve
-from tests.e2e.test_pipeline import wait_for_decision, wait_for_empty_queue
-from tests.e2e.test_processes import BIN, ROOT, service_env
+from service.app import WORKERS_EXTENSION
+from service.intake.context import EXTENSION
+from tests.support.live import serve_service
+from tests.support.processes import BIN, service_env
+from tests.support.store import wait_for_decision, wait_for_empty_queue
+from tests.support.values import ADMIN_TOKEN, ROOT
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -92,6 +96,37 @@ def test_admin_api_requires_the_token_and_serves_report_decisions_and_explain(em
 def test_admin_api_is_absent_without_a_token(settings, emulator):
     """With ENFORCER_ADMIN_TOKEN unset the admin routes answer 404."""
     no_token = replace(settings, webhook=replace(settings.webhook, admin_token=""))
-    for service in _serve(no_token, emulator, run_worker=False):
+    with serve_service(no_token, emulator, run_worker=False) as service:
         response = requests.get(f"{service.url}/api/report", headers=AUTH, timeout=5)
         assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+def test_admin_explain_shares_the_process_rate_limit_with_its_workers(settings, emulator):
+    """explain over the admin API waits on the same GENAUTH_RATE_LIMIT bucket as the process's workers: at 10
+    calls/s (burst 1) three explanations (ten GenAuth calls) take at least 0.8 s."""
+    paced = replace(settings, genauth=replace(settings.genauth, rate_limit=10.0, rate_burst=1))
+    alice = emulator.users["fin.alice"]
+    with serve_service(paced, emulator, run_worker=True) as service:
+        state = service.app.extensions[EXTENSION]
+        workers = service.app.extensions[WORKERS_EXTENSION]
+        assert state.limiter is not None
+        assert all(worker.reconciler.client.limiter is state.limiter for worker in workers)
+        assert all(worker.reconciler.client.breaker is state.breaker for worker in workers)
+        emulator.journal.clear()
+        started = time.monotonic()
+        for _ in range(3):
+            answer = requests.get(f"{service.url}/api/users/{alice}/explain", headers=AUTH, timeout=20)
+            assert answer.status_code == 200
+        elapsed = time.monotonic() - started
+        calls = emulator.journal.count()
+        assert calls >= 10
+        assert elapsed >= (calls - 2) / 10.0, f"{calls} GenAuth calls in {elapsed:.2f} s: explain is not paced"
+
+
+def test_explain_says_not_read_for_a_user_no_rule_matches(settings, emulator):
+    """A user outside every rule: MFA is never read, and explain shows the current factors as not read (null)."""
+    dave = emulator.users["eng.dave"]
+    with serve_service(settings, emulator, run_worker=False) as service:
+        explained = requests.get(f"{service.url}/api/users/{dave}/explain", headers=AUTH, timeout=10).json()
+        assert explained["current_factors"] is None
+        assert explained["decision"]["action"] == "none" and "MFA not checked" in explained["decision"]["reason"]

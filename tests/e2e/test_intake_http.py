@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from genauth_emulator.payloads import event_body
 from service.store.tables import decisions, events, work
-from tests.conftest import PREVIOUS_SECRET, WEBHOOK_SECRET
-from tests.e2e.test_pipeline import wait_for_decision
+from tests.support.store import wait_for_decision
+from tests.support.values import PREVIOUS_SECRET, WEBHOOK_SECRET
 
 
 def stored_counts(engine):
@@ -159,13 +159,14 @@ def test_oversized_chunked_body_is_413_not_a_truncated_parse(live_service):
     assert stored_counts(live_service.engine) == (0, 0)
 
 
-def test_body_exactly_at_the_limit_is_accepted(live_service):
+def test_body_exactly_at_the_limit_is_accepted(live_service, settings):
     """A test delivery padded to exactly the limit is still accepted."""
+    limit = settings.webhook.max_body_bytes
     body = {"eventName": "test", "data": {"pad": ""}}
     size = len(json.dumps(body).encode())
-    body["data"]["pad"] = "x" * (1024 * 1024 - size)
+    body["data"]["pad"] = "x" * (limit - size)
     raw = json.dumps(body).encode()
-    assert len(raw) == 1024 * 1024
+    assert len(raw) == limit
     assert post(live_service, raw).status_code == 200
 
 

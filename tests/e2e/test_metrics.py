@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import re
+import threading
+import time
 
+import pytest
 import requests
 
 from genauth_emulator.payloads import event_body
-from tests.e2e.test_pipeline import wait_for_decision
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus text, 0 when absent."""
-    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
-    for line in text.splitlines():
-        match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
-        if not match or match.group(1) != name:
-            continue
-        found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
-        if found == wanted:
-            return float(match.group(3))
-    return 0.0
+from tests.support.metrics import sample
+from tests.support.store import wait_for_decision
 
 
 def test_metrics_count_deliveries_decisions_calls_and_queue(live_service, emulator):
@@ -57,3 +47,40 @@ def test_unknown_event_names_share_one_metric_label(live_service):
         before, "mfa_enforcer_deliveries_total", event="other", outcome="ignored"
     )
     assert delta == 2 and "made:up" not in text
+
+
+def test_database_gauges_are_read_at_most_once_per_few_seconds_per_process(live_intake, emulator):
+    """Frequent scrapes share one read of the database gauges (metrics.GAUGE_TTL), so a scrape storm does not
+    count the work table over and over; the values stay correct."""
+    live_intake.sender.deliver(event_body(emulator.state, "login", emulator.users["fin.alice"]))
+    gauges = live_intake.app.extensions["mfa_enforcer"].gauges
+    texts = [requests.get(f"{live_intake.url}/metrics", timeout=5).text for _ in range(5)]
+    assert gauges.reads == 1
+    assert all(sample(text, "mfa_enforcer_queue_depth") == 1 for text in texts)
+    assert all(sample(text, "mfa_enforcer_database_up") == 1 for text in texts)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_metrics_never_wait_for_the_sqlite_writer(live_intake):
+    """While the single writer connection is busy (a long commit, a lock), /metrics reads through its own
+    read-only connection and answers at once."""
+    engine = live_intake.engine
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_the_writer():
+        with engine.begin():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_writer)
+    holder.start()
+    try:
+        assert held.wait(5)
+        started = time.monotonic()
+        text = requests.get(f"{live_intake.url}/metrics", timeout=5).text
+        assert time.monotonic() - started < 2
+        assert sample(text, "mfa_enforcer_database_up") == 1
+    finally:
+        release.set()
+        holder.join()

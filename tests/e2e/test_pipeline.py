@@ -3,38 +3,15 @@ what the GenAuth emulator received. Runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import sqlalchemy as sa
 
 from genauth_emulator.payloads import event_body
-from service.store.decisions import decisions_for_user
 from service.store.tables import events, work
+from tests.support.store import wait_for_decision, wait_for_empty_queue
 
 SET_MFA = "/api/v3/set-mfa-status"
 GET_MFA = "/api/v3/get-mfa-status"
-
-
-def wait_for_decision(engine, user_id, *, count=1, timeout=10.0):
-    """Poll the decision records until ``count`` exist for the user (the worker runs in another thread)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = decisions_for_user(engine, user_id)
-        if len(found) >= count:
-            return found[0]
-        time.sleep(0.02)
-    raise AssertionError(f"no decision for {user_id} within {timeout} s")
-
-
-def wait_for_empty_queue(engine, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with engine.connect() as connection:
-            if connection.execute(sa.select(sa.func.count()).select_from(work)).scalar_one() == 0:
-                return
-        time.sleep(0.02)
-    raise AssertionError("the work queue did not drain")
 
 
 def is_write_for(user_id):

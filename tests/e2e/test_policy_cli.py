@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from service.cli import main
-from tests.conftest import ROOT
+from tests.support.values import ROOT
 
 BIN = Path(sys.executable).parent
 
@@ -27,7 +27,7 @@ policies:
 SUITE = """\
 cases:
   - name: clerk gets SMS
-    user: {phone: "138", departments: [finance]}
+    user: {phone: "+8613800138000", departments: [finance]}
     expect:
       finance-sms: enforce [SMS]
   - name: clerk without phone gets EMAIL
@@ -59,9 +59,9 @@ def test_shipped_suite_passes_as_a_subprocess():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "config/policies.test.yaml: 13 case(s) against config/policies.yaml"
+    assert lines[0] == "config/policies.test.yaml: 16 case(s) against config/policies.yaml"
     assert all(line.startswith("PASS ") for line in lines[1:-1])
-    assert lines[-1] == "13 passed, 0 failed"
+    assert lines[-1] == "16 passed, 0 failed"
 
 
 def test_suite_names_its_policy_relative_to_itself(runner, tmp_path):

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
+import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import pytest
 import requests
 
 from genauth_emulator.payloads import event_body
@@ -20,66 +16,11 @@ from genauth_emulator.sender import WebhookSender
 from service.store.decisions import decisions_for_user
 from service.store.engine import create_engine, prepare_database
 from service.store.inbox import Delivery, record_delivery
-from tests.conftest import ROOT, WEBHOOK_SECRET
-from tests.e2e.test_metrics import sample
-
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def service_env(emulator, database_url, **extra):
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("GENAUTH_", "ENFORCER_"))}
-    env.update(
-        GENAUTH_HOST=emulator.url,
-        GENAUTH_ACCESS_KEY_ID=emulator.state.access_key_id,
-        GENAUTH_ACCESS_KEY_SECRET=emulator.state.access_key_secret,
-        GENAUTH_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        GENAUTH_USERPOOL_ID=emulator.state.userpool_id,
-        DATABASE_URL=database_url,
-        POLICY_FILE=str(ROOT / "config" / "policies.yaml"),
-        ENFORCER_POLL_INTERVAL="0.05",
-        ENFORCER_MIGRATE_ON_START="true",
-        LOG_FORMAT="json",
-    )
-    env.update(extra)
-    return env
-
-
-def run_command(arguments, env):
-    """Run one of the venv's commands from the repository root and capture its output."""
-    return subprocess.run(
-        [str(BIN / arguments[0]), *arguments[1:]],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
-def wait_until(check, *, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def stop(process, sig=signal.SIGTERM, timeout=20.0):
-    process.send_signal(sig)
-    try:
-        return process.wait(timeout)
-    finally:
-        if process.poll() is None:
-            process.kill()
+from service.store.subjects import Subject
+from tests.support.metrics import sample
+from tests.support.processes import BIN, free_port, is_ready, run_command, service_env, stop
+from tests.support.values import ROOT, WEBHOOK_SECRET
+from tests.support.waiting import wait_until
 
 
 def test_gunicorn_from_the_procfile_serves_and_enforces(emulator, database_url, tmp_path):
@@ -97,7 +38,7 @@ def test_gunicorn_from_the_procfile_serves_and_enforces(emulator, database_url, 
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _ready(url), what="gunicorn to answer /readyz")
+        wait_until(lambda: is_ready(url), what="gunicorn to answer /readyz")
         alice = emulator.users["fin.alice"]
         sender = WebhookSender(f"{url}/webhooks/genauth", WEBHOOK_SECRET, emulator.state.userpool_id)
         for _ in range(6):
@@ -121,13 +62,6 @@ def test_gunicorn_from_the_procfile_serves_and_enforces(emulator, database_url, 
     assert all("job_id" in line for line in lines if line["event"] == "decision_recorded")
 
 
-def _ready(url):
-    try:
-        return requests.get(f"{url}/readyz", timeout=1).status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
 def test_worker_command_enforces_and_stops_on_sigterm(emulator, database_url, tmp_path):
     """`mfa-enforcer worker` drains queued work, then exits 0 on SIGTERM."""
     engine = create_engine(database_url)
@@ -135,7 +69,7 @@ def test_worker_command_enforces_and_stops_on_sigterm(emulator, database_url, tm
     alice = emulator.users["fin.alice"]
     record_delivery(
         engine,
-        Delivery("login", emulator.state.userpool_id, (alice,), "0" * 64, "application/json", "queued"),
+        Delivery("login", emulator.state.userpool_id, (Subject.user(alice),), "0" * 64, "application/json", "queued"),
         now=time.time(),
     )
     log = (tmp_path / "worker.log").open("w")
@@ -204,28 +138,49 @@ def test_policy_check_validates_files(tmp_path):
     assert "finance-sms" in result.stderr and "require_mfa" in result.stderr and "SMSS" in result.stderr
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_bad_policy_file_stops_the_web_service(emulator, database_url, tmp_path):
-    """A policy file that does not validate stops gunicorn at startup with the rule and field named."""
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("policies:\n  - name: x\n    match: {departments: [finance]}\n    require_mfa: []\n")
-    result = subprocess.run(
-        [str(BIN / "gunicorn"), "--config", "config/gunicorn.conf.py", "service.app:create_app()"],
-        cwd=ROOT,
-        env=service_env(
-            emulator, database_url, PORT=str(free_port()), HOST="127.0.0.1", POLICY_FILE=str(bad), WEB_CONCURRENCY="1"
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_worker_starts_with_a_bad_policy_file_and_waits_for_a_valid_one(emulator, database_url, tmp_path):
+    """`mfa-enforcer worker` starts while the policy file does not validate (no saved copy: no rules); queued
+    work is retried, not decided, and is enforced once the file is fixed."""
+    policy = tmp_path / "policies.yaml"
+    policy.write_text("policies:\n  - name: broken\n    require_mfa: [SMS]\n")
+    engine = create_engine(database_url)
+    prepare_database(engine)
+    alice = emulator.users["fin.alice"]
+    record_delivery(
+        engine,
+        Delivery("login", emulator.state.userpool_id, (Subject.user(alice),), "0" * 64, "application/json", "queued"),
+        now=time.time(),
     )
-    assert result.returncode != 0
-    assert "require_mfa" in result.stderr and "Traceback" not in result.stderr
+    env = service_env(
+        emulator,
+        database_url,
+        POLICY_FILE=str(policy),
+        ENFORCER_POLICY_CHECK_INTERVAL="0.1",
+        ENFORCER_BACKOFF_BASE="0.1",
+        ENFORCER_BACKOFF_MAX="0.3",
+    )
+    log = (tmp_path / "worker.log").open("w")
+    process = subprocess.Popen(
+        [str(BIN / "mfa-enforcer"), "worker"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_until(lambda: "job_retry_scheduled" in (tmp_path / "worker.log").read_text(), what="a retry")
+        assert process.poll() is None and decisions_for_user(engine, alice) == []
+        shutil.copy(ROOT / "config" / "policies.yaml", policy)
+        decision = wait_until(lambda: decisions_for_user(engine, alice), what="the decision once the file is fixed")
+        assert decision[0]["action"] == "enforced"
+    finally:
+        assert stop(process) == 0
+        log.close()
+        engine.dispose()
+    lines = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines() if line.startswith("{")]
+    assert any(line["event"] == "policy_load_failed" and line["using"] == "none" for line in lines)
+    retries = [line for line in lines if line["event"] == "job_retry_scheduled"]
+    assert any("PolicyUnavailableError" in line["error"] for line in retries)
 
 
 def test_sandbox_reaches_an_enforced_finance_user(tmp_path):
-    """`serve` without credentials starts the sandbox; `sandbox deliver fin.alice` prints an enforced decision."""
+    """`mfa-enforcer sandbox` starts the sandbox; `sandbox deliver fin.alice` prints an enforced decision."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GENAUTH_", "ENFORCER_"))}
     env.pop("DATABASE_URL", None)
     env.update(
@@ -235,7 +190,7 @@ def test_sandbox_reaches_an_enforced_finance_user(tmp_path):
     )
     log = (tmp_path / "sandbox.log").open("w")
     process = subprocess.Popen(
-        [str(BIN / "mfa-enforcer"), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+        [str(BIN / "mfa-enforcer"), "sandbox"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     try:
         wait_until(lambda: "Sandbox ready" in (tmp_path / "sandbox.log").read_text(), what="the sandbox banner")
@@ -250,7 +205,7 @@ def test_sandbox_reaches_an_enforced_finance_user(tmp_path):
         )
         assert result.returncode == 0, result.stderr
         assert "decision for fin.alice: enforced" in result.stdout
-        assert '"mfaPolicy": "SMS"' in result.stdout
+        assert "GenAuth now stores: SMS on" in result.stdout
         moved = subprocess.run(
             [str(BIN / "mfa-enforcer"), "sandbox", "move", "new.erin", "finance"],
             cwd=tmp_path,

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from service.genauth.webhooks import BASE_EVENTS, events_for
+from service.cli.webhooks import BASE_EVENTS, events_for
 from service.policy.facts import Fact, Role
 from service.policy.rules import Match, Policy, Rule
 from service.store.tables import events
-from tests.conftest import WEBHOOK_SECRET
-from tests.e2e.test_processes import free_port
+from tests.support.processes import free_port
+from tests.support.values import WEBHOOK_SECRET
 
 BIN = Path(sys.executable).parent
 FINANCE_POLICY = "policies:\n  - name: finance-sms\n    match: {departments: [finance]}\n    require_mfa: [SMS]\n"
@@ -34,7 +34,7 @@ def cli_env(emulator, database_url, policy_file):
         GENAUTH_HOST=emulator.url,
         GENAUTH_ACCESS_KEY_ID=emulator.state.access_key_id,
         GENAUTH_ACCESS_KEY_SECRET=emulator.state.access_key_secret,
-        GENAUTH_WEBHOOK_SECRET=f"{WEBHOOK_SECRET},older-secret",
+        GENAUTH_WEBHOOK_SECRET=f"{WEBHOOK_SECRET},older-secret-0123456789",
         GENAUTH_USERPOOL_ID=emulator.state.userpool_id,
         DATABASE_URL=database_url,
         POLICY_FILE=str(policy_file),
@@ -107,7 +107,7 @@ def test_subscribe_updates_our_webhook_when_the_rules_or_its_state_change(emulat
     assert run_cli(env, "subscribe", "--url", url).returncode == 0
     [created] = emulator.state.webhooks.all()
     assert created["events"] == list(BASE_EVENTS)
-    emulator.state.webhooks.update(created["webhookId"], {"enabled": False, "secret": "older-secret"})
+    emulator.state.webhooks.update(created["webhookId"], {"enabled": False, "secret": "older-secret-0123456789"})
     policy_file.write_text(FINANCE_POLICY)
     result = run_cli(env, "subscribe", "--url", url)
     assert result.returncode == 0 and result.stdout.startswith("updated webhook")
@@ -126,7 +126,7 @@ def test_list_shows_our_webhooks_and_what_is_wrong_with_them(emulator, env):
         content_type="application/x-www-form-urlencoded",
         events=["login"],
         enabled=False,
-        secret="older-secret",
+        secret="older-secret-0123456789",
     )
     emulator.state.webhooks.create(
         name="crm",
@@ -139,7 +139,7 @@ def test_list_shows_our_webhooks_and_what_is_wrong_with_them(emulator, env):
     assert result.returncode == 0, result.stderr
     assert ours["webhookId"] in result.stdout and "crm.example.test" not in result.stdout
     assert "DISABLED" in result.stdout and "missing events user:created" in result.stdout
-    assert "secret previous" in result.stdout and "older-secret" not in result.stdout
+    assert "secret previous" in result.stdout and "older-secret-0123456789" not in result.stdout
     listed = json.loads(run_cli(env, "list", "--all", "--json").stdout)["webhooks"]
     assert [item["name"] for item in listed] == ["mfa-enforcer", "crm"]
     assert listed[0]["problems"][0] == "disabled" and listed[1]["secret"] == "UNKNOWN to this service"
@@ -180,3 +180,65 @@ def test_test_without_a_webhook_says_to_subscribe(env):
     """With no webhook of ours, `test` fails with the command to run first."""
     result = run_cli(env, "test")
     assert result.returncode == 1 and "webhooks subscribe" in result.stderr
+
+
+def test_subscribe_to_a_new_url_moves_the_webhook_it_manages(emulator, env):
+    """subscribe --url NEW updates our webhook (same id, new URL) instead of leaving the old one delivering."""
+    old = "https://old.example.test/webhooks/genauth"
+    new = "https://new.example.test/webhooks/genauth"
+    assert run_cli(env, "subscribe", "--url", old).returncode == 0
+    [created] = emulator.state.webhooks.all()
+    moved = run_cli(env, "subscribe", "--url", new, "--json")
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["outcome"] == "updated" and json.loads(moved.stdout)["previousUrl"] == old
+    [webhook] = emulator.state.webhooks.all()
+    assert webhook["webhookId"] == created["webhookId"] and webhook["url"] == new
+    text = run_cli(env, "subscribe", "--url", old)
+    assert "moved from https://new.example.test" in text.stdout
+
+
+def test_remove_deletes_our_webhook(emulator, env):
+    """remove deletes the webhook named mfa-enforcer and leaves the pool's other webhooks."""
+    emulator.state.webhooks.create(
+        name="crm", url="https://crm.example.test/hook", content_type="application/json", events=["login"]
+    )
+    assert run_cli(env, "subscribe", "--url", "https://mfa.example.test/webhooks/genauth").returncode == 0
+    removed = run_cli(env, "remove")
+    assert removed.returncode == 0 and "GenAuth no longer sends there" in removed.stdout, removed.stderr
+    assert [webhook["name"] for webhook in emulator.state.webhooks.all()] == ["crm"]
+    again = run_cli(env, "remove")
+    assert again.returncode == 1 and "no such webhook" in again.stderr
+
+
+def test_list_shows_the_latest_delivery_results_from_genauths_log(emulator, env):
+    """list reads get-webhook-logs: the last success and the last failure with its error, never the request."""
+    assert run_cli(env, "subscribe", "--url", "https://mfa.example.test/webhooks/genauth").returncode == 0
+    [webhook] = emulator.state.webhooks.all()
+    quiet = json.loads(run_cli(env, "list", "--json").stdout)["webhooks"][0]["deliveries"]
+    assert quiet == {"logged": 0, "lastSuccess": None, "lastFailure": None}
+    for entry in (
+        {"eventName": "login", "success": True, "responseStatusCode": 200, "timestamp": "2026-11-01T09:00:00.000+0800"},
+        {
+            "eventName": "user:updated",
+            "success": False,
+            "responseStatusCode": 401,
+            "responseBody": {"code": "unauthorized", "message": "a valid webhook secret is required"},
+            "requestHeaders": {"x-authing-token": "the-secret-itself"},
+            "timestamp": "2026-11-01T10:00:00.000+0800",
+        },
+        {
+            "eventName": "login",
+            "success": False,
+            "errorMessage": "ERRTIMEOUT",
+            "timestamp": "2026-11-01T11:00:00.000+0800",
+        },
+    ):
+        emulator.state.webhooks.add_log(webhook["webhookId"], entry)  # newest first, as GenAuth lists them
+    text = run_cli(env, "list")
+    assert text.returncode == 0, text.stderr
+    assert "last success 2026-11-01T09:00:00.000+0800 login HTTP 200" in text.stdout
+    assert "last failure 2026-11-01T11:00:00.000+0800 login: ERRTIMEOUT" in text.stdout
+    assert "the-secret-itself" not in text.stdout
+    deliveries = json.loads(run_cli(env, "list", "--json").stdout)["webhooks"][0]["deliveries"]
+    assert deliveries["logged"] == 3 and deliveries["lastFailure"]["error"] == "ERRTIMEOUT"
+    assert "the-secret-itself" not in json.dumps(deliveries)

@@ -10,8 +10,8 @@ import pytest
 
 from genauth_emulator import EmulatorServer, EmulatorState
 from genauth_emulator.tokens import mint_management_token
-
-from .conftest import Api, FakeClock
+from tests.support.emulator import Api
+from tests.support.factories import FakeClock
 
 
 def _claims(token: str) -> dict[str, object]:

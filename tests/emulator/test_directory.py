@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from genauth_emulator import EmulatorServer
-
-from .conftest import Api
+from tests.support.emulator import Api
 
 FINANCE = {"fin.alice", "fin.carol", "fin.frank"}
 

@@ -9,8 +9,7 @@ import pytest
 import requests
 
 from genauth_emulator import EmulatorServer
-
-from .conftest import Api
+from tests.support.emulator import Api
 
 
 def test_status_429_is_a_business_error_inside_http_200(api: Api, server: EmulatorServer, ids: dict[str, str]) -> None:
@@ -62,6 +61,31 @@ def test_http_500_and_503_are_real_http_errors(api: Api, server: EmulatorServer,
     assert second.status_code == 503
     assert second.headers["Content-Type"].startswith("text/html")
     assert "503" in second.text
+
+
+def test_drop_write_answers_success_and_stores_nothing(api: Api, server: EmulatorServer, ids: dict[str, str]) -> None:
+    """drop_write on set-mfa-status answers {success: true} but the stored MFA data does not change."""
+    api.bearer()
+    before = server.state.get_mfa(ids["fin.alice"])
+    server.faults.add("drop_write", path="set-mfa-status")
+    body = {
+        "userId": ids["fin.alice"],
+        "mfaTriggerData": {**before, "applicationMfa": [{"mfaPolicy": "OTP", "status": 1, "sort": 0}]},
+    }
+    answer = api.post("set-mfa-status", body)
+    assert (answer.status_code, answer.json()["statusCode"], answer.json()["data"]) == (200, 200, {"success": True})
+    assert server.state.get_mfa(ids["fin.alice"]) == before
+    assert api.post("set-mfa-status", body).json()["statusCode"] == 200
+    assert server.state.get_mfa(ids["fin.alice"])["applicationMfa"] == [{"mfaPolicy": "OTP", "status": 1, "sort": 0}]
+
+
+def test_null_data_answers_success_with_no_data(api: Api, server: EmulatorServer, ids: dict[str, str]) -> None:
+    """null_data answers statusCode 200 with data null, once; the next read has the user's data again."""
+    api.bearer()
+    server.faults.add("null_data", path="get-mfa-status")
+    empty = api.get("get-mfa-status", {"userId": ids["fin.bob"]}).json()
+    assert (empty["statusCode"], empty["data"]) == (200, None)
+    assert api.data("get-mfa-status", {"userId": ids["fin.bob"]})["mfaToken"]
 
 
 def test_disconnect_closes_the_connection_without_a_response(

@@ -8,8 +8,7 @@ import pytest
 
 from genauth_emulator import EmulatorState, UnknownUserError, event_body, seed_sandbox
 from genauth_emulator.state import UnknownGroupError, UnknownRoleError
-
-from .conftest import Api
+from tests.support.emulator import Api
 
 # --- state ----------------------------------------------------------------------------------------------
 

@@ -9,8 +9,7 @@ import pytest
 
 from genauth_emulator import EmulatorServer, Journal
 from genauth_emulator.journal import Entry
-
-from .conftest import Api
+from tests.support.emulator import Api
 
 
 def _entry(path: str) -> Entry:

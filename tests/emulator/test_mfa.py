@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from genauth_emulator import EmulatorServer
-
-from .conftest import Api
+from tests.support.emulator import Api
 
 SMS = {"mfaPolicy": "SMS", "status": 1, "sort": 0}
 EMAIL = {"mfaPolicy": "EMAIL", "status": 1, "sort": 1}

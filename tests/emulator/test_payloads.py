@@ -1,5 +1,5 @@
 """Webhook bodies: the legacy user object has every documented field (secrets included, so leaks can be
-tested), and each event has the envelope and data shape of contract §1.10."""
+tested), and each event has the envelope and data shape of docs/genauth.md §1.10."""
 
 from __future__ import annotations
 

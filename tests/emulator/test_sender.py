@@ -11,8 +11,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from genauth_emulator import EmulatorState, WebhookSender, encode_form_brackets, event_body
-
-from .conftest import Receiver
+from tests.support.emulator import Receiver
 
 SECRET = "hook-secret"
 

@@ -1,4 +1,4 @@
-"""The emulator's webhook management API (contract §3.14): create, list, get, update, delete, the event list,
+"""The emulator's webhook management API (docs/genauth.md §3.14): create, list, get, update, delete, the event list,
 and trigger-webhook really delivering the test event with GenAuth's headers, logged in get-webhook-logs."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .conftest import Api, Receiver
+from tests.support.emulator import Api, Receiver
 
 EVENTS = ["user:created", "login", "organization:member-added"]
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from service.intake.parsing import decode_body
 from service.intake.schemas import SUBJECT_SCHEMAS
 from service.store.tables import events, work
-from tests.conftest import WEBHOOK_SECRET
+from tests.support.values import WEBHOOK_SECRET
 
 ACCEPTED = {200, 400, 403, 413, 415, 422}
 FUZZ = settings(
@@ -148,8 +148,9 @@ def test_arbitrary_secret_and_pool_headers_never_cause_a_server_error(client, en
     [
         (b"[" * 600_000 + b"]" * 600_000, "application/json", 413),
         (b"[" * 100_000, "application/json", 400),
-        (b'{"a":' * 50_000 + b"1" + b"}" * 50_000, "application/json", 400),
-        (("a" + "[x]" * 30 + "=1&").encode() * 5000, "application/x-www-form-urlencoded", 400),
+        # Sized to stay under the default body limit (256 KiB), so that the parser, not the size, refuses them.
+        (b'{"a":' * 5_000 + b"1" + b"}" * 5_000, "application/json", 400),
+        (("a" + "[x]" * 10 + "=1&").encode() * 5000, "application/x-www-form-urlencoded", 400),
         (
             json.dumps({"eventName": "login", "data": {"id": "u", "pad": ["x" * 100] * 11_000}}).encode(),
             "application/json",
@@ -180,3 +181,76 @@ def test_parser_memory_is_bounded_for_the_largest_accepted_form():
     finally:
         tracemalloc.stop()
     assert peak < 40 * 1024 * 1024
+
+
+def _ids(count: int) -> list[str]:
+    return [f"{index:024x}" for index in range(count)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"[" + b"{}," * 80_000 + b"{}]", "application/json", 400),
+        (json.dumps({f"k{i}": {} for i in range(20_000)}, separators=(",", ":")).encode(), "application/json", 400),
+        (
+            b"eventName=login&data=" + quote("[" + "{}," * 20_000 + "{}]").encode(),
+            "application/x-www-form-urlencoded",
+            400,
+        ),
+        (
+            json.dumps(
+                {"eventName": "role:assigned", "data": {"userIds": _ids(9000), "groupIds": [], "nodeIds": []}}
+            ).encode(),
+            "application/json",
+            422,
+        ),
+        (
+            json.dumps({"eventName": "group:member-added", "data": {"users": _ids(1001)}}).encode(),
+            "application/json",
+            422,
+        ),
+        (b'{"eventName": "login", "data": ' * 2_000 + b"{}" + b"}" * 2_000, "application/json", 400),
+    ],
+    ids=["object-flood", "key-flood", "form-json-flood", "huge-id-list", "over-the-subject-cap", "deep-envelopes"],
+)
+def test_hostile_shapes_are_refused_cheaply_and_store_nothing(client, engine, emulator, body, content_type, status):
+    """Object floods, huge id lists and deep nesting under the size limit are refused (too many values,
+    subjects or levels) within a small multiple of the body's size, and leave no row."""
+    pool = {"x-authing-userpool-id": emulator.state.userpool_id}
+    tracemalloc.start()
+    try:
+        response = check(client, engine, body, content_type, headers=pool)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == status, response.get_json()
+    assert peak < len(body) * 6 + 4 * 1024 * 1024, f"peak {peak} bytes for a {len(body)}-byte body"
+
+
+UNSAFE = "\x00\x1b\x7f\x85\x9b\u200b\u200d\u2028\u2029\u202a\u202e\u2066\u2069\ufeff"
+hostile_ids = st.text(alphabet=st.sampled_from(["a", "b", "0", "-", *UNSAFE]), min_size=1, max_size=12)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@FUZZ
+@given(user_id=hostile_ids, where=st.sampled_from(["login", "role", "form"]))
+def test_ids_with_control_or_bidi_characters_are_refused_and_never_stored(client, engine, emulator, user_id, where):
+    """An id carrying any control, C1, zero-width or bidi character is refused; an accepted delivery stores
+    only clean ids."""
+    pool = {"x-authing-userpool-id": emulator.state.userpool_id}
+    if where == "login":
+        raw, content_type = json.dumps({"eventName": "login", "data": {"id": user_id}}).encode(), "application/json"
+    elif where == "role":
+        data = {"userIds": [user_id], "groupIds": [], "nodeIds": []}
+        raw, content_type = json.dumps({"eventName": "role:assigned", "data": data}).encode(), "application/json"
+    else:
+        raw, content_type = f"eventName=login&data[id]={quote(user_id)}".encode(), "application/x-www-form-urlencoded"
+    response = check(client, engine, raw, content_type, headers=pool)
+    if set(user_id) & set(UNSAFE):
+        assert response.status_code in (400, 422)
+    else:
+        assert response.status_code == 200
+    with engine.connect() as connection:
+        stored = connection.execute(sa.select(work.c.user_id)).scalars().all()
+    assert not any(set(value) & set(UNSAFE) for value in stored)

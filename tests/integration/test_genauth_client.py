@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from service.genauth import users
 from service.genauth.client import GenAuthClient, parse_retry_after, scoped_userpool_id
 from service.genauth.errors import (
     GenAuthAuthenticationError,
@@ -41,11 +42,11 @@ def client(genauth_settings):
 def test_reads_user_departments_with_paths_and_mfa_status(client, emulator):
     """get-user, get-user-departments (with ancestors) and get-mfa-status return GenAuth's data."""
     bob = emulator.users["fin.bob"]
-    assert client.get_user(bob)["userId"] == bob
-    departments = client.list_user_departments(bob)
+    assert users.get_user(client, bob)["userId"] == bob
+    departments = users.list_user_departments(client, bob)
     assert [d["code"] for d in departments] == ["finance-payroll"]
     assert "finance" in departments[0]["departmentCodePath"]
-    status = client.get_mfa_status(bob)
+    status = users.get_mfa_status(client, bob)
     assert status["mfaToken"] == emulator.state.get_mfa(bob)["mfaToken"]
 
 
@@ -53,7 +54,7 @@ def test_token_is_fetched_once_and_sent_with_the_pool_header(client, emulator):
     """Several calls share one management token; each carries the bearer token and the pool id."""
     alice = emulator.users["fin.alice"]
     for _ in range(3):
-        client.get_user(alice)
+        users.get_user(client, alice)
     assert emulator.journal.count(TOKEN_PATH) == 1
     entry = emulator.journal.entries("/api/v3/get-user")[-1]
     assert entry.headers["authorization"].startswith("Bearer ")
@@ -63,9 +64,9 @@ def test_token_is_fetched_once_and_sent_with_the_pool_header(client, emulator):
 def test_revoked_token_is_renewed_once_and_the_call_succeeds(client, emulator):
     """After GenAuth revokes tokens, the next call gets 401, fetches a new token and retries."""
     alice = emulator.users["fin.alice"]
-    client.get_user(alice)
+    users.get_user(client, alice)
     emulator.state.revoke_tokens()
-    assert client.get_user(alice)["userId"] == alice
+    assert users.get_user(client, alice)["userId"] == alice
     assert emulator.journal.count(TOKEN_PATH) == 2
 
 
@@ -74,9 +75,9 @@ def test_token_is_renewed_before_it_expires(genauth_settings, emulator):
     now = [1000.0]
     client = GenAuthClient(replace(genauth_settings, token_refresh_margin=300), clock=lambda: now[0])
     try:
-        client.get_user(emulator.users["fin.alice"])
+        users.get_user(client, emulator.users["fin.alice"])
         now[0] += 7200 - 299
-        client.get_user(emulator.users["fin.alice"])
+        users.get_user(client, emulator.users["fin.alice"])
         assert emulator.journal.count(TOKEN_PATH) == 2
     finally:
         client.close()
@@ -87,7 +88,7 @@ def test_wrong_credentials_are_an_authentication_error(genauth_settings, emulato
     client = GenAuthClient(replace(genauth_settings, access_key_secret="definitely-wrong-secret"))
     try:
         with pytest.raises(GenAuthAuthenticationError) as caught:
-            client.get_user(emulator.users["fin.alice"])
+            users.get_user(client, emulator.users["fin.alice"])
         assert "get-management-token" in str(caught.value)
         assert "definitely-wrong-secret" not in str(caught.value)
     finally:
@@ -97,14 +98,14 @@ def test_wrong_credentials_are_an_authentication_error(genauth_settings, emulato
 def test_unknown_user_is_user_not_found(client):
     """statusCode 404 / apiCode 2004 raises the permanent GenAuthUserNotFoundError."""
     with pytest.raises(GenAuthUserNotFoundError) as caught:
-        client.get_user("000000000000000000000000")
+        users.get_user(client, "000000000000000000000000")
     assert caught.value.api_code == 2004
 
 
 def test_invalid_set_mfa_status_is_a_request_error(client, emulator):
     """A body GenAuth refuses (statusCode 400) raises the permanent GenAuthRequestError."""
     with pytest.raises(GenAuthRequestError) as caught:
-        client.set_mfa_status(emulator.users["fin.alice"], {"applicationMfa": "not-a-list"})
+        users.set_mfa_status(client, emulator.users["fin.alice"], {"applicationMfa": "not-a-list"})
     assert caught.value.status_code == 400
 
 
@@ -122,41 +123,41 @@ def test_invalid_set_mfa_status_is_a_request_error(client, emulator):
 def test_faults_are_temporary_errors(client, emulator, kind, error_type):
     """Throttling, server errors and dropped connections are temporary, so the work is retried."""
     alice = emulator.users["fin.alice"]
-    client.get_user(alice)
+    users.get_user(client, alice)
     emulator.faults.add(kind, path="/api/v3/get-user", times=1)
     with pytest.raises(error_type):
-        client.get_user(alice)
-    assert client.get_user(alice)["userId"] == alice
+        users.get_user(client, alice)
+    assert users.get_user(client, alice)["userId"] == alice
 
 
 def test_http_429_retry_after_is_reported(client, emulator):
     """Retry-After from an HTTP 429 reaches the error so the worker can honour it."""
-    client.get_user(emulator.users["fin.alice"])
+    users.get_user(client, emulator.users["fin.alice"])
     emulator.faults.add("http_429", path="/api/v3/get-user", times=1, retry_after=7)
     with pytest.raises(GenAuthRateLimitedError) as caught:
-        client.get_user(emulator.users["fin.alice"])
+        users.get_user(client, emulator.users["fin.alice"])
     assert caught.value.retry_after == 7.0
 
 
 def test_slow_answers_time_out(client, emulator):
     """A response slower than the read timeout raises a temporary error within about that time."""
-    client.get_user(emulator.users["fin.alice"])
+    users.get_user(client, emulator.users["fin.alice"])
     emulator.faults.add("latency", path="/api/v3/get-user", times=1, seconds=3)
     started = time.monotonic()
     with pytest.raises(GenAuthUnavailableError, match="timed out"):
-        client.get_user(emulator.users["fin.alice"])
+        users.get_user(client, emulator.users["fin.alice"])
     assert time.monotonic() - started < 2.5
 
 
 def test_outage_is_temporary_and_recovery_works(client, emulator):
     """With GenAuth down (connection refused) calls fail temporarily; once it is back they succeed."""
     alice = emulator.users["fin.alice"]
-    client.get_user(alice)
+    users.get_user(client, alice)
     emulator.stop()
     with pytest.raises(GenAuthUnavailableError):
-        client.get_user(alice)
+        users.get_user(client, alice)
     emulator.start()
-    assert client.get_user(alice)["userId"] == alice
+    assert users.get_user(client, alice)["userId"] == alice
 
 
 def test_retry_after_parses_seconds_and_dates():
@@ -183,3 +184,14 @@ def test_a_missing_department_is_not_mistaken_for_a_deleted_user(client):
     with pytest.raises(GenAuthNotFoundError) as caught:
         client.call("GET", "/api/v3/get-department", params=params)
     assert not isinstance(caught.value, GenAuthUserNotFoundError)
+
+
+def test_user_departments_are_paged_oldest_membership_first(client, emulator):
+    """get-user-departments is asked for an explicit order (JoinDepartmentAt, Asc), not GenAuth's default."""
+    bob = emulator.users["fin.bob"]
+    emulator.state.add_member(bob, "engineering")
+    emulator.state.add_member(bob, "finance")
+    departments = users.list_user_departments(client, bob)
+    assert [d["code"] for d in departments] == ["finance-payroll", "engineering", "finance"]
+    query = emulator.journal.entries("/api/v3/get-user-departments")[-1].query
+    assert query["sortBy"] == ["JoinDepartmentAt"] and query["orderBy"] == ["Asc"]

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import service.store.sweeps  # noqa: F401 - registers the sweep tables on the shared metadata
 from service.store.engine import create_engine
-from service.store.migrating import SchemaOutOfDateError, check_schema, current_revision, head_revision, upgrade
+from service.store.errors import SchemaOutOfDateError
+from service.store.migrating import (
+    _config,
+    check_schema,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from service.store.tables import metadata
 
 
@@ -77,3 +87,77 @@ def test_upgrading_twice_is_harmless(bare_engine):
     """db upgrade on an up-to-date database changes nothing."""
     upgrade(bare_engine)
     assert upgrade(bare_engine) == (head_revision(), head_revision())
+
+
+def test_decisions_can_say_not_read_after_0006_and_downgrading_turns_it_into_no_factors(bare_engine):
+    """0006 makes before/after nullable ("not read"), keeping old rows; going back to 0004 stores [] again."""
+    upgrade(bare_engine, "0004")
+    insert = (
+        'INSERT INTO decisions (decided_at, userpool_id, user_id, "trigger", mode, action, rules, required,'
+        " \"before\", \"after\", reason, attempt) VALUES (1.0, 'pool', :user, 'login', 'enforce', 'none', '[]',"
+        " '[]', {factors}, {factors}, 'r', 1)"
+    )
+    with bare_engine.begin() as connection:
+        connection.execute(sa.text(insert.format(factors="'[\"SMS\"]'")), {"user": "old"})
+    upgrade(bare_engine, "0006")
+    with bare_engine.begin() as connection:
+        connection.execute(sa.text(insert.format(factors="NULL")), {"user": "new"})
+    with bare_engine.connect() as connection:
+        rows = connection.execute(sa.text('SELECT user_id, "before" FROM decisions ORDER BY id')).all()
+    assert [
+        (user, None if factors is None else json.loads(factors) if isinstance(factors, str) else factors)
+        for user, factors in rows
+    ] == [("old", ["SMS"]), ("new", None)]
+    with bare_engine.begin() as connection:
+        command.downgrade(_config(connection), "0004")
+    with bare_engine.connect() as connection:
+        [(factors,)] = connection.execute(sa.text("SELECT \"after\" FROM decisions WHERE user_id = 'new'")).all()
+    assert (json.loads(factors) if isinstance(factors, str) else factors) == []
+
+
+def test_0007_adds_who_the_user_is_on_top_of_0006_keeping_old_decisions(bare_engine):
+    """0007 follows 0006: a decision recorded before it keeps its "not read" factors and has no name yet;
+    going back to 0006 drops the name columns and the index again."""
+    upgrade(bare_engine, "0006")
+    with bare_engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                'INSERT INTO decisions (decided_at, userpool_id, user_id, "trigger", mode, action, rules, required,'
+                " \"before\", \"after\", reason, attempt) VALUES (1.0, 'pool', 'old', 'login', 'enforce', 'none',"
+                " '[]', '[]', NULL, NULL, 'r', 1)"
+            )
+        )
+    assert upgrade(bare_engine, "0007") == ("0006", "0007")
+    with bare_engine.connect() as connection:
+        row = connection.execute(sa.text('SELECT user_id, "before", username, email, status FROM decisions')).one()
+    assert tuple(row) == ("old", None, None, None, None)
+    assert "decisions_user_latest" in {index["name"] for index in sa.inspect(bare_engine).get_indexes("decisions")}
+    with bare_engine.begin() as connection:
+        command.downgrade(_config(connection), "0006")
+    columns = {column["name"] for column in sa.inspect(bare_engine).get_columns("decisions")}
+    assert not columns & {"username", "email", "status"}
+    assert "decisions_user_latest" not in {index["name"] for index in sa.inspect(bare_engine).get_indexes("decisions")}
+
+
+def test_0008_puts_sweeps_on_the_queue_and_abandons_a_sweep_that_was_running(bare_engine):
+    """0008 drops the sweep lock, listing progress and members tables (a sweep running then is abandoned: its
+    progress lived there) and adds the plan, pages and counts to the sweep row; going back restores the tables."""
+    upgrade(bare_engine, "0007")
+    with bare_engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO sweeps (scope, fingerprint, state, started_at, updated_at, in_scope) VALUES"
+                " ('*', 'f', 'running', 1.0, 1.0, NULL), ('*', 'f', 'finished', 0.5, 0.9, 7)"
+            )
+        )
+        connection.execute(sa.text("INSERT INTO sweep_members (sweep_id, user_id, rule) VALUES (1, 'u1', 'r')"))
+    assert upgrade(bare_engine) == ("0007", "0008")
+    tables = set(sa.inspect(bare_engine).get_table_names())
+    assert not tables & {"sweep_locks", "sweep_members", "sweep_sources"}
+    with bare_engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT state, in_scope, active FROM sweeps ORDER BY id")).all()
+    assert [tuple(row) for row in rows] == [("abandoned", None, None), ("finished", 7, None)]
+    with bare_engine.begin() as connection:
+        command.downgrade(_config(connection), "0007")
+    assert {"sweep_locks", "sweep_members", "sweep_sources"} <= set(sa.inspect(bare_engine).get_table_names())
+    assert "plan" not in {column["name"] for column in sa.inspect(bare_engine).get_columns("sweeps")}

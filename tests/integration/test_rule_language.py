@@ -9,10 +9,11 @@ from datetime import date
 
 import pytest
 
-from service.app import build_worker
+from service.services import Services
 from service.store.decisions import decisions_for_user
 from service.store.engine import create_engine, prepare_database
 from service.store.inbox import Delivery, record_delivery
+from service.store.subjects import Subject
 
 TODAY = date(2026, 11, 28)
 
@@ -30,12 +31,14 @@ def run(settings, emulator, tmp_path, database_url):
         from service.policy import load_policy
 
         policy = load_policy(path)
-        worker = build_worker(replace(settings, policy_file=path), engine, policy_getter=lambda: policy)
+        worker = Services(replace(settings, policy_file=path), engine).worker(lambda: policy)
         worker.reconciler.today = lambda: TODAY
         workers.append(worker)
         users = [emulator.users[name] for name in usernames]
         record_delivery(
-            engine, Delivery("login", "pool", tuple(users), "0" * 64, "application/json", "queued"), now=time.time()
+            engine,
+            Delivery("login", "pool", tuple(map(Subject.user, users)), "0" * 64, "application/json", "queued"),
+            now=time.time(),
         )
         emulator.journal.clear()
         worker.run_until_idle()

@@ -1,33 +1,30 @@
 """Users in scope of the rules, against the emulator: the organisation endpoints, exact paging, resolving
-department selectors, the plan, and stored sweeps (resume, lock, periodic) on SQLite and PostgreSQL."""
+department selectors, the plan, and sweeps on the work queue (counts, dedupe, resume after a crash, restart,
+one at a time, dead pages, periodic) on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
 
-from service.enforcement.scoping import (
-    DepartmentResolver,
-    MemoryLedger,
-    Sweeper,
-    SweepStoppedError,
-    plan_scope,
-)
+from service.enforcement.scoping import DepartmentResolver, plan_scope
 from service.genauth import directory
 from service.genauth.client import GenAuthClient
 from service.policy.rules import Match, Policy, Rule
+from service.services import Services
 from service.settings import GenAuthSettings
-from service.store import sweeps
-from service.store.engine import create_engine, prepare_database
-from service.store.tables import work
-from service.worker.sweeping import PeriodicSweep, StoredSweep, SweepBusyError
+from service.store import queue, sweeps
+from service.store.tables import decisions, work
+from service.worker.errors import SweepBusyError
+from service.worker.sweeping import PeriodicSweep, begin_sweep, read_page
 
 MEMBERS = "/api/v3/list-department-members"
 USERS = "/api/v3/list-users"
+GET_USER = "/api/v3/get-user"
 
 
 def rule(name, *, departments=(), domains=(), children=True):
@@ -49,11 +46,43 @@ def client(emulator):
 
 
 @pytest.fixture
-def store(database_url):
-    engine = create_engine(database_url)
-    prepare_database(engine)
-    yield engine
-    engine.dispose()
+def store(engine):
+    return engine
+
+
+@pytest.fixture
+def workers(settings, engine):
+    """Workers (not running) that reconcile against ``rules``, with their own clocks."""
+    made = []
+
+    def make(rules, *, clock=time.time, owner=None):
+        policy = Policy(rules=tuple(rules))
+        unthrottled = replace(settings, genauth=replace(settings.genauth, rate_limit=0))
+        worker = Services(unthrottled, engine).worker(lambda: policy, owner=owner, sweeps=False)
+        worker.clock = clock
+        worker.leases.clock = clock
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.reconciler.client.close()
+
+
+def sweep(engine, client, rules, *, scope="*", restart=False, pool=None):
+    return begin_sweep(engine, client, rules, scope=scope, userpool_id=pool or "pool", now=time.time(), restart=restart)
+
+
+def decided(engine):
+    """How many reconcile decisions each user has."""
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(decisions.c.user_id).where(decisions.c.trigger == "reconcile"))
+        return Counter(rows.scalars())
+
+
+def page_rows(engine):
+    with engine.connect() as connection:
+        return connection.execute(sa.select(work.c.user_id, work.c.state).where(work.c.kind == "page")).all()
 
 
 def add_people(state, count, department, prefix):
@@ -92,7 +121,7 @@ def test_get_department_by_code_id_and_departmentcode(client, emulator):
     assert directory.get_department(client, "acme", "nope", id_type="code") is None
     assert directory.get_department(client, "nope", "finance", id_type="code") is None
     root = directory.get_department(client, "acme", "root", id_type="department_id")
-    assert root["departmentId"] == emulator.state.department_id("acme") and root["parentDepartmentId"] is None
+    assert root["departmentId"] == emulator.state.department_id("acme") and root["parentDepartmentId"] == "root"
     payroll = client.call(
         "GET", "/api/v3/get-department", params={"organizationCode": "acme", "departmentCode": "finance-payroll"}
     )
@@ -172,127 +201,156 @@ def test_plan_uses_departments_when_the_rule_names_them_and_the_pool_otherwise(c
     assert plan.fingerprint == plan_scope(rules, DepartmentResolver(client)).fingerprint
 
 
-def test_sweep_costs_pages_of_the_users_in_scope_and_dedupes_across_rules(client, emulator):
-    """A department sweep of 1,200 users in a 3,200-user pool reads ceil(n/50) member pages and no user list."""
-    finance = add_people(emulator.state, 1000, "finance", "f") + add_people(emulator.state, 200, "finance-payroll", "p")
-    add_people(emulator.state, 2000, "engineering", "e")
+def test_sweep_reads_each_page_once_reconciles_from_the_listing_and_dedupes_across_rules(
+    client, emulator, store, workers, settings
+):
+    """A department sweep of 404 users in a 904-user pool: ceil(n/50) member pages each read once, no user list,
+    no get-user, each user decided once, and users in two listings counted once (per rule: in each)."""
+    finance = add_people(emulator.state, 300, "finance", "f") + add_people(emulator.state, 100, "finance-payroll", "p")
+    add_people(emulator.state, 500, "engineering", "e")
     emulator.journal.clear()
     rules = [rule("finance", departments=["finance"]), rule("payroll", departments=["finance-payroll"])]
-    ledger = MemoryLedger()
-    sweeper = Sweeper(client, plan_scope(rules, DepartmentResolver(client)), ledger)
-    assert sweeper.run() is True
+    started = sweep(store, client, rules, pool=settings.pool_key)
+    assert not started.joined and len(page_rows(store)) == 2  # page 1 of each listing
+    workers(rules).run_until_idle()
     in_finance = len(finance) + 4
-    assert ledger.in_scope() == in_finance
-    assert ledger.rule_counts() == {"finance": in_finance, "payroll": 201}
-    assert pages_requested(emulator, MEMBERS) == Counter(range(1, 26)) + Counter(range(1, 6))
-    assert emulator.journal.count(USERS) == 0
-    assert len(emulator.journal.entries()) <= 25 + 5 + 8  # pages, plus a few lookups and the token
-    progress = sweeper.snapshot()
-    assert progress.listed == progress.expected == in_finance + 201
+    row = sweeps.get_sweep(store, started.sweep.id)
+    assert (row.state, row.in_scope, row.rule_counts) == (
+        "finished",
+        in_finance,
+        {"finance": in_finance, "payroll": 101},
+    )
+    assert row.listed == row.expected == in_finance + 101
+    assert pages_requested(emulator, MEMBERS) == Counter(range(1, 10)) + Counter(range(1, 4))
+    assert emulator.journal.count(USERS) == 0 and emulator.journal.count(GET_USER) == 0
+    counts = decided(store)
+    assert len(counts) == in_finance and set(counts.values()) == {1}
+    assert page_rows(store) == []
 
 
-def test_stopped_stored_sweep_resumes_without_redoing_pages(client, emulator, store):
-    """A stop keeps every recorded page; the next run resumes the same sweep and reads only the rest."""
+def test_a_page_a_crashed_worker_held_is_read_again_and_the_sweep_goes_on(client, emulator, store, workers, settings):
+    """kill -9 mid-page: the page's lease runs out, another worker reads that page again and the sweep goes on
+    from there; no page is enqueued twice and every user is decided once."""
     add_people(emulator.state, 700, "finance", "f")
     rules = [rule("finance", departments=["finance"])]
-    stop = threading.Event()
-    pages = []
-
-    def stop_after_five(progress):
-        pages.append(progress.pages)
-        if progress.pages == 5:
-            stop.set()
-
-    first = StoredSweep(store, client, rules, scope="*", userpool_id="pool", on_progress=stop_after_five, stop=stop)
-    first.start()
-    with pytest.raises(SweepStoppedError):
-        first.step()
-    first.close()
-    assert first.result().in_scope == 250 and not first.result().finished
-    second = StoredSweep(store, client, rules, scope="*", userpool_id="pool")
-    second.start()
-    assert second.resumed and second.step() is True
-    result = second.result()
-    assert (result.in_scope, result.enqueued, result.rule_counts) == (704, 454, {"finance": 704})
-    assert pages_requested(emulator, MEMBERS) == Counter(range(1, 16))
-    with store.connect() as connection:
-        assert connection.execute(sa.select(sa.func.count()).select_from(work)).scalar_one() == 704
-    third = StoredSweep(store, client, rules, scope="*", userpool_id="pool")
-    third.start()
-    assert not third.resumed  # a finished sweep is never resumed
-    third.close()
+    started = sweep(store, client, rules, pool=settings.pool_key)
+    first = workers(rules, owner="first")
+    for _ in range(3):
+        assert first.run_once() == 1
+    dead = workers(rules, owner="dead")
+    [job] = queue.claim(store, owner="dead", limit=1, lease_seconds=30, now=time.time())
+    assert sweeps.page_of(job.subject)[2] == 4
+    read_page(store, dead.reconciler, job, now=time.time())  # read, its successor enqueued, then the crash
+    later = workers(rules, owner="later", clock=lambda: time.time() + 31)
+    later.run_until_idle()
+    row = sweeps.get_sweep(store, started.sweep.id)
+    assert (row.state, row.in_scope, row.listed) == ("finished", 704, 704)
+    assert pages_requested(emulator, MEMBERS) == Counter(range(1, 16)) + Counter([4])
+    assert set(decided(store).values()) == {1} and len(decided(store)) == 704
 
 
-def test_restart_abandons_the_unfinished_sweep(client, emulator, store):
-    """--restart (restart=True) starts a new sweep from page 1 and abandons the old one."""
+def test_restart_abandons_the_running_sweep_and_its_pages(client, emulator, store, workers, settings):
+    """--restart (restart=True) abandons the running sweep (its pages leave the queue) and starts from page 1."""
     rules = [rule("finance", departments=["finance"])]
-    stop = threading.Event()
-    stop.set()
-    first = StoredSweep(store, client, rules, scope="*", userpool_id="pool", stop=stop)
-    first.start()
-    with pytest.raises(SweepStoppedError):
-        first.step()
-    first.close()
-    again = StoredSweep(store, client, rules, scope="*", userpool_id="pool", restart=True)
-    again.start()
-    assert not again.resumed and again.step()
+    first = sweep(store, client, rules, pool=settings.pool_key)
+    again = sweep(store, client, rules, restart=True, pool=settings.pool_key)
+    assert not again.joined and again.sweep.id != first.sweep.id
+    assert [subject for subject, _ in page_rows(store)] == [f"{again.sweep.id}:0:1"]
+    workers(rules).run_until_idle()
     with store.connect() as connection:
         states = dict(connection.execute(sa.select(sweeps.sweeps.c.id, sweeps.sweeps.c.state)).all())
-    assert states == {first.result().sweep_id: "abandoned", again.result().sweep_id: "finished"}
+    assert states == {first.sweep.id: "abandoned", again.sweep.id: "finished"}
 
 
-def test_two_sweeps_never_run_at_once_and_an_expired_lock_is_taken_over(client, emulator, store):
-    """The lock row keeps a second sweep out until the holder releases it or stops renewing it."""
-    rules = [rule("finance", departments=["finance"])]
-    holder = StoredSweep(store, client, rules, scope="*", userpool_id="pool", owner="first", lock_ttl=60)
-    holder.start()
-    other = StoredSweep(store, client, rules, scope="*", userpool_id="pool", owner="second")
+def test_one_sweep_at_a_time_and_the_same_sweep_is_joined(client, emulator, store, workers, settings):
+    """While a sweep runs, another scope is refused and the same scope and plan is joined; once it finished, a
+    new one starts."""
+    rules = [rule("finance", departments=["finance"]), rule("all", domains=["acme.example"])]
+    running = sweep(store, client, rules, pool=settings.pool_key)
     with pytest.raises(SweepBusyError) as busy:
-        other.start()
-    assert busy.value.holder.owner == "first"
-    later = StoredSweep(
-        store, client, rules, scope="*", userpool_id="pool", owner="second", clock=lambda: time.time() + 61
-    )
-    later.start()  # a minute on, the first has not renewed: its lock expired and the sweep is resumed
-    assert later.resumed
-    with pytest.raises(sweeps.SweepLockLostError):
-        holder.step()
-    assert later.step() is True
-    holder.close()  # not its lock any more: releasing it is a no-op
-    with store.connect() as connection:
-        assert connection.execute(sa.select(sa.func.count()).select_from(sweeps.sweep_locks)).scalar_one() == 0
+        sweep(store, client, rules[:1], scope="finance", pool=settings.pool_key)
+    assert busy.value.sweep.id == running.sweep.id
+    joined = sweep(store, client, rules, pool=settings.pool_key)
+    assert joined.joined and joined.sweep.id == running.sweep.id
+    workers(rules).run_until_idle()
+    fresh = sweep(store, client, rules[:1], scope="finance", pool=settings.pool_key)
+    assert not fresh.joined and fresh.sweep.id != running.sweep.id
 
 
-def test_periodic_sweep_runs_in_steps_then_waits_for_the_interval(client, emulator, store):
-    """maybe_sweep reads a bounded slice each round, finishes, and starts again only after the interval."""
-    add_people(emulator.state, 400, "finance", "f")
-    policy = Policy(rules=(rule("finance", departments=["finance"]),))
-    ticks = iter(range(0, 10_000, 1))
-    periodic = PeriodicSweep(
-        store, client, lambda: policy, interval=3600, userpool_id="pool", budget=2.5, monotonic=lambda: next(ticks)
-    )
+def test_a_dead_lettered_page_is_revived_by_running_the_sweep_again(client, emulator, store, workers, settings):
+    """GenAuth failing for good dead-letters the page (the queue's retries); the sweep waits, and starting it
+    again revives the page and it finishes."""
+    add_people(emulator.state, 120, "finance", "f")
+    rules = [rule("finance", departments=["finance"])]
+    started = sweep(store, client, rules, pool=settings.pool_key)
+    emulator.faults.add("status_500", path=MEMBERS, times=None)
+    worker = workers(rules)
+    wait_for_dead(worker, store)
+    assert sweeps.get_sweep(store, started.sweep.id).state == "running"
+    emulator.faults.clear()
+    assert sweep(store, client, rules, pool=settings.pool_key).joined
+    worker.run_until_idle()
+    row = sweeps.get_sweep(store, started.sweep.id)
+    assert (row.state, row.in_scope) == ("finished", 124)
+
+
+def wait_for_dead(worker, engine):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        worker.run_once()
+        if any(state == "dead" for _, state in page_rows(engine)):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the page was not dead-lettered")
+
+
+def test_periodic_sweep_starts_when_due_and_waits_for_the_interval(client, emulator, store, workers, settings):
+    """maybe_sweep starts a sweep when none finished within the interval; the pages are worker jobs."""
+    add_people(emulator.state, 120, "finance", "f")
+    rules = [rule("finance", departments=["finance"])]
+    policy = Policy(rules=tuple(rules))
+    periodic = PeriodicSweep(store, client, lambda: policy, interval=3600, userpool_id=settings.pool_key)
     now = time.time()
-    rounds = 0
-    while rounds == 0 or periodic.active is not None:
-        periodic.maybe_sweep(now)
-        rounds += 1
-    assert rounds > 1  # it yielded to the worker between slices
+    periodic.maybe_sweep(now)
+    assert len(page_rows(store)) == 1
+    workers(rules).run_until_idle()
     assert sweeps.latest_sweep(store, "*").state == "finished"
     calls = emulator.journal.count(MEMBERS)
+    periodic.next_check = 0
     periodic.maybe_sweep(now + 60)
-    assert emulator.journal.count(MEMBERS) == calls and periodic.active is None
-    PeriodicSweep(store, client, lambda: policy, interval=0, userpool_id="pool").maybe_sweep(now + 7200)
-    assert emulator.journal.count(MEMBERS) == calls
+    assert page_rows(store) == [] and emulator.journal.count(MEMBERS) == calls
+    PeriodicSweep(store, client, lambda: policy, interval=0, userpool_id=settings.pool_key).maybe_sweep(now + 7200)
+    assert page_rows(store) == []
+    periodic.next_check = 0
     periodic.maybe_sweep(time.time() + 3601)  # an interval after the sweep finished
-    assert periodic.active is not None and emulator.journal.count(MEMBERS) > calls
+    assert len(page_rows(store)) == 1
 
 
-def test_periodic_sweep_skips_while_another_sweep_holds_the_lock(client, emulator, store):
-    """A worker whose sweep is due but finds the lock taken skips it and looks again later."""
-    policy = Policy(rules=(rule("finance", departments=["finance"]),))
-    holder = sweeps.Lease(name=sweeps.SWEEP_LOCK, owner="cli", ttl=60)
-    assert sweeps.acquire_lock(store, holder, now=time.time()) is None
-    periodic = PeriodicSweep(store, client, lambda: policy, interval=600, userpool_id="pool")
+def test_periodic_sweep_skips_while_another_sweep_runs(client, emulator, store, settings):
+    """A worker whose sweep is due but finds another one running starts none and looks again later."""
+    rules = (rule("finance", departments=["finance"]),)
+    other = sweep(store, client, rules, scope="finance", pool=settings.pool_key)
+    periodic = PeriodicSweep(store, client, lambda: Policy(rules=rules), interval=600, userpool_id=settings.pool_key)
     periodic.maybe_sweep(time.time())
-    assert periodic.active is None and emulator.journal.count(MEMBERS) == 0
+    assert sweeps.latest_sweep(store).id == other.sweep.id and len(page_rows(store)) == 1
     assert periodic.next_check > time.time()
+
+
+def test_a_stop_mid_page_hands_the_users_not_reached_to_the_queue_as_user_rows(
+    client, emulator, store, workers, settings
+):
+    """A worker asked to stop while on a page records what it did and leaves the page's other users on the
+    queue as ordinary user rows (read with get-user when they come up); the sweep still counts them once."""
+    rules = [rule("finance", departments=["finance"])]
+    started = sweep(store, client, rules, pool=settings.pool_key)
+    stopping = workers(rules, owner="stopping")
+    stopping.stop_requested.set()
+    [job] = queue.claim(store, owner="stopping", limit=1, lease_seconds=30, now=time.time())
+    stopping.process(job)
+    with store.connect() as connection:
+        waiting = connection.execute(sa.select(work.c.kind, work.c.reason)).all()
+    assert Counter(waiting) == Counter({("user", "reconcile"): 4})
+    row = sweeps.get_sweep(store, started.sweep.id)
+    assert (row.state, row.in_scope) == ("finished", 4)
+    workers(rules).run_until_idle()
+    assert len(decided(store)) == 4 and emulator.journal.count(GET_USER) == 4

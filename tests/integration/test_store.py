@@ -9,11 +9,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from service.enforcement.decisions import Decision
 from service.store import queue
-from service.store.decisions import Decision, decisions_for_user, record_decision
-from service.store.engine import create_engine, is_reachable, prepare_database
+from service.store.decisions import decisions_for_user, record_decision
+from service.store.engine import create_engine, prepare_database
 from service.store.inbox import Delivery, Inbox, record_deliveries, record_delivery, write_deliveries
+from service.store.subjects import DEPARTMENT, GROUP, Subject
 from service.store.tables import events, work
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -28,7 +31,7 @@ def delivery(*user_ids, event="login"):
     return Delivery(
         event_name=event,
         userpool_id="pool",
-        user_ids=tuple(user_ids),
+        subjects=tuple(map(Subject.user, user_ids)),
         digest="d" * 64,
         content_type="application/json",
         outcome="queued" if user_ids else "ignored",
@@ -61,10 +64,10 @@ def test_claim_leases_due_rows_once(store):
     """A claimed row is invisible to a second claim until its lease ends, then comes back."""
     record_delivery(store, delivery("u1", "u2"), now=100.0)
     first = queue.claim(store, owner="a", limit=10, lease_seconds=30, now=100.0)
-    assert {job.user_id for job in first} == {"u1", "u2"} and all(job.attempts == 1 for job in first)
+    assert {job.subject.id for job in first} == {"u1", "u2"} and all(job.attempts == 1 for job in first)
     assert queue.claim(store, owner="b", limit=10, lease_seconds=30, now=110.0) == []
     again = queue.claim(store, owner="b", limit=10, lease_seconds=30, now=131.0)
-    assert {job.user_id for job in again} == {"u1", "u2"} and all(job.attempts == 2 for job in again)
+    assert {job.subject.id for job in again} == {"u1", "u2"} and all(job.attempts == 2 for job in again)
 
 
 def test_rows_are_not_claimed_before_they_are_due(store):
@@ -82,7 +85,7 @@ def test_rows_are_not_claimed_before_they_are_due(store):
 def test_completing_deletes_the_row_unless_it_was_enqueued_again(store):
     """A delivery that arrives mid-reconcile makes the row due again instead of being lost."""
     record_delivery(store, delivery("u1", "u2"), now=100.0)
-    jobs = {job.user_id: job for job in queue.claim(store, owner="a", limit=10, lease_seconds=30, now=100.0)}
+    jobs = {job.subject.id: job for job in queue.claim(store, owner="a", limit=10, lease_seconds=30, now=100.0)}
     record_delivery(store, delivery("u2"), now=101.0)  # u2 changed while being reconciled
     with store.begin() as connection:
         assert queue.complete(connection, jobs["u1"], owner="a", now=102.0) is True
@@ -169,7 +172,7 @@ def test_concurrent_claims_never_share_a_row(store):
         mine = []
         barrier.wait()
         while batch := queue.claim(store, owner=owner, limit=7, lease_seconds=60, now=100.0):
-            mine.extend(job.user_id for job in batch)
+            mine.extend(job.subject.id for job in batch)
         claimed.append(mine)
 
     threads = [threading.Thread(target=claim_all, args=(f"w{i}",)) for i in range(8)]
@@ -181,18 +184,13 @@ def test_concurrent_claims_never_share_a_row(store):
     assert len(every) == len(set(every)) == 200
 
 
-def test_reachability_check(store):
-    """is_reachable answers True for a working database."""
-    assert is_reachable(store)
-
-
 def test_a_waiting_user_keeps_their_place_when_events_keep_coming(store):
     """A user with a stream of events is not pushed behind users who arrived after their first event."""
     record_delivery(store, delivery("hot"), now=1.0)
     record_delivery(store, delivery("other"), now=2.0)
     record_delivery(store, delivery("hot"), now=3.0)
     [first] = queue.claim(store, owner="a", limit=1, lease_seconds=30, now=10.0)
-    assert first.user_id == "hot"
+    assert first.subject.id == "hot"
 
 
 def test_a_delivery_during_the_last_attempt_restarts_the_row_instead_of_parking_it(store):
@@ -211,7 +209,17 @@ def test_a_batch_of_deliveries_leaves_the_same_rows_as_recording_them_in_turn(da
     received = [
         (delivery("u1", "u2"), 100.0),
         (delivery("u2", event="user:updated"), 101.0),
-        (Delivery("role:assigned", "pool", ("u3",), "e" * 64, "application/json", "queued", ("d1",), ("g1",)), 102.0),
+        (
+            Delivery(
+                "role:assigned",
+                "pool",
+                (Subject.user("u3"), Subject(DEPARTMENT, "d1"), Subject(GROUP, "g1")),
+                "e" * 64,
+                "application/json",
+                "queued",
+            ),
+            102.0,
+        ),
         (delivery(event="other"), 103.0),
     ]
     one_by_one = create_engine(f"sqlite:///{tmp_path / 'one-by-one.db'}")
@@ -242,13 +250,15 @@ def test_a_batch_of_deliveries_leaves_the_same_rows_as_recording_them_in_turn(da
     one_by_one.dispose()
 
 
-def test_a_removal_in_a_batch_drops_work_queued_earlier_in_the_same_batch(store):
-    """Order holds inside a batch: a user queued and then deleted is gone, with a decision saying why."""
-    removed = Delivery("user:deleted", "pool", (), "f" * 64, "application/json", "queued", removed_user_ids=("u1",))
+def test_a_removal_delivery_queues_the_user_and_drops_nothing(store):
+    """A user:deleted delivery is a hint like any other: it queues the user (the worker confirms the removal
+    with GenAuth) and neither drops work nor records a decision at intake."""
+    removed = Delivery("user:deleted", "pool", (Subject.user("u1"),), "f" * 64, "application/json", "queued")
     record_deliveries(store, [(delivery("u1", "u2"), 100.0), (removed, 101.0), (delivery("u3"), 102.0)])
-    assert sorted(row["user_id"] for row in rows(store, work)) == ["u2", "u3"]
-    [decision] = decisions_for_user(store, "u1")
-    assert decision["trigger"] == "user:deleted"
+    assert sorted(row["user_id"] for row in rows(store, work)) == ["u1", "u2", "u3"]
+    [u1] = [row for row in rows(store, work) if row["user_id"] == "u1"]
+    assert (u1["version"], u1["reason"]) == (2, "user:deleted")
+    assert decisions_for_user(store, "u1") == []
 
 
 def test_the_inbox_records_concurrent_deliveries_in_shared_commits(store):
@@ -371,7 +381,7 @@ def test_postgresql_connections_have_keepalives_and_a_user_timeout_unless_the_ur
 def test_a_delivery_the_driver_cannot_encode_fails_alone_and_its_batch_neighbours_are_stored(store):
     """One bad delivery in a batch (here a value the driver refuses) is written alone and fails alone."""
     inbox = Inbox(store)
-    bad = Delivery("login", "pool", ("\ud800x",), "0" * 64, "application/json", "queued")
+    bad = Delivery("login", "pool", (Subject.user("\ud800x"),), "0" * 64, "application/json", "queued")
     opened = threading.Event()
     release = threading.Event()
     original = inbox.commits._transaction
@@ -402,10 +412,8 @@ def test_a_delivery_the_driver_cannot_encode_fails_alone_and_its_batch_neighbour
     ]
     for thread in others:
         thread.start()
-    for _ in range(1000):
-        if inbox.commits.waiting == 3:
-            break
-        threading.Event().wait(0.005)
+    # The leader opens its transaction before taking its batch, so its own item is still queued: 1 + 3.
+    wait_until(lambda: inbox.commits.waiting == 4, timeout=10, what="the three to queue", interval=0.005)
     release.set()
     for thread in [first, *others]:
         thread.join(10)
@@ -417,4 +425,4 @@ def test_a_delivery_the_driver_cannot_encode_fails_alone_and_its_batch_neighbour
 def test_driver_statements_refuse_to_run_outside_a_transaction(store):
     """Outside engine.begin() they would not commit with the caller's work, so they are refused."""
     with store.connect() as connection, pytest.raises(RuntimeError, match="inside a transaction"):
-        queue.enqueue(connection, "pool", ["u1"], reason="login", now=1.0)
+        queue.enqueue(connection, "pool", [Subject.user("u1")], reason="login", now=1.0)

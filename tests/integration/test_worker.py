@@ -8,53 +8,32 @@ from dataclasses import replace
 import pytest
 import sqlalchemy as sa
 
-from service.app import WORKER_THREAD_EXTENSION, WORKERS_EXTENSION, build_worker, create_app, stop_worker
+from service.app import WORKER_THREAD_EXTENSION, WORKERS_EXTENSION, create_app, stop_worker
 from service.intake.context import EXTENSION
+from service.services import Services
 from service.store import queue
 from service.store.decisions import decisions_for_user
-from service.store.inbox import Delivery, record_delivery
-from service.store.tables import work
+from service.store.tables import decisions
 from service.worker.loop import claim_size
+from tests.support.factories import enqueue
+from tests.support.store import drain, work_rows
 
 SET_MFA = "/api/v3/set-mfa-status"
 
 
-def enqueue(engine, *user_ids, pool="pool"):
-    record_delivery(
-        engine, Delivery("login", pool, tuple(user_ids), "0" * 64, "application/json", "queued"), now=time.time()
-    )
-
-
-def drain(worker, engine, *, timeout=10.0):
-    """Run the worker until no row is pending (waiting out backoff delays) or dead."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        worker.run_until_idle()
-        with engine.connect() as connection:
-            left = connection.execute(
-                sa.select(sa.func.count()).select_from(work).where(work.c.state == "pending")
-            ).scalar_one()
-        if not left:
-            return
-        time.sleep(0.01)
-    raise AssertionError("work did not drain")
-
-
-def work_rows(engine):
-    with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(sa.select(work))]
-
-
 def test_temporary_errors_are_retried_until_enforced(worker, engine, emulator):
-    """A 500, a throttle and a dropped connection each cost an attempt; the user is enforced in the end."""
+    """A 500 and a throttle on the reads (sent together: they cost one attempt) and a dropped connection on the
+    write each cost an attempt; the user is enforced in the end. The write whose connection dropped has an
+    unknown outcome, and the trail says so before the retry enforces."""
     alice = emulator.users["fin.alice"]
     emulator.faults.add("status_500", path="/api/v3/get-mfa-status", times=1)
     emulator.faults.add("status_429", path="/api/v3/get-user", times=1)
     emulator.faults.add("disconnect", path=SET_MFA, times=1)
     enqueue(engine, alice)
     drain(worker, engine)
-    [decision] = decisions_for_user(engine, alice)
-    assert decision["action"] == "enforced" and decision["attempt"] == 4
+    decision, unknown = decisions_for_user(engine, alice)
+    assert unknown["action"] == "unknown" and unknown["reason"].startswith("write outcome unknown")
+    assert decision["action"] == "enforced" and decision["attempt"] == 3
     assert emulator.state.get_mfa(alice)["applicationMfa"][0]["mfaPolicy"] == "SMS"
     assert work_rows(engine) == []
 
@@ -91,33 +70,58 @@ def test_permanent_errors_are_recorded_and_not_retried(worker, engine, emulator)
 
 
 def test_deleted_user_is_a_decision_not_an_error(worker, engine, emulator):
-    """A user deleted before the worker reads them is recorded as gone; nothing is written or retried."""
+    """A user deleted before the worker reads them is recorded as removed; nothing is written or retried."""
     erin = emulator.users["new.erin"]
     emulator.state.delete_user(erin)
     enqueue(engine, erin)
     drain(worker, engine)
     [decision] = decisions_for_user(engine, erin)
-    assert decision["action"] == "none" and "does not exist" in decision["reason"]
+    assert decision["action"] == "removed" and "does not exist" in decision["reason"]
+    assert decision["before"] is None and decision["after"] is None
 
 
-def test_compliant_user_costs_three_reads_and_no_write(worker, engine, emulator):
-    """get-user, get-user-departments and get-mfa-status, and nothing else, for a compliant user."""
+TREE = ["/api/v3/get-all-departments", "/api/v3/list-organizations"]
+"""What loading the organisation tree costs the process's first job (tests/integration/test_call_counts.py)."""
+
+
+def test_compliant_user_costs_two_reads_and_no_write(worker, engine, emulator):
+    """get-user and get-mfa-status, and nothing else but the process's one tree load, for a compliant user."""
     frank = emulator.users["fin.frank"]
     emulator.journal.clear()
     enqueue(engine, frank)
     drain(worker, engine)
     paths = [entry.path for entry in emulator.journal.entries() if entry.path != "/api/v3/get-management-token"]
-    assert sorted(paths) == ["/api/v3/get-mfa-status", "/api/v3/get-user", "/api/v3/get-user-departments"]
+    assert sorted(paths) == sorted(["/api/v3/get-mfa-status", "/api/v3/get-user", *TREE])
 
 
-def test_out_of_scope_user_costs_no_mfa_read(worker, engine, emulator):
-    """A user no rule matches costs the user and department reads only."""
+def test_out_of_scope_user_costs_no_more_than_two_reads(worker, engine, emulator):
+    """A user no rule matches costs the user read and, sent with it before the rules are evaluated, the MFA
+    read (besides the process's one tree load); no department read, no write."""
     dave = emulator.users["eng.dave"]
     emulator.journal.clear()
     enqueue(engine, dave)
     drain(worker, engine)
-    paths = {entry.path for entry in emulator.journal.entries()} - {"/api/v3/get-management-token"}
-    assert paths == {"/api/v3/get-user", "/api/v3/get-user-departments"}
+    paths = [entry.path for entry in emulator.journal.entries() if entry.path != "/api/v3/get-management-token"]
+    assert sorted(paths) == sorted(["/api/v3/get-mfa-status", "/api/v3/get-user", *TREE])
+
+
+def test_a_user_no_rule_matches_has_factors_not_read_rather_than_none(worker, engine, emulator, caplog):
+    """MFA is not checked for a user outside every rule: the decision's before and after are null ("not
+    checked"), not [] ("no factors"), in the table and in the log."""
+    dave = emulator.users["eng.dave"]
+    enqueue(engine, dave)
+    with caplog.at_level("INFO", logger="service.worker.loop"):
+        drain(worker, engine)
+    [decision] = decisions_for_user(engine, dave)
+    assert (decision["action"], decision["before"], decision["after"]) == ("none", None, None)
+    assert "MFA not checked" in decision["reason"]
+    [logged] = [r for r in caplog.records if r.getMessage() == "decision_recorded"]
+    assert (logged.fields["before"], logged.fields["after"]) == (None, None)
+    with engine.connect() as connection:
+        nulls = connection.execute(
+            sa.select(sa.func.count()).select_from(decisions).where(decisions.c.before.is_(None))
+        ).scalar_one()
+    assert nulls == 1, "stored as SQL NULL, not as JSON null"
 
 
 @pytest.fixture
@@ -144,7 +148,7 @@ def worker_with(settings):
     def build(**changes):
         app = create_app(replace(settings, **changes), configure_logs=False)
         runtime = app.extensions[EXTENSION]
-        worker = build_worker(runtime.settings, runtime.engine, policy_getter=runtime.policies.current)
+        worker = Services(runtime.settings, runtime.engine).worker(runtime.policies.current)
         made.append((worker, runtime.engine))
         return worker, runtime.engine
 

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from service.store.committing import GroupCommit, GroupCommitTimeoutError
+from service.store.committing import GroupCommit
+from service.store.errors import GroupCommitTimeoutError
+from tests.support.waiting import wait_until
 
 
 class Recorder:
@@ -60,11 +62,7 @@ def submit_all(commits: GroupCommit[int, str, None], items: Sequence[int]) -> di
 
 def wait_for_queue(commits: GroupCommit[int, str, None], length: int) -> None:
     """Poll until ``length`` items wait behind the batch being written (nothing else says they are queued)."""
-    for _ in range(1000):
-        if commits.waiting == length:
-            return
-        threading.Event().wait(0.005)
-    raise AssertionError(f"{commits.waiting} items queued, expected {length}")
+    wait_until(lambda: commits.waiting == length, timeout=5, what=f"{length} items queued", interval=0.005)
 
 
 def test_a_lone_item_is_written_at_once_in_a_batch_of_its_own() -> None:

@@ -1,11 +1,12 @@
 """Webhook bodies in JSON and in every form-encoded shape GenAuth might use."""
 
 import json
-from urllib.parse import urlencode
+import tracemalloc
+from urllib.parse import quote, urlencode
 
 import pytest
 
-from service.intake.errors import MalformedBodyError, UnsupportedMediaTypeError
+from service.intake.errors import MalformedBodyError, TooManyValuesError, UnsupportedMediaTypeError
 from service.intake.parsing import MAX_DEPTH, decode_body
 
 FORM = "application/x-www-form-urlencoded"
@@ -125,3 +126,33 @@ def test_form_field_name_with_a_trailing_newline_is_refused():
     """`data[id]%0A` is not the field `data[id]`."""
     with pytest.raises(MalformedBodyError):
         decode_body("application/x-www-form-urlencoded", b"eventName=login&data[id]%0A=u1")
+
+
+def test_a_body_with_more_values_than_the_cap_is_refused_without_parsing():
+    """Values are counted from the raw bytes: 1 MiB of empty objects is refused at once, with no allocation
+    beyond a few KiB, where parsing it would take about 50 MB."""
+    flood = b"[" + b"{}," * (1024 * 1024 // 3 - 1) + b"{}]"
+    tracemalloc.start()
+    try:
+        with pytest.raises(TooManyValuesError):
+            decode_body("application/json", flood, max_values=32768)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 1024, f"peak {peak} bytes"
+
+
+def test_the_value_count_bounds_every_value_and_spares_real_events():
+    """A body just under the cap parses; a JSON string field in a form is counted as well."""
+    assert decode_body("application/json", b"[" + b"1," * 99 + b"1]", max_values=200) == [1] * 100
+    with pytest.raises(TooManyValuesError):
+        decode_body("application/json", b"[" + b"1," * 199 + b"1]", max_values=200)
+    with pytest.raises(TooManyValuesError):
+        decode_body(FORM, b"eventName=login&data=" + quote("[" + "{}," * 300 + "{}]").encode(), max_values=200)
+
+
+@pytest.mark.parametrize("raw", [b"eventName=login&data[id]=%ff", b"eventName=%c3%28&data[id]=u1", b"%80=x"])
+def test_form_values_that_are_not_utf8_are_malformed(raw):
+    """Percent-encoded bytes that are not UTF-8 are refused, not turned into U+FFFD."""
+    with pytest.raises(MalformedBodyError, match="not UTF-8"):
+        decode_body(FORM, raw)

@@ -8,6 +8,7 @@ import pytest
 
 from service.errors import ServiceError
 from service.policy import (
+    FACTORS,
     Department,
     Evaluation,
     Exemption,
@@ -21,7 +22,6 @@ from service.policy import (
     UserFacts,
     ValueTest,
     evaluate,
-    facts_needed,
     parse_policy,
 )
 
@@ -36,6 +36,42 @@ PAYROLL = Department(
 )
 SALES = Department(department_id="dep-sales", code="sales", name="Sales", ancestor_ids=("dep-root",))
 TODAY = date(2026, 12, 1)
+
+
+# What a decision reads of an evaluation: each rule's result (applies, mode, factors, fallbacks).
+
+
+def required(evaluation: Evaluation, mode: str = "enforce") -> tuple[str, ...]:
+    """The factors of the applying rules in ``mode``, in FACTORS order."""
+    wanted = {f for r in evaluation.results if r.applies and r.mode == mode for f in r.require_mfa}
+    return tuple(factor for factor in FACTORS if factor in wanted)
+
+
+def audit_only(evaluation: Evaluation) -> tuple[str, ...]:
+    """The factors only applying audit-mode rules want."""
+    return tuple(factor for factor in required(evaluation, "audit") if factor not in required(evaluation))
+
+
+def fallbacks(evaluation: Evaluation) -> dict[str, tuple[str, ...]]:
+    """Per factor wanted, the fallbacks the applying rules of its mode declare, in rule order without repeats."""
+    declared: dict[str, tuple[str, ...]] = {}
+    for mode, factors in (("enforce", required(evaluation)), ("audit", audit_only(evaluation))):
+        for factor in factors:
+            results = [r for r in evaluation.results if r.applies and r.mode == mode and factor in r.require_mfa]
+            declared[factor] = tuple(dict.fromkeys(fb for r in results for fb in r.fallback))
+    return declared
+
+
+def rule_factors(evaluation: Evaluation) -> dict[str, tuple[str, ...]]:
+    return {r.rule: r.require_mfa for r in evaluation.results if r.applies}
+
+
+def matched_rules(evaluation: Evaluation) -> tuple[str, ...]:
+    return tuple(r.rule for r in evaluation.results if r.matched)
+
+
+def exempt_rules(evaluation: Evaluation) -> tuple[str, ...]:
+    return tuple(r.rule for r in evaluation.results if r.exempt)
 
 
 def make_rule(
@@ -106,8 +142,8 @@ def test_user_outside_the_departments_does_not_match():
 def test_user_in_no_department_does_not_match():
     """An empty department list (fetched, but none) is a plain non-match."""
     evaluation = evaluate_one(make_rule(departments=("finance",)), make_user())
-    assert evaluation.matched_rules == ()
-    assert evaluation.required == ()
+    assert matched_rules(evaluation) == ()
+    assert required(evaluation) == ()
 
 
 def test_ancestor_lists_of_different_lengths_are_each_checked():
@@ -170,15 +206,15 @@ def test_factors_of_matched_rules_are_united_in_factor_order():
     evaluation = evaluate(policy, make_user(PAYROLL), today=TODAY)
     assert evaluation.user_id == "u-1"
     assert [result.rule for result in evaluation.results] == ["finance-face", "sales-email", "acme-otp"]
-    assert evaluation.matched_rules == ("finance-face", "acme-otp")
-    assert evaluation.required == ("SMS", "OTP", "FACE")
-    assert evaluation.audit_only == ()
+    assert matched_rules(evaluation) == ("finance-face", "acme-otp")
+    assert required(evaluation) == ("SMS", "OTP", "FACE")
+    assert audit_only(evaluation) == ()
 
 
 def test_empty_policy_requires_nothing():
     """With no rules nobody is matched and nothing is required."""
     evaluation = evaluate(Policy(rules=()), make_user(fetched=False), today=TODAY)
-    assert evaluation == Evaluation(user_id="u-1", results=(), required=(), audit_only=())
+    assert evaluation == Evaluation(user_id="u-1", results=())
 
 
 # --- audit ----------------------------------------------------------------------------------------------
@@ -193,15 +229,15 @@ def test_audit_rule_factors_are_audit_only_unless_an_enforced_rule_requires_them
         )
     )
     evaluation = evaluate(policy, make_user(FINANCE), today=TODAY)
-    assert evaluation.required == ("SMS",)
-    assert evaluation.audit_only == ("OTP",)
+    assert required(evaluation) == ("SMS",)
+    assert audit_only(evaluation) == ("OTP",)
     assert [result.mode for result in evaluation.results] == ["enforce", "audit"]
 
 
 def test_unmatched_audit_rule_contributes_nothing():
     """An audit rule that does not match adds no audit-only factors."""
     rule = make_rule(departments=("legal",), factors=("OTP",), mode="audit")
-    assert evaluate_one(rule, make_user(FINANCE)).audit_only == ()
+    assert audit_only(evaluate_one(rule, make_user(FINANCE))) == ()
 
 
 def test_force_audit_turns_every_requirement_into_audit_only():
@@ -213,9 +249,9 @@ def test_force_audit_turns_every_requirement_into_audit_only():
         )
     )
     evaluation = evaluate(policy, make_user(FINANCE), today=TODAY, force_audit=True)
-    assert evaluation.required == ()
-    assert evaluation.audit_only == ("SMS", "OTP")
-    assert evaluation.matched_rules == ("enforce-sms", "audit-otp")
+    assert required(evaluation) == ()
+    assert audit_only(evaluation) == ("SMS", "OTP")
+    assert matched_rules(evaluation) == ("enforce-sms", "audit-otp")
     assert {result.mode for result in evaluation.results} == {"audit"}
 
 
@@ -231,21 +267,21 @@ def test_missing_departments_fact_is_an_error_not_a_non_match():
     assert isinstance(error, ServiceError)
     assert not isinstance(error, PolicyError)
     assert (error.fact, error.rule, error.user_id) == (Fact.DEPARTMENTS, "finance-sms", "u-1")
-    assert "facts_needed" in str(error)
+    assert "policy.needs" in str(error)
 
 
 def test_departments_are_not_needed_when_no_rule_uses_them():
-    """A policy of email rules evaluates without departments, and facts_needed says so."""
+    """A policy of email rules evaluates without departments, and policy.needs says so."""
     policy = Policy(rules=(make_rule(email_domains=("acme.example",)),))
-    assert facts_needed(policy) == frozenset()
-    assert evaluate(policy, make_user(fetched=False), today=TODAY).required == ("SMS",)
+    assert policy.needs == frozenset()
+    assert required(evaluate(policy, make_user(fetched=False), today=TODAY)) == ("SMS",)
 
 
-def test_facts_needed_names_departments_when_any_rule_uses_them():
+def test_policy_needs_names_departments_when_any_rule_uses_them():
     """One department rule among others makes departments a needed fact."""
     policy = Policy(rules=(make_rule("a", email_domains=("acme.example",)), make_rule("b", departments=("finance",))))
-    assert facts_needed(policy) == {Fact.DEPARTMENTS}
-    assert facts_needed(Policy(rules=())) == frozenset()
+    assert policy.needs == {Fact.DEPARTMENTS}
+    assert Policy(rules=()).needs == frozenset()
 
 
 def test_example_policy_requires_sms_of_finance_sub_department_members():
@@ -253,8 +289,8 @@ def test_example_policy_requires_sms_of_finance_sub_department_members():
     policy = parse_policy(
         "policies:\n  - name: finance-sms\n    match: {departments: [finance]}\n    require_mfa: [sms]\n"
     )
-    assert evaluate(policy, make_user(PAYROLL), today=TODAY).required == ("SMS",)
-    assert evaluate(policy, make_user(SALES), today=TODAY).required == ()
+    assert required(evaluate(policy, make_user(PAYROLL), today=TODAY)) == ("SMS",)
+    assert required(evaluate(policy, make_user(SALES), today=TODAY)) == ()
 
 
 # --- exceptions -----------------------------------------------------------------------------------------
@@ -278,20 +314,20 @@ def test_member_of_an_exempt_group_is_exempt_until_the_exception_expires():
     assert (result.matched, result.exempt) == (True, True)
     assert result.exemption == "exempt until 2027-01-31: Hardware token pilot (group mfa-exempt)"
     assert result.expired_exemptions == ()
-    assert evaluation.matched_rules == ("finance-sms",)
-    assert evaluation.exempt_rules == ("finance-sms",)
-    assert (evaluation.required, evaluation.audit_only, evaluation.rule_factors) == ((), (), {})
+    assert matched_rules(evaluation) == ("finance-sms",)
+    assert exempt_rules(evaluation) == ("finance-sms",)
+    assert (required(evaluation), audit_only(evaluation), rule_factors(evaluation)) == ((), (), {})
 
 
 def test_exception_applies_on_its_last_day_and_not_after():
     """On the expires date the user is exempt; the day after the rule applies and the report says why."""
     policy = Policy(rules=(exempting_rule(PILOT),))
-    assert evaluate(policy, grouped_user("mfa-exempt"), today=date(2027, 1, 31)).required == ()
+    assert required(evaluate(policy, grouped_user("mfa-exempt"), today=date(2027, 1, 31))) == ()
     after = evaluate(policy, grouped_user("mfa-exempt"), today=date(2027, 2, 1))
     [result] = after.results
     assert (result.matched, result.exempt, result.exemption) == (True, False, None)
     assert result.expired_exemptions == ("exception expired 2027-01-31: Hardware token pilot (group mfa-exempt)",)
-    assert after.required == ("SMS",)
+    assert required(after) == ("SMS",)
 
 
 def test_exception_by_user_id_without_expiry():
@@ -299,7 +335,7 @@ def test_exception_by_user_id_without_expiry():
     rule = exempting_rule(Exemption(reason="break-glass account", users=("u-1",)))
     [result] = evaluate(Policy(rules=(rule,)), grouped_user(), today=TODAY).results
     assert result.exemption == "exempt: break-glass account (user u-1)"
-    assert evaluate(Policy(rules=(rule,)), grouped_user(user_id="u-2"), today=TODAY).required == ("SMS",)
+    assert required(evaluate(Policy(rules=(rule,)), grouped_user(user_id="u-2"), today=TODAY)) == ("SMS",)
 
 
 def test_a_live_exception_wins_over_an_expired_one_and_both_are_reported():
@@ -329,8 +365,8 @@ def test_exemption_from_one_rule_leaves_the_others():
         )
     )
     evaluation = evaluate(policy, grouped_user("mfa-exempt"), today=TODAY)
-    assert evaluation.required == ("SMS", "OTP")
-    assert evaluation.rule_factors == {"finance-otp": ("SMS", "OTP")}
+    assert required(evaluation) == ("SMS", "OTP")
+    assert rule_factors(evaluation) == {"finance-otp": ("SMS", "OTP")}
 
 
 # --- fallbacks and per-rule factors ---------------------------------------------------------------------
@@ -351,9 +387,9 @@ def test_fallbacks_are_declared_per_required_factor_in_rule_order_without_repeat
         )
     )
     evaluation = evaluate(policy, make_user(FINANCE), today=TODAY)
-    assert evaluation.required == ("SMS", "EMAIL", "FACE")
-    assert evaluation.fallbacks == {"SMS": ("EMAIL", "OTP"), "EMAIL": (), "FACE": ("OTP", "EMAIL")}
-    assert evaluation.rule_factors == {"a": ("SMS",), "b": ("SMS", "FACE"), "c": ("EMAIL",)}
+    assert required(evaluation) == ("SMS", "EMAIL", "FACE")
+    assert fallbacks(evaluation) == {"SMS": ("EMAIL", "OTP"), "EMAIL": (), "FACE": ("OTP", "EMAIL")}
+    assert rule_factors(evaluation) == {"a": ("SMS",), "b": ("SMS", "FACE"), "c": ("EMAIL",)}
     assert evaluation.results[0].fallback == ("EMAIL", "OTP")
 
 
@@ -366,15 +402,15 @@ def test_audit_rule_fallbacks_never_loosen_an_enforced_factor():
         )
     )
     evaluation = evaluate(policy, make_user(FINANCE), today=TODAY)
-    assert (evaluation.required, evaluation.audit_only) == (("SMS",), ("EMAIL",))
-    assert evaluation.fallbacks == {"SMS": (), "EMAIL": ("OTP",)}
+    assert (required(evaluation), audit_only(evaluation)) == (("SMS",), ("EMAIL",))
+    assert fallbacks(evaluation) == {"SMS": (), "EMAIL": ("OTP",)}
 
 
 def test_unmatched_rules_have_no_factors_or_fallbacks():
     """rule_factors and fallbacks only cover rules that apply."""
     policy = Policy(rules=(fallback_rule("a", ("SMS",), ("EMAIL",)),))
     evaluation = evaluate(policy, make_user(SALES), today=TODAY)
-    assert (evaluation.fallbacks, evaluation.rule_factors) == ({}, {})
+    assert (fallbacks(evaluation), rule_factors(evaluation)) == ({}, {})
 
 
 # --- new facts ------------------------------------------------------------------------------------------
@@ -415,4 +451,4 @@ def test_v1_file_with_new_keys_evaluates_end_to_end():
     contractor = UserFacts(user_id="u-1", departments=(PAYROLL,), groups=("contractors",))
     clerk = UserFacts(user_id="u-2", departments=(PAYROLL,), groups=())
     assert evaluate(policy, contractor, today=TODAY).results[0].reasons == ("not: group contractors matched",)
-    assert evaluate(policy, clerk, today=TODAY).fallbacks == {"SMS": ("EMAIL",)}
+    assert fallbacks(evaluate(policy, clerk, today=TODAY)) == {"SMS": ("EMAIL",)}

@@ -16,7 +16,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "policies.yaml"
 
 CONDITIONS = (
     "departments, groups, roles, email_domains, status, external_id, user_source_type, register_source, "
-    "custom_data, all, any, not"
+    "custom_data, identity_providers, all, any, not"
 )
 MATCH_KEYS_TEXT = CONDITIONS.replace("departments, ", "departments, include_subdepartments, ", 1)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from service.policy import Department, Match, Role, UserFacts, ValueTest
-from service.policy.matching import judge
+from service.policy.conditions import judge
 
 FINANCE = Department(department_id="dep-fin", code="finance", name="Finance")
 PAYROLL = Department(

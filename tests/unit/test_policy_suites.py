@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from service.policy import (
-    OUTCOME_KINDS,
     Department,
     Expectation,
     Outcome,
@@ -23,6 +22,7 @@ from service.policy import (
     run_suite,
 )
 from service.policy.suites import parse_expectation
+from service.vocabulary import OutcomeKind
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 TODAY = date(2026, 12, 1)
@@ -245,7 +245,7 @@ def test_unreadable_suite_is_a_suite_error(tmp_path):
 
 CASES = """\
     - name: clerk gets SMS
-      user: {phone: "138", departments: [finance]}
+      user: {phone: "+8613800138000", departments: [finance]}
       expect: {finance-sms: "enforce [SMS]", admins-otp: not-matched}
     - name: clerk without phone falls back
       user: {email: a@acme.example, departments: [finance]}
@@ -255,7 +255,7 @@ CASES = """\
       expect: {finance-sms: exempt}
     - name: pilot after expiry
       today: 2027-02-01
-      user: {phone: "138", departments: [finance], groups: [mfa-exempt]}
+      user: {phone: "+8613800138000", departments: [finance], groups: [mfa-exempt]}
       expect: {finance-sms: "enforce [SMS]"}
     - name: admin would get OTP
       user: {roles: [admin], mfa: [OTP]}
@@ -335,5 +335,43 @@ def test_shipped_suite_passes_against_the_shipped_policy_and_covers_every_outcom
     result = run_suite(suite, load_policy(CONFIG / "policies.yaml"), today=TODAY)
     assert result.failed == 0, "\n".join(result.lines())
     kinds = {expected.kind for case in suite.cases for _, expected in case.expect}
-    assert kinds == set(OUTCOME_KINDS)
+    assert kinds == set(OutcomeKind)
     assert any(expected.fallback for case in suite.cases for _, expected in case.expect)
+
+
+def test_fixture_users_carry_contact_verification_and_country_codes():
+    """phone_verified / email_verified / phone_country_code / mfa_phone_country_code reach the facts the
+    outcomes judge: an unverified phone falls back, a phone with its country code enforces SMS."""
+    text = suite_text("""\
+        - name: unverified phone falls back
+          user:
+            email: a@acme.example
+            phone: "13800138000"
+            phone_country_code: "+86"
+            phone_verified: false
+            departments: [finance]
+          expect: {finance-sms: "enforce [EMAIL] (fallback for SMS)"}
+        - name: unverified email cannot stand in
+          user: {email: a@acme.example, email_verified: false, departments: [finance]}
+          expect: {finance-sms: "unsatisfiable [SMS]"}
+        - name: stored MFA phone with its country code
+          user: {mfa_phone: "13800138000", mfa_phone_country_code: "+86", departments: [finance]}
+          expect: {finance-sms: "enforce [SMS]"}
+        """)
+    suite = parse_suite(text)
+    facts = suite.cases[0].facts
+    assert (facts.phone_country_code, facts.phone_verified, facts.email_verified) == ("+86", False, True)
+    assert suite.cases[2].mfa_phone_country_code == "+86"
+    result = run_suite(suite, POLICY, today=TODAY)
+    assert (result.passed, result.failed) == (3, 0), result.lines()
+
+
+def test_a_verification_flag_must_be_true_or_false():
+    """phone_verified: "no" is refused with the line and what is expected."""
+    text = suite_text("""\
+        - name: bad flag
+          user: {phone_verified: "no"}
+          expect: {finance-sms: not-matched}
+        """)
+    with pytest.raises(SuiteError, match="expected true or false"):
+        parse_suite(text)

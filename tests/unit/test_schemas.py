@@ -4,6 +4,14 @@ import pytest
 
 from service.intake.errors import InvalidDeliveryError
 from service.intake.schemas import interpret
+from service.store.subjects import DEPARTMENT, GROUP
+from service.store.subjects import USER as USER_KIND
+
+
+def ids(subjects, kind=USER_KIND):
+    """The ids of the subjects of one kind, in order."""
+    return tuple(subject.id for subject in subjects if subject.kind == kind)
+
 
 USER = {"id": "65a1f0c2e4b0a1b2c3d4e5f6", "userPoolId": "659f1e2d3c4b5a6978012345", "password": "hash", "salt": "s"}
 
@@ -12,7 +20,7 @@ USER = {"id": "65a1f0c2e4b0a1b2c3d4e5f6", "userPoolId": "659f1e2d3c4b5a697801234
 def test_user_object_events_name_the_user_in_data(event):
     """login, register and user:created carry the user as data."""
     result = interpret({"eventName": event, "data": USER})
-    assert (result.event_name, result.user_ids, result.outcome) == (event, (USER["id"],), "queued")
+    assert (result.event_name, ids(result.subjects), result.outcome) == (event, (USER["id"],), "queued")
     assert result.userpool_ids == (USER["userPoolId"],)
 
 
@@ -20,13 +28,13 @@ def test_user_object_events_name_the_user_in_data(event):
 def test_wrapped_user_events_name_data_user(event):
     """user:updated and organization:member-* carry the user as data.user."""
     result = interpret({"eventName": event, "data": {"user": USER, "node": {"code": "finance"}}})
-    assert result.user_ids == (USER["id"],)
+    assert ids(result.subjects) == (USER["id"],)
 
 
 def test_bare_user_object_is_a_login():
     """The guide's login example has no envelope; it is read as login."""
     result = interpret(USER)
-    assert (result.event_name, result.user_ids) == ("login", (USER["id"],))
+    assert (result.event_name, ids(result.subjects)) == ("login", (USER["id"],))
 
 
 @pytest.mark.parametrize(
@@ -39,19 +47,19 @@ def test_bare_user_object_is_a_login():
 def test_console_test_events_are_recognised(body):
     """Both documented shapes of the console's test delivery are test events with no subjects."""
     result = interpret(body)
-    assert (result.event_name, result.user_ids, result.outcome) == ("test", (), "test")
+    assert (result.event_name, ids(result.subjects), result.outcome) == ("test", (), "test")
 
 
 def test_events_not_acted_on_are_ignored_without_validating_data():
     """An event name the service does not act on is accepted as ignored."""
     result = interpret({"eventName": "user:password-changed", "data": "anything"})
-    assert (result.event_name, result.user_ids, result.outcome) == ("user:password-changed", (), "ignored")
+    assert (result.event_name, ids(result.subjects), result.outcome) == ("user:password-changed", (), "ignored")
 
 
 def test_user_id_aliases_are_accepted():
     """userId and _id stand in for id."""
-    assert interpret({"eventName": "login", "data": {"userId": "u-1"}}).user_ids == ("u-1",)
-    assert interpret({"eventName": "login", "data": {"_id": "u-2"}}).user_ids == ("u-2",)
+    assert ids(interpret({"eventName": "login", "data": {"userId": "u-1"}}).subjects) == ("u-1",)
+    assert ids(interpret({"eventName": "login", "data": {"_id": "u-2"}}).subjects) == ("u-2",)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +96,7 @@ def test_group_membership_events_name_every_user_object_or_id():
     """group:member-* carry data.users as objects or, in custom-database pools, as bare ids."""
     body = {"eventName": "group:member-added", "data": {"group": {"code": "g"}, "users": [USER, "u-2", USER]}}
     result = interpret(body)
-    assert result.subjects.users == (USER["id"], "u-2")
+    assert ids(result.subjects) == (USER["id"], "u-2")
     assert result.userpool_ids == (USER["userPoolId"],)
 
 
@@ -96,14 +104,14 @@ def test_role_events_name_users_and_groups_and_departments_to_expand():
     """role:assigned lists user ids directly; group and department ids are expanded later by the worker."""
     body = {"eventName": "role:assigned", "data": {"userIds": ["u1", "u1"], "groupIds": ["g1"], "nodeIds": ["d1"]}}
     subjects = interpret(body).subjects
-    assert (subjects.users, subjects.groups, subjects.departments) == (("u1",), ("g1",), ("d1",))
+    assert (ids(subjects), ids(subjects, GROUP), ids(subjects, DEPARTMENT)) == (("u1",), ("g1",), ("d1",))
 
 
 def test_node_moved_names_the_department_to_expand():
     """organization:node-moved carries no members; the moved department is expanded by the worker."""
     body = {"eventName": "organization:node-moved", "data": {"node": {"id": "d1"}, "parentNode": {"id": "p"}}}
     subjects = interpret(body).subjects
-    assert (subjects.users, subjects.departments) == ((), ("d1",))
+    assert (ids(subjects), ids(subjects, DEPARTMENT)) == ((), ("d1",))
 
 
 @pytest.mark.parametrize(
@@ -115,10 +123,12 @@ def test_node_moved_names_the_department_to_expand():
     ],
     ids=["deleted", "deleted-custom-db", "archived"],
 )
-def test_deleted_and_archived_users_are_removed_not_reconciled(body):
-    """user:deleted and user:archived name users whose pending work is dropped."""
+def test_deleted_and_archived_users_are_reconciled_like_any_user(body):
+    """user:deleted and user:archived are hints like every event: they queue the user, whose removal the worker
+    confirms with GenAuth (a forged one must not cancel enforcement)."""
     subjects = interpret(body).subjects
-    assert (subjects.users, subjects.removed) == ((), (USER["id"],))
+    assert ids(subjects) == (USER["id"],)
+    assert not hasattr(subjects, "removed")
 
 
 @pytest.mark.parametrize(
@@ -166,3 +176,24 @@ def test_a_lone_surrogate_is_not_a_user_id():
     """JSON can spell "\\ud800", which no database or log can encode."""
     with pytest.raises(InvalidDeliveryError):
         interpret({"eventName": "login", "data": {**USER, "id": "\ud800x"}})
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    ["a\x85b", "a\x9fb", "a\u200bb", "a\u200db", "a\ufeffb", "a\u202eb", "a\u2066b", "a\u2069b", "a\u2028b", "a\x7fb"],
+    ids=["C1-NEL", "C1-APC", "zero-width-space", "zero-width-joiner", "bom", "rlo", "lri", "pdi", "line-sep", "del"],
+)
+def test_ids_with_hidden_or_reordering_characters_are_refused(user_id):
+    """C1 controls, zero-width and bidirectional characters cannot be part of a user, group or pool id."""
+    for body in (
+        {"eventName": "login", "data": {**USER, "id": user_id}},
+        {"eventName": "role:assigned", "data": {"userIds": ["ok"], "groupIds": [user_id]}},
+        {"eventName": "login", "data": {**USER, "userPoolId": user_id}},
+    ):
+        with pytest.raises(InvalidDeliveryError):
+            interpret(body)
+
+
+def test_ids_in_other_scripts_are_still_ids():
+    """Letters of any script (custom-database pools) remain valid."""
+    assert ids(interpret({"eventName": "login", "data": {**USER, "id": "用户-42"}}).subjects) == ("用户-42",)

@@ -1,0 +1,151 @@
+"""The composition root: what a process runs on, built from its settings in this one place.
+
+The web app (``service.app.create_app``), the standalone worker and every command get their database engines,
+policy source, GenAuth clients, reconciler and workers from ``Services``, so each is made one way. A process
+has one GenAuth rate limiter, one circuit breaker and one cached organisation tree, and every client made
+here shares them: the limit
+(``GENAUTH_RATE_LIMIT``) holds per process whatever asks (workers, watches, explain, commands), and an outage
+pauses every worker of the process (``service.genauth.circuit``). Nothing here reads the environment
+(``service.settings`` does) or starts a thread except the watches asked for; the callers decide what runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from service.enforcement.organisation import OrganisationTree
+from service.enforcement.reconciling import Reconciler
+from service.enforcement.references import PolicyReferences
+from service.genauth.access import GenAuthAccess
+from service.genauth.circuit import CircuitBreaker
+from service.genauth.client import GenAuthClient, ManagementToken
+from service.genauth.throttling import RateLimiter
+from service.policy import Policy
+from service.policy_source import PolicySource
+from service.settings import Settings
+from service.store.engine import create_engine, create_read_engine
+from service.store.migrating import ensure_schema
+from service.store.snapshots import PolicySnapshots
+from service.store.wakeup import Wakeup
+from service.worker.loop import Worker, default_owner
+from service.worker.pruning import PeriodicPrune
+from service.worker.sweeping import PeriodicSweep
+
+PolicyGetter = Callable[[], Policy]
+
+
+def open_engine(database_url: str, *, migrate: bool = False) -> sa.Engine:
+    """An engine on a current schema (upgraded first when ``migrate``, else ``ConfigurationError`` when old);
+    commands that need only ``DATABASE_URL`` use it without the rest of the settings."""
+    engine = create_engine(database_url)
+    try:
+        ensure_schema(engine, migrate=migrate)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+class Services:
+    """One process's collaborators. ``engine`` is None for a process that needs no database (``explain``)."""
+
+    def __init__(self, settings: Settings, engine: sa.Engine | None = None, read_engine: sa.Engine | None = None):
+        self.settings = settings
+        self.engine = engine
+        self.read_engine = read_engine or engine
+        """For reads that need no transaction: on SQLite, connections that never wait for the writer."""
+        genauth = settings.genauth
+        self.limiter = RateLimiter(genauth.rate_limit, genauth.rate_burst)
+        self.breaker = CircuitBreaker(genauth.circuit_failures, genauth.circuit_cooldown)
+        self.token = ManagementToken()
+        """The management token every client of the process uses (one fetch per process, not per worker)."""
+        self.wakeup = Wakeup(engine)
+        """Committed work wakes the process's idle workers (service.store.wakeup); the inbox rings it."""
+        self.tree = OrganisationTree()
+        """The organisation tree every reconciler of the process looks departments up in (loaded on first use)."""
+
+    @classmethod
+    def open(cls, settings: Settings, *, database: bool = True) -> Services:
+        """The process's services; with ``database``, its engines on a current schema (upgraded first when
+        ``ENFORCER_MIGRATE_ON_START``)."""
+        if not database:
+            return cls(settings)
+        engine = open_engine(settings.database_url, migrate=settings.migrate_on_start)
+        return cls(settings, engine, create_read_engine(settings.database_url, engine))
+
+    @property
+    def database(self) -> sa.Engine:
+        assert self.engine is not None, "Services.open(settings, database=False) has no database"
+        return self.engine
+
+    def close(self) -> None:
+        """Dispose of the engines (the caller closes the clients and stops the workers it made)."""
+        for engine in {id(e): e for e in (self.read_engine, self.engine) if e is not None}.values():
+            engine.dispose()
+
+    def policy_source(self, *, strict: bool = False) -> PolicySource:
+        """The policy file as a live source. ``strict``: a file that does not validate raises ``PolicyError``
+        (commands); otherwise the last good copy saved in the database is used (the web app, the worker)."""
+        snapshots = PolicySnapshots(self.engine, self.read_engine) if self.engine is not None else None
+        return PolicySource(
+            self.settings.policy_file,
+            check_interval=self.settings.policy_check_interval,
+            snapshots=snapshots,
+            strict=strict,
+        )
+
+    def genauth(self) -> GenAuthClient:
+        """A new GenAuth client on the process's rate limiter and circuit breaker; one pooled session, so one
+        per thread. The caller closes it."""
+        return GenAuthClient(self.settings.genauth, limiter=self.limiter, breaker=self.breaker, token=self.token)
+
+    def reconciler(self, client: GenAuthClient, policy_getter: PolicyGetter) -> Reconciler:
+        """The one enforcement path, in audit when ``ENFORCER_MODE=audit`` (``explain`` and the dry run use it
+        with writing turned off)."""
+        return Reconciler(
+            client,
+            policy_getter,
+            force_audit=self.settings.is_audit,
+            verify_writes=self.settings.worker.verify_writes,
+            tree=self.tree,
+        )
+
+    def explainer(self, policy_getter: PolicyGetter) -> Reconciler:
+        """The reconciler of ``explain`` (the command and the admin API), with its own GenAuth client."""
+        return self.reconciler(self.genauth(), policy_getter)
+
+    def worker(self, policy_getter: PolicyGetter, *, owner: str | None = None, sweeps: bool = True) -> Worker:
+        """A worker with its own GenAuth client. ``sweeps``: whether it runs the periodic reconcile sweeps and
+        the history prune (one worker per process does)."""
+        settings, engine = self.settings, self.database
+        client = self.genauth()
+        reconciler = self.reconciler(client, policy_getter)
+        sweeper = pruner = None
+        if sweeps:
+            interval = settings.worker.reconcile_interval
+            sweeper = PeriodicSweep(engine, client, policy_getter, interval=interval, userpool_id=settings.pool_key)
+            pruner = PeriodicPrune(engine, retention_days=settings.worker.retention_days)
+        return Worker(
+            engine, reconciler, settings.worker, owner=owner, sweeper=sweeper, pruner=pruner, wakeup=self.wakeup
+        )
+
+    def workers(self, policy_getter: PolicyGetter) -> list[Worker]:
+        """``ENFORCER_WORKER_THREADS`` workers: distinct lease owners, the sweeps and prune in the first only."""
+        base = default_owner()
+        count = self.settings.worker.threads
+        return [
+            self.worker(policy_getter, owner=base if count == 1 else f"{base}:{index}", sweeps=index == 0)
+            for index in range(count)
+        ]
+
+    def watch_access(self) -> GenAuthAccess:
+        """A started check that GenAuth takes the key, asked again as often as the breaker lets a probe through
+        (``GENAUTH_CIRCUIT_COOLDOWN``) until it does."""
+        return GenAuthAccess(self.genauth(), interval=self.settings.genauth.circuit_cooldown).start()
+
+    def watch_references(self, policy_getter: PolicyGetter) -> PolicyReferences:
+        """A started check that the departments, groups and roles the rules name exist in GenAuth."""
+        interval = self.settings.policy_check_interval
+        return PolicyReferences(self.genauth(), policy_getter, interval=interval).start()

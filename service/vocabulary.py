@@ -1,0 +1,88 @@
+"""The one vocabulary of what happened to a user: ``OutcomeKind`` per rule, ``Action`` per decision, and
+``Bucket``, where the report, the dry run, ``reconcile --wait`` and explain count a user under a rule
+(``bucket``; over several rules, the ``worst``).
+
+It sits below the policy and the store (it imports nothing of the service), so both speak it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+
+class OutcomeKind(enum.StrEnum):
+    """What one rule would do to one user (``Outcome.kind``)."""
+
+    NOT_MATCHED = "not-matched"
+    EXEMPT = "exempt"
+    COMPLIANT = "compliant"
+    ENFORCE = "enforce"
+    UNSATISFIABLE = "unsatisfiable"
+
+
+class Action(enum.StrEnum):
+    """What reconciling a user once did, over all the rules: a decision's ``action``."""
+
+    NONE = "none"
+    """Nothing to do: no rule matched, or every matching rule is satisfied."""
+    ENFORCED = "enforced"
+    WOULD_ENFORCE = "would-enforce"
+    """An audit rule (or an audit run) would enable factors; nothing was written."""
+    UNSATISFIABLE = "unsatisfiable"
+    EXEMPT = "exempt"
+    FAILED = "failed"
+    REMOVED = "removed"
+    """GenAuth confirmed the user is deleted or archived (the last known status is kept with it)."""
+    UNKNOWN = "unknown"
+    """A write's answer was lost and the read after it could not tell; the next attempt confirms."""
+
+
+class Bucket(enum.StrEnum):
+    """Where a user counts under one rule, in the report, the dry run and ``reconcile --wait``; from the least
+    to the most severe, so a user's overall bucket is the worst of their rules' (``worst``)."""
+
+    NOT_MATCHED = "not-matched"
+    REMOVED = "removed"
+    INACTIVE = "inactive"
+    """The account cannot sign in (``INACTIVE_STATUSES``): not counted as compliant or not."""
+    EXEMPT = "exempt"
+    COMPLIANT = "compliant"
+    ENFORCED = "enforced"
+    WOULD_ENFORCE = "would-enforce"
+    UNSATISFIABLE = "unsatisfiable"
+    FAILED = "failed"
+
+
+#: GenAuth account states whose users cannot sign in. (``Archived`` is not one: GenAuth confirming it makes
+#: the worker record a ``removed`` decision.)
+INACTIVE_STATUSES = ("Suspended", "Deactivated", "Resigned")
+
+#: Actions that leave the user's state unknown until the worker succeeds: counted as failed.
+FAILED_ACTIONS = (Action.FAILED, Action.UNKNOWN)
+
+
+def bucket(label: str, *, action: str, mode: str, rule_mode: str, status: str | None = None) -> Bucket:
+    """Where one rule's outcome (its ``label`` or kind) in one decision counts: a failed, removed or inactive
+    user counts as such whatever the rule said; ``enforce`` is ``enforced`` only when an enforce-mode rule's
+    factors were written in an enforcing run, else ``would-enforce``."""
+    kind = label.split(" ", 1)[0]
+    if kind == OutcomeKind.NOT_MATCHED:
+        return Bucket.NOT_MATCHED
+    if action in FAILED_ACTIONS:
+        return Bucket.FAILED
+    if action == Action.REMOVED:
+        return Bucket.REMOVED
+    if status in INACTIVE_STATUSES:
+        return Bucket.INACTIVE
+    if kind == OutcomeKind.ENFORCE:
+        enforced = action == Action.ENFORCED and mode == rule_mode == "enforce"
+        return Bucket.ENFORCED if enforced else Bucket.WOULD_ENFORCE
+    if kind in (OutcomeKind.EXEMPT, OutcomeKind.UNSATISFIABLE):
+        return Bucket(kind)
+    return Bucket.COMPLIANT
+
+
+def worst(buckets: Iterable[Bucket], default: Bucket = Bucket.NOT_MATCHED) -> Bucket:
+    """The most severe of ``buckets``: where a user counts over several rules."""
+    return max(buckets, key=list(Bucket).index, default=default)

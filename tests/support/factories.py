@@ -1,0 +1,29 @@
+"""Things tests make: work on the queue as a delivery would put it there, and a clock moved by hand."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from service.store.inbox import Delivery, record_delivery
+from service.store.subjects import Subject
+
+
+def enqueue(engine: sa.Engine, *user_ids: str, pool: str = "pool", now: float | None = None) -> None:
+    """Record a ``login`` delivery naming ``user_ids`` (at ``now``, default the real time), queueing each."""
+    delivery = Delivery("login", pool, tuple(map(Subject.user, user_ids)), "0" * 64, "application/json", "queued")
+    record_delivery(engine, delivery, now=time.time() if now is None else now)
+
+
+class FakeClock:
+    """A clock tests move by hand, so backoff, leases and token expiry need no waiting."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
