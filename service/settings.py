@@ -24,6 +24,7 @@ DEFAULT_DATABASE_URL = "sqlite:///var/enforcer.db"
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a server binds every interface unless HOST says otherwise
 MAX_WORKER_THREADS = 32
 MODES = ("enforce", "audit")
+AUTH_MODES = ("token", "signature")
 # Intake limits (docs/operations.md, "Limits of a delivery").
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
 """Over 100 times the largest single-user event the emulator builds (2.1 KB); room for a list event (group
@@ -49,6 +50,11 @@ class GenAuthSettings:
     reference"."""
     access_key_secret: str = field(default="", repr=False)
     """The matching secret; never logged."""
+    auth: str = "token"
+    """How each call proves the key: ``token`` fetches a management token (``get-management-token``), sends it on
+    every call and renews it before it expires; ``signature`` signs every call with the secret instead (HMAC-SHA1,
+    as GenAuth's Java and Node SDKs do: docs/genauth.md §5.1), so no token is fetched or kept. Signed calls carry
+    the time: GenAuth refuses them when this machine's clock is too far from its own."""
     connect_timeout: float = 3.05
     """Seconds to wait for a connection to GenAuth."""
     read_timeout: float = 10.0
@@ -443,6 +449,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, role: str = "all"
         host=host,
         access_key_id=read.required("GENAUTH_ACCESS_KEY_ID", "user-pool id or admin access key id", needs_genauth),
         access_key_secret=read.required("GENAUTH_ACCESS_KEY_SECRET", "the matching secret", needs_genauth),
+        auth=read.choice("GENAUTH_AUTH", "token", AUTH_MODES),
         connect_timeout=read.parsed("GENAUTH_CONNECT_TIMEOUT", 3.05, _positive_float, "a positive number"),
         read_timeout=read.parsed("GENAUTH_READ_TIMEOUT", 10.0, _positive_float, "a positive number"),
         rate_limit=read.parsed("GENAUTH_RATE_LIMIT", 20.0, _non_negative_float, "a number of calls per second"),

@@ -13,6 +13,9 @@ only the database):
   error that no retry fixes), and starts and waits when GenAuth is only unreachable (an outage must not
   crash-loop workers).
 
+A request signature GenAuth refuses (``GENAUTH_AUTH=signature``) is a refused key like a refused token, except
+for a clock too far from GenAuth's, which ``failure_line`` names instead of the key.
+
 ``failure_line`` is the one wording of both problems; commands (``explain``, ``reconcile`` …) print it too.
 """
 
@@ -28,6 +31,7 @@ from service.errors import PermanentError, ServiceError
 from service.genauth.circuit import CircuitBreaker
 from service.genauth.client import GenAuthClient
 from service.genauth.errors import GenAuthAuthenticationError, GenAuthUnavailableError
+from service.genauth.signing import CLOCK_SKEW_API_CODE
 from service.logs import log_event
 
 logger = logging.getLogger(__name__)
@@ -40,6 +44,8 @@ PROBE_PATH = "/api/v3/list-organizations"
 
 def failure_line(error: BaseException) -> str | None:
     """The one line that says what to fix when GenAuth refused the key or could not be reached (None: neither)."""
+    if isinstance(error, GenAuthAuthenticationError) and error.api_code == CLOCK_SKEW_API_CODE:
+        return f"GenAuth refused the signed request (check this machine's clock): {error}"
     if isinstance(error, GenAuthAuthenticationError):
         return f"GenAuth refused the access key (check GENAUTH_ACCESS_KEY_ID and GENAUTH_ACCESS_KEY_SECRET): {error}"
     if isinstance(error, GenAuthUnavailableError):

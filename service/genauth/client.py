@@ -6,9 +6,13 @@ modules build on it: ``service.genauth.users`` (one user's record, departments, 
 with listings read by ``service.genauth.paging``. The worker holds one client per worker thread, so one pooled
 session each.
 
-The client obtains a management token from ``get-management-token``, caches it until shortly before it
-expires (in a ``ManagementToken`` the clients of one process share: one fetch per process, not per worker),
-renews it once when GenAuth answers 401, sets connect and read timeouts on every call, and turns GenAuth's
+The client proves the access key one of two ways (``GENAUTH_AUTH``). With ``token`` (the default) it obtains
+a management token from ``get-management-token``, caches it until shortly before it expires (in a
+``ManagementToken`` the clients of one process share: one fetch per process, not per worker) and renews it
+once when GenAuth answers 401. With ``signature`` it fetches no token: every request is signed with the secret
+as it is about to be sent (``service.genauth.signing``), and a refused signature (apiCodes 1300-1306) is the
+same ``GenAuthAuthenticationError`` as a refused key. Either way it sets connect and read timeouts on every
+call, leaves top-level ``null`` fields out of JSON bodies (as the SDKs do), and turns GenAuth's
 envelope (``{statusCode, message, apiCode, requestId, data}``, usually under HTTP 200) into data or a
 typed error from ``service.genauth.errors``, counting each call in ``metrics``. Every call waits on the
 process's ``RateLimiter`` (or uses tokens taken ahead with ``reserve_calls``) and reports its result to the
@@ -34,6 +38,7 @@ import urllib3
 
 from service import metrics
 from service.errors import PermanentError, TemporaryError
+from service.genauth import signing
 from service.genauth.circuit import CircuitBreaker
 from service.genauth.errors import (
     GenAuthAnswerLostError,
@@ -80,7 +85,8 @@ class ManagementToken:
 
 
 class GenAuthClient:
-    """Calls GenAuth's management API with a cached token, on the process's rate limit and circuit breaker."""
+    """Calls GenAuth's management API with a cached token or signed requests, on the process's rate limit and
+    circuit breaker."""
 
     def __init__(
         self,
@@ -91,6 +97,7 @@ class GenAuthClient:
         breaker: CircuitBreaker | None = None,
         token: ManagementToken | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
         self._limiter = limiter
@@ -105,8 +112,16 @@ class GenAuthClient:
         self._sessions_lock = threading.Lock()
         self._helpers: ThreadPoolExecutor | None = None
         self._clock = clock
+        self._wall_clock = wall_clock
+        """The time a signed request's ``date`` header states."""
         self._token = token or ManagementToken()
         """The management token, shared by the clients of one process so that each fetches none of its own."""
+        self._key = (
+            signing.AccessKey(settings.access_key_id, settings.access_key_secret)
+            if settings.auth == "signature"
+            else None
+        )
+        """The key every request is signed with (``GENAUTH_AUTH=signature``); None when a token is sent instead."""
         self.calls = 0
         """Management calls made (token requests excluded); read by tests and benchmarks."""
 
@@ -186,6 +201,10 @@ class GenAuthClient:
         return result
 
     def _call(self, method: str, path: str, *, params: dict[str, str] | None, json_body: Json | None) -> Any:
+        if json_body is not None:
+            json_body = {key: value for key, value in json_body.items() if value is not None}
+        if self._key is not None:
+            return self._send(method, path, None, params, json_body)  # signed: no token, nothing to renew
         token = self._current_token()
         try:
             return self._send(method, path, token, params, json_body)
@@ -194,10 +213,15 @@ class GenAuthClient:
             self._forget_token(token)
             return self._send(method, path, self._current_token(), params, json_body)
 
-    def _send(self, method: str, path: str, token: str, params: dict[str, str] | None, json_body: Json | None) -> Any:
-        headers = {"Authorization": f"Bearer {token}", "x-genauth-lang": "en-US"}
-        if self._token.userpool_id:
-            headers["x-genauth-userpool-id"] = self._token.userpool_id
+    def _send(
+        self, method: str, path: str, token: str | None, params: dict[str, str] | None, json_body: Json | None
+    ) -> Any:
+        if token is None:  # signed in _exchange; only the brand's own headers, and no pool header (the key names it)
+            headers = {f"{signing.HEADER_PREFIX}lang": "en-US"}
+        else:
+            headers = {"Authorization": f"Bearer {token}", "x-genauth-lang": "en-US"}
+            if self._token.userpool_id:
+                headers["x-genauth-userpool-id"] = self._token.userpool_id
         with self._prepaid_lock:
             self.calls += 1
         return _unwrap(path, *self._request(method, path, headers, params, json_body))
@@ -236,9 +260,20 @@ class GenAuthClient:
         timeout = (self._settings.connect_timeout, self._settings.read_timeout)
         session = self._borrow()
         try:
-            response = session.request(
-                method, self._settings.host + path, headers=headers, params=params, json=json_body, timeout=timeout
+            request = requests.Request(
+                method, self._settings.host + path, headers=headers, params=params, json=json_body
             )
+            prepared = session.prepare_request(request)
+            if self._key is not None and path != TOKEN_ENDPOINT:
+                # Signed last, from the request as prepared: the method, path, query and body GenAuth receives.
+                assert prepared.url is not None
+                prepared.headers.update(
+                    signing.sign_request(
+                        self._key, method, prepared.url, prepared.headers, prepared.body, now=self._wall_clock()
+                    )
+                )
+            environment = session.merge_environment_settings(prepared.url, {}, None, None, None)
+            response = session.send(prepared, timeout=timeout, **environment)
         except requests.ReadTimeout as exc:
             if method == "POST" and path != TOKEN_ENDPOINT:
                 raise GenAuthAnswerLostError(path, "no answer in time; the write may have been applied") from exc
@@ -355,7 +390,12 @@ def _unwrap(path: str, envelope: Json, retry_after: float | None) -> Any:
     status_code = _int(status)
     message = _message_of(envelope)
     error_type: type[GenAuthError]
-    if path == TOKEN_ENDPOINT and status_code != 429 and (status_code or 0) < 500:
+    refused_signature = signing.refusal(api_code)
+    if refused_signature is not None:
+        # Whatever statusCode comes with it (undocumented): a refused signature is a refused key.
+        error_type = GenAuthAuthenticationError
+        message = f"signature refused: {refused_signature} (GenAuth: {message})"
+    elif path == TOKEN_ENDPOINT and status_code != 429 and (status_code or 0) < 500:
         error_type = GenAuthAuthenticationError  # the key pair itself was refused
     elif status_code is None:
         raise GenAuthUnavailableError(path, "no statusCode in the answer")
