@@ -47,18 +47,23 @@ def log_lines(path):
 
 
 @pytest.mark.parametrize(
-    ("fault", "command"),
-    [("refused", ["mfa-enforcer", "serve"]), ("unreachable", ["gunicorn"])],
-    ids=["keys-refused-serve", "unreachable-gunicorn"],
+    ("fault", "command", "auth"),
+    [
+        ("refused", ["mfa-enforcer", "serve"], "token"),
+        ("refused", ["mfa-enforcer", "serve"], "signature"),
+        ("unreachable", ["gunicorn"], "token"),
+    ],
+    ids=["keys-refused-serve", "signature-refused-serve", "unreachable-gunicorn"],
 )
 def test_a_web_process_starts_and_takes_deliveries_whatever_genauth_says(
-    emulator, database_url, tmp_path, fault, command
+    emulator, database_url, tmp_path, fault, command, auth
 ):
-    """Refused key (serve) or GenAuth failing every call (the Procfile's gunicorn): the process starts, /readyz
-    answers 200 with `genauth` and a warning naming what to check, a delivery is stored, the log says it once;
-    with GenAuth back, the worker enforces the delivered user and /readyz shows `ok` again."""
+    """Refused key (serve; a refused token or, with GENAUTH_AUTH=signature, a refused signature alike) or GenAuth
+    failing every call (the Procfile's gunicorn): the process starts, /readyz answers 200 with `genauth` and a
+    warning naming what to check, a delivery is stored, the log says it once; with GenAuth back, the worker
+    enforces the delivered user and /readyz shows `ok` again."""
     port = free_port()
-    extra = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1", **FAST_RETRIES}
+    extra = {"PORT": str(port), "HOST": "127.0.0.1", "WEB_CONCURRENCY": "1", "GENAUTH_AUTH": auth, **FAST_RETRIES}
     if fault == "refused":
         extra["GENAUTH_ACCESS_KEY_SECRET"] = "a-wrong-secret"
         named = "GENAUTH_ACCESS_KEY_SECRET"
@@ -102,6 +107,8 @@ def test_a_web_process_starts_and_takes_deliveries_whatever_genauth_says(
             wait_until(lambda: readiness(url).json()["checks"]["genauth"] == "ok", timeout=30, what="genauth ok")
         else:
             assert emulator.journal.count("/api/v3/set-mfa-status") == 0
+        if auth == "signature":
+            assert emulator.journal.count("/api/v3/get-management-token") == 0
     finally:
         assert stop(process) == 0
         log.close()

@@ -1,17 +1,34 @@
 """End to end: GenAuth-shaped deliveries over HTTP to the running service, the worker thread reconciling, and
-what the GenAuth emulator received. Runs on SQLite and on PostgreSQL."""
+what the GenAuth emulator received. Runs on SQLite and on PostgreSQL, with each way of proving the access key
+(GENAUTH_AUTH): a management token, and signed requests, which never ask for one."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
 
 from genauth_emulator.payloads import event_body
+from service.settings import AUTH_MODES
 from service.store.tables import events, work
 from tests.support.store import wait_for_decision, wait_for_empty_queue
 
 SET_MFA = "/api/v3/set-mfa-status"
 GET_MFA = "/api/v3/get-mfa-status"
+TOKEN = "/api/v3/get-management-token"
+
+
+@pytest.fixture(params=AUTH_MODES)
+def settings(settings, emulator, request):
+    """The suite's settings in each GENAUTH_AUTH mode; with signatures, no token may be asked for, ever."""
+    yield replace(settings, genauth=replace(settings.genauth, auth=request.param))
+    calls = [entry for entry in emulator.journal.entries() if entry.path.startswith("/api/v3/")]
+    if request.param == "signature":
+        assert emulator.journal.count(TOKEN) == 0
+        assert all(entry.headers["authorization"].startswith("authing ") for entry in calls)
+    else:
+        assert all(entry.headers["authorization"].startswith("Bearer ") for entry in calls if entry.path != TOKEN)
 
 
 def is_write_for(user_id):

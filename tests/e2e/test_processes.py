@@ -9,10 +9,12 @@ import shutil
 import subprocess
 import time
 
+import pytest
 import requests
 
 from genauth_emulator.payloads import event_body
 from genauth_emulator.sender import WebhookSender
+from service.settings import AUTH_MODES
 from service.store.decisions import decisions_for_user
 from service.store.engine import create_engine, prepare_database
 from service.store.inbox import Delivery, record_delivery
@@ -62,8 +64,10 @@ def test_gunicorn_from_the_procfile_serves_and_enforces(emulator, database_url, 
     assert all("job_id" in line for line in lines if line["event"] == "decision_recorded")
 
 
-def test_worker_command_enforces_and_stops_on_sigterm(emulator, database_url, tmp_path):
-    """`mfa-enforcer worker` drains queued work, then exits 0 on SIGTERM."""
+@pytest.mark.parametrize("auth", AUTH_MODES)
+def test_worker_command_enforces_and_stops_on_sigterm(emulator, database_url, tmp_path, auth):
+    """`mfa-enforcer worker` drains queued work, then exits 0 on SIGTERM; with GENAUTH_AUTH=signature it signs
+    every call and never asks for a management token."""
     engine = create_engine(database_url)
     prepare_database(engine)
     alice = emulator.users["fin.alice"]
@@ -76,18 +80,26 @@ def test_worker_command_enforces_and_stops_on_sigterm(emulator, database_url, tm
     process = subprocess.Popen(
         [str(BIN / "mfa-enforcer"), "worker"],
         cwd=ROOT,
-        env=service_env(emulator, database_url),
+        env=service_env(emulator, database_url, GENAUTH_AUTH=auth),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_until(lambda: decisions_for_user(engine, alice), what="the worker's decision")
+        [decision] = wait_until(lambda: decisions_for_user(engine, alice), what="the worker's decision")
     finally:
         assert stop(process) == 0
         log.close()
         engine.dispose()
     output = (tmp_path / "worker.log").read_text()
     assert '"event": "worker_stopped"' in output
+    assert decision["action"] == "enforced" and emulator.journal.count("/api/v3/set-mfa-status") == 1
+    schemes = {
+        entry.headers["authorization"].split()[0]
+        for entry in emulator.journal.entries()
+        if "authorization" in entry.headers
+    }
+    tokens = emulator.journal.count("/api/v3/get-management-token")
+    assert (schemes, tokens) == (({"authing"}, 0) if auth == "signature" else ({"Bearer"}, 1)), (schemes, tokens)
 
 
 def test_missing_settings_stop_startup_with_every_variable_named(tmp_path):

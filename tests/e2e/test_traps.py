@@ -85,6 +85,11 @@ def test_every_command_fails_with_one_clear_line_under_every_fault(emulator, dat
         cases.append(("unreachable", command, env(GENAUTH_HOST=f"http://127.0.0.1:{closed}"), "GENAUTH_HOST"))
     # A refused key is a configuration error the worker alone stops for; no retry would fix it.
     cases.append(("keys refused", ["worker"], env(GENAUTH_ACCESS_KEY_SECRET="a-wrong-secret"), "GENAUTH_ACCESS_KEY"))
+    # Signed calls (GENAUTH_AUTH=signature) refused for the same wrong secret: the same line and exit, no token.
+    for command in (["worker"], ["explain", "fin.alice"]):
+        signed = env(GENAUTH_ACCESS_KEY_SECRET="a-wrong-secret", GENAUTH_AUTH="signature")
+        cases.append(("signature refused", command, signed, "GENAUTH_ACCESS_KEY"))
+    cases.append(("no such GENAUTH_AUTH", ["worker"], env(GENAUTH_AUTH="hmac"), "GENAUTH_AUTH='hmac'"))
     for command in DATABASE_COMMANDS:
         down = f"postgresql://enforcer@127.0.0.1:{closed}/enforcer"
         cases.append(("database down", command, env(DATABASE_URL=down), "DATABASE_URL"))

@@ -12,7 +12,9 @@ from werkzeug.datastructures import MultiDict
 
 from genauth_emulator.credentials import Credentials
 from genauth_emulator.signatures import SignatureError, parse_authorization
+from service.errors import ConfigurationError
 from service.genauth import signing
+from service.settings import load_settings
 from tests.support.values import ROOT
 
 KEY = signing.AccessKey("AKID123", "a-secret-of-the-test-pool")
@@ -133,3 +135,16 @@ def test_every_signature_api_code_has_a_meaning():
     assert sorted(signing.REFUSALS) == list(range(1300, 1307))
     assert "clock" in (signing.refusal(signing.CLOCK_SKEW_API_CODE) or "")
     assert signing.refusal(2004) is None and signing.refusal(None) is None
+
+
+SETTINGS_REQUIRED = {"GENAUTH_ACCESS_KEY_ID": "pool-id", "GENAUTH_ACCESS_KEY_SECRET": "pool-secret"}
+
+
+def test_genauth_auth_is_token_by_default_signature_on_request_and_nothing_else():
+    """GENAUTH_AUTH: `token` unless set, `signature` (any case) when asked, any other value one clear problem."""
+    assert load_settings(SETTINGS_REQUIRED, role="worker").genauth.auth == "token"
+    assert load_settings({**SETTINGS_REQUIRED, "GENAUTH_AUTH": "Signature"}, role="worker").genauth.auth == "signature"
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings({**SETTINGS_REQUIRED, "GENAUTH_AUTH": "hmac"}, role="worker")
+    [problem] = [line for line in str(caught.value).splitlines() if "GENAUTH_AUTH" in line]
+    assert problem.strip() == "- GENAUTH_AUTH='hmac' is not one of token, signature"
