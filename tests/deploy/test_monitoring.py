@@ -441,6 +441,25 @@ SCENARIOS: list[dict] = [
         },
     },
     {
+        "alert": "MfaEnforcerGenAuthAccessKeyRejected",
+        "fires": True,
+        "at": "15m",
+        "series": {  # GENAUTH_AUTH=signature: no token call, every signed call refused
+            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/list-organizations",status="401"}': "0+1x20",
+            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="401"}': "0+2x20",
+        },
+    },
+    {
+        "alert": "MfaEnforcerGenAuthAccessKeyRejected",
+        "fires": False,
+        "at": "15m",
+        "series": {  # a revoked token: one 401, then a fresh token and successes
+            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="401"}': "0 1x20",
+            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="200"}': "0+5x20",
+            f'mfa_enforcer_genauth_calls_total{{{TOKEN},status="200"}}': "0 1 2x19",
+        },
+    },
+    {
         "alert": "MfaEnforcerDecisionsFailing",
         "fires": True,
         "at": "35m",
