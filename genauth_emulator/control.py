@@ -92,6 +92,19 @@ def control_blueprint(state: EmulatorState, journal: Journal, faults: Faults) ->
             return {"error": str(error)}, 400
         return {"user": user}, 201
 
+    @blueprint.post("/departments/<code>")
+    def change_department(code: str) -> JsonReply:
+        """`{name}`: rename the department (GenAuth's console edit), which emits `organization:node-updated`."""
+        spec = request.get_json(silent=True)
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            return {"error": "send {name}"}, 400
+        try:
+            state.rename_department(code, name)
+        except UnknownDepartmentError:
+            return {"error": f"unknown department {code}"}, 404
+        return {"department": {"code": code, "name": name}}, 200
+
     @blueprint.post("/users/<user_id>/login")
     def login(user_id: str) -> JsonReply:
         try:

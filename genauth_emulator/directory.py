@@ -68,6 +68,12 @@ class Directory:
         department.parent_id = parent.id
         department.updated_at = self._timestamp()
 
+    def rename(self, code: str, name: str) -> None:
+        """Give a department (a root too) another name; its code and place stay."""
+        department = self.by_code(code)
+        department.name = name
+        department.updated_at = self._timestamp()
+
     def organization(self, code: str) -> Organization:
         """Return the organization with this code."""
         organization = self._organizations.get(code)

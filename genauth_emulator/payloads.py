@@ -4,7 +4,8 @@
 objects of §1.8-1.9; `sender.WebhookSender` posts it. Shapes marked *constructed* in docs/genauth.md (deleted,
 group and role events) follow its reconstruction: `group:member-*` carry `{group, users}` (the
 group from the pool when `group_code` names one), `role:*` carry `{userIds, groupIds, nodeIds}` and, as the
-docs leave open, nothing about which role.
+docs leave open, nothing about which role; `organization:node-updated` carries the `{node, updates}` of the
+event table.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ EVENT_NAMES = (
     *sorted(_USER_EVENTS),
     *sorted(_MEMBER_EVENTS),
     "organization:node-moved",
+    "organization:node-updated",
     *sorted(_GROUP_EVENTS),
     *sorted(_ROLE_EVENTS),
     "mfa:verified",
@@ -92,6 +94,11 @@ def _data(
         return {"users": _webhook_users(state, user_id, users)}
     if event_name == "organization:node-moved":
         return _node_moved(state, _required(department_code, "department_code"))
+    if event_name == "organization:node-updated":  # the S-WH event table's `{node, updates}`; no example
+        return {
+            "node": state.webhook_node(_required(department_code, "department_code")),
+            "updates": dict(updates or {}),
+        }
     uid = _required(user_id, "user_id")
     if event_name == "mfa:verified":
         return {"userId": uid, "isValid": is_valid, "type": mfa_type}

@@ -264,6 +264,13 @@ class EmulatorState:
             self._users.touch()
             self._emit("organization:node-moved", None, department_code=code)
 
+    def rename_department(self, code: str, name: str) -> None:
+        """Rename a department and emit `organization:node-updated` (`{node, updates}`)."""
+        with self._lock:
+            self._directory.rename(code, name)
+            self._users.touch()
+            self._emit("organization:node-updated", None, department_code=code, updates={"name": name})
+
     def department_id(self, code: str) -> str:
         """Return the id of the department with this code (an organization code gives its root)."""
         with self._lock:

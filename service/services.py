@@ -12,6 +12,7 @@ pauses every worker of the process (``service.genauth.circuit``). Nothing here r
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import sqlalchemy as sa
 
@@ -27,6 +28,7 @@ from service.policy_source import PolicySource
 from service.settings import Settings
 from service.store.engine import create_engine, create_read_engine
 from service.store.migrating import ensure_schema
+from service.store.organisation_changes import generation
 from service.store.snapshots import PolicySnapshots
 from service.store.wakeup import Wakeup
 from service.worker.loop import Worker, default_owner
@@ -63,8 +65,10 @@ class Services:
         """The management token every client of the process uses (one fetch per process, not per worker)."""
         self.wakeup = Wakeup(engine)
         """Committed work wakes the process's idle workers (service.store.wakeup); the inbox rings it."""
-        self.tree = OrganisationTree()
-        """The organisation tree every reconciler of the process looks departments up in (loaded on first use)."""
+        changes = None if self.read_engine is None else partial(generation, self.read_engine, settings.pool_key)
+        self.tree = OrganisationTree(changes=changes)
+        """The organisation tree every reconciler of the process looks departments up in (loaded on first use,
+        and again when any process records an event that changed it)."""
 
     @classmethod
     def open(cls, settings: Settings, *, database: bool = True) -> Services:

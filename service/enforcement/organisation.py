@@ -8,12 +8,24 @@ turns them into the same facts (every department the user is in, not only the ma
 ``get-user-departments`` lists them; ancestors root first, without the department itself).
 
 Loading costs ``list-organizations`` (one call per 50 organisations) and one ``get-all-departments`` per
-organisation, counted in ``calls``; it happens on first use, when the copy is older than ``TREE_TTL``, after
-``invalidate`` (the reconciler calls it for an ``organization:*`` event that can change the tree's shape),
-and once when a user names a department the copy does not know (one created since it was loaded). An id
-still unknown after that reload is remembered until the next load, and ``departments`` answers None for
-it: the caller reads ``get-user-departments`` instead, so a department the listing does not show (or an id
-GenAuth answers differently) costs that one call per user, never a reload per user.
+organisation, counted in ``calls``; it happens on first use, when the copy is older than ``TREE_TTL``, when
+an event changed the tree since it was loaded, and once when a user names a department the copy does not
+know (one created since it was loaded). An id still unknown after that reload is remembered until the next
+load, and ``departments`` answers None for it: the caller reads ``get-user-departments`` instead, so a
+department the listing does not show (or an id GenAuth answers differently) costs that one call per user,
+never a reload per user.
+
+Which events change the tree is ``TREE_EVENTS`` (``service.policy.conditions``, where the departments
+condition names the events that change its fact). Such an event reaches the tree two ways, both read by
+``_is_stale``:
+
+- across processes, through the database: the intake moves the pool's generation when it records the event
+  (``service.store.organisation_changes``), and ``changes`` reads it, at most once per ``CHECK_INTERVAL``
+  (one primary-key read, no GenAuth call); a generation other than the one read before the last load means
+  the copy is out of date. A web process that receives the event so makes every worker process reload.
+- for the event's own work, at once: the reconciler calls ``invalidate(as_of=...)`` for a job whose trigger
+  is a tree event, so its users are never judged by a copy older than the event, even within the interval;
+  a department's members after a rename or a move still cost one load between them.
 
 One tree serves every worker thread of a process (``service.services``); a load holds its lock, so
 threads that need the tree meanwhile wait for that one load rather than making their own.
@@ -36,7 +48,9 @@ from service.policy.facts import Department
 logger = logging.getLogger(__name__)
 
 TREE_TTL = 300.0
-"""Seconds a loaded tree is used before it is loaded again (a rename GenAuth sends no event for shows then)."""
+"""Seconds a loaded tree is used before it is loaded again (a change no event told the service of shows then)."""
+CHECK_INTERVAL = 2.0
+"""Seconds between two reads of the pool's tree generation (a change recorded by another process shows then)."""
 
 
 @dataclass(frozen=True)
@@ -61,15 +75,30 @@ class Lookup:
 class OrganisationTree:
     """The organisations and departments of one pool, loaded on demand and shared by a process's workers."""
 
-    def __init__(self, *, ttl: float = TREE_TTL, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        ttl: float = TREE_TTL,
+        clock: Callable[[], float] = time.time,
+        changes: Callable[[], int] | None = None,
+        check_interval: float = CHECK_INTERVAL,
+    ) -> None:
         self.ttl = ttl
         self._clock = clock
         """Wall-clock time, as the queue stamps work (``invalidate`` compares its ``as_of`` with it)."""
+        self._changes = changes
+        """Reads the pool's tree generation (``service.store.organisation_changes``); None: no database."""
+        self.check_interval = check_interval
         self._lock = threading.Lock()
         self._nodes: dict[str, _Node] = {}
         self._loaded_at = -math.inf
         self._stale_as_of = -math.inf
+        self._generation: int | None = None
+        """The generation read just before the last load began."""
+        self._checked_at = -math.inf
         self._unknown: set[str] = set()
+        self.checks = 0
+        """Times the generation was read, for tests and benchmarks."""
         self.loads = 0
         """Times the tree was loaded, for tests and benchmarks."""
         self.calls = 0
@@ -110,10 +139,30 @@ class OrganisationTree:
             return Lookup(tuple(self._department(item) for item in department_ids), loaded)
 
     def _is_stale(self) -> bool:
-        return self._clock() - self._loaded_at >= self.ttl or self._loaded_at < self._stale_as_of
+        now = self._clock()
+        if now - self._loaded_at >= self.ttl or self._loaded_at < self._stale_as_of:
+            return True
+        if self._changes is None or now - self._checked_at < self.check_interval:
+            return False
+        self._checked_at = now
+        generation = self._read_generation()
+        return generation is not None and generation != self._generation
+
+    def _read_generation(self) -> int | None:
+        """The pool's tree generation; None when it cannot be read (the TTL still bounds the copy's age)."""
+        if self._changes is None:
+            return None
+        self.checks += 1
+        try:
+            return self._changes()
+        except Exception as error:  # the database is the worker's to report; the tree only waits for the TTL
+            log_event(logger, "organisation_changes_unread", level=logging.WARNING, error_type=type(error).__name__)
+            return None
 
     def _load(self, client: GenAuthClient) -> None:
         started, before = self._clock(), client.calls
+        # Read before listing: a change recorded during the load moves it again, and the next check reloads.
+        self._generation, self._checked_at = self._read_generation(), started
         nodes: dict[str, _Node] = {}
         for organization in directory.list_organizations(client):
             code = _text(organization.get("organizationCode"))

@@ -12,8 +12,8 @@ It reads what it needs in one round trip (``service.enforcement.facts.read_user`
 flags the rules need (or the record a listing returned), ``get-mfa-status`` alongside it whenever any rule
 could match (after it, for a trigger that says the user is gone: ``REMOVAL_TRIGGERS``), and groups or roles
 when a rule names them; departments come from the record's ``departmentIds`` and the process's cached
-organisation tree (``service.enforcement.organisation``), which an ``organization:*`` event that can change
-the tree's shape marks out of date.
+organisation tree (``service.enforcement.organisation``), which a job triggered by an event that changes the
+tree (``TREE_EVENTS``) marks out of date.
 
 GenAuth has no compare-and-set, so a write goes like this (``_enforce``):
 
@@ -59,6 +59,7 @@ from service.genauth.client import GenAuthClient, Json
 from service.genauth.errors import GenAuthAnswerLostError, GenAuthUserNotFoundError
 from service.logs import log_event
 from service.policy import Evaluation, Outcome, Policy, RuleResult, UserFacts, evaluate, factors_to_add, rule_outcomes
+from service.policy.conditions import TREE_EVENTS
 from service.policy.outcomes import action_of
 from service.vocabulary import Action
 
@@ -68,9 +69,6 @@ ARCHIVED = "Archived"
 REMOVAL_TRIGGERS = frozenset({"user:archived", "user:deleted"})
 """Events that say the user is gone: ``get-user`` is read first to confirm it, and the MFA data only after, if a
 rule matches (a user GenAuth confirms archived or deleted has their MFA data neither read nor written)."""
-TREE_EVENTS_EXCLUDED = frozenset({"organization:member-added", "organization:member-removed"})
-"""``organization:*`` events that leave the tree's shape as it was: the user's ``departmentIds`` are read anew,
-and a department new to the cached tree reloads it anyway."""
 NOT_FOUND = "the user does not exist in GenAuth (deleted)"
 
 
@@ -141,7 +139,7 @@ class Reconciler:
 
     def reconcile(self, request: Request, *, dry_run: bool = False, user: Json | None = None) -> Decision:
         is_audit = self.force_audit or dry_run
-        if request.trigger.startswith("organization:") and request.trigger not in TREE_EVENTS_EXCLUDED:
+        if request.trigger in TREE_EVENTS:  # not membership events: their users' departmentIds are read anew
             self.tree.invalidate(as_of=request.enqueued_at)
         try:
             plan = self.plan(request.user_id, dry_run=dry_run, user=user, removal=request.trigger in REMOVAL_TRIGGERS)

@@ -15,13 +15,14 @@ reconcile like any other: a delivery is a hint, and only the worker's read of Ge
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from service.intake.errors import InvalidDeliveryError
 from service.logs import UNSAFE_CHARACTERS
+from service.policy.conditions import TREE_EVENTS
 from service.settings import MAX_SUBJECTS_LIMIT
 from service.store.subjects import DEPARTMENT, GROUP, Subject
 
@@ -169,6 +170,45 @@ class NodeMoved(_Strict):
         return (Subject(DEPARTMENT, node["id"]),), _named([node])[1]
 
 
+class TreeChanged(_Strict):
+    """``organization:node-added``, ``-node-deleted``, ``organization:created``, ``-deleted``, ``-imported``,
+    ``-tree-updated``: the tree changed, which every process's cached copy must learn (the intake moves the
+    pool's tree generation, ``service.store.organisation_changes``), but nobody's membership did, so there is
+    no one to reconcile: a new department has no members yet (they join with ``member-added``, which names
+    them), a deleted one has none left to list. GenAuth documents what ``data`` holds only in its event table
+    (docs/genauth.md §1.7), with no example, so any object is accepted and only the pools it names are read."""
+
+    userPoolId = fields.Raw(load_default=None)
+    data = fields.Raw(load_default=None)
+
+    @post_load
+    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Named:
+        return (), _tree_pools(loaded)
+
+
+class NodeUpdated(TreeChanged):
+    """``organization:node-updated``: ``data.node`` is the department after the change (docs/genauth.md §1.7),
+    so a rename can put its members under another rule (or take them out of one): its members are reconciled,
+    as after a move. A payload without a usable ``data.node.id`` is accepted like the other tree events."""
+
+    @post_load
+    def _subjects(self, loaded: dict[str, Any], **_kwargs: Any) -> Named:
+        data = loaded.get("data")
+        node = data.get("node") if isinstance(data, dict) else None
+        node_id = node.get("id") if isinstance(node, dict) else None
+        if isinstance(node_id, str) and _USER_ID.match(node_id):
+            return (Subject(DEPARTMENT, node_id),), _tree_pools(loaded)
+        return (), _tree_pools(loaded)
+
+
+def _tree_pools(loaded: dict[str, Any]) -> tuple[str, ...]:
+    """The pools a tree event names: where ``_named_pools`` looks, and on the node or organisation it carries."""
+    data = loaded.get("data")
+    objects = [data.get(key) for key in ("node", "organization")] if isinstance(data, dict) else []
+    named = [pool for item in objects if isinstance(item, dict) and isinstance(pool := item.get("userPoolId"), str)]
+    return tuple(dict.fromkeys([*_named_pools(loaded), *(pool for pool in named if pool)]))
+
+
 SUBJECT_SCHEMAS: dict[str, type[Schema]] = {
     "login": UserIsData,
     "register": UserIsData,
@@ -182,6 +222,13 @@ SUBJECT_SCHEMAS: dict[str, type[Schema]] = {
     "organization:member-added": UserInData,
     "organization:member-removed": UserInData,
     "organization:node-moved": NodeMoved,
+    "organization:node-added": TreeChanged,
+    "organization:node-updated": NodeUpdated,
+    "organization:node-deleted": TreeChanged,
+    "organization:created": TreeChanged,
+    "organization:deleted": TreeChanged,
+    "organization:imported": TreeChanged,
+    "organization:tree-updated": TreeChanged,
     "group:member-added": UsersInData,
     "group:member-removed": UsersInData,
     "role:assigned": RoleChanged,
@@ -211,6 +258,12 @@ class Interpretation:
     """What ENFORCER_MAX_SUBJECTS caps."""
     userpool_ids: tuple[str, ...] = ()
     """The user pools the delivery names."""
+    changes_tree: bool = False
+    """The event changed the organisation tree (``TREE_EVENTS``): every process's cached copy must reload."""
+
+    def ignored(self) -> Interpretation:
+        """The delivery as one of an event the service does not act on (the pools it names still count)."""
+        return replace(self, outcome="ignored", subjects=(), changes_tree=False)
 
 
 def _named_pools(body: dict[str, Any]) -> tuple[str, ...]:
@@ -248,7 +301,7 @@ def interpret(body: Any) -> Interpretation:
             raise InvalidDeliveryError(
                 f"the {event_name} event is missing what it must carry", errors=error.messages
             ) from error
-    return Interpretation(event_name, "queued", *named)
+    return Interpretation(event_name, "queued", *named, changes_tree=event_name in TREE_EVENTS)
 
 
 def schema_subjects(event_name: str, body: dict[str, Any]) -> Named:

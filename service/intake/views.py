@@ -5,6 +5,11 @@ bound the size, count the values (before parsing), parse, validate and extract t
 and the number of subjects, commit the event record and the work rows in one transaction, then answer 200.
 GenAuth is never called from here; the worker does that.
 
+An event that changes the organisation tree (``TREE_EVENTS``) is subscribed to only when a rule reads
+departments (``webhooks subscribe``); delivered while no rule does, it is recorded as ``ignored``, as an event
+the service does not act on: a department's members are not listed, and no process's tree is told (a tree no
+rule reads is not loaded).
+
 With GENAUTH_USERPOOL_ID set the pool check fails closed: a delivery is refused (403) when any pool header
 or any pool id in its body names another pool, and also when it names no pool at all. GenAuth sends
 ``x-authing-userpool-id`` with every delivery, test deliveries included; ``test`` deliveries (which change
@@ -38,6 +43,7 @@ from service.intake.errors import (
 from service.intake.parsing import decode_body
 from service.intake.schemas import SUBJECT_SCHEMAS, TEST_EVENT, Interpretation, interpret
 from service.logs import log_event
+from service.policy.facts import Fact
 from service.settings import WebhookSettings
 from service.store.engine import write_problem
 from service.store.errors import GroupCommitTimeoutError
@@ -66,6 +72,8 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
         raise RequestEntityTooLarge()
     body = decode_body(request.mimetype, raw, max_values=settings.max_values)
     interpretation = interpret(body)
+    if interpretation.changes_tree and Fact.DEPARTMENTS not in state.policies.current().needs:
+        interpretation = interpretation.ignored()  # no rule reads departments: as if not subscribed
     g.event_name = interpretation.event_name
     _check_pool(settings, interpretation)
     count = len(interpretation.subjects)
@@ -81,6 +89,7 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
         digest=body_digest(state.digest_key, raw),
         content_type=request.mimetype,
         outcome=interpretation.outcome,
+        changes_tree=interpretation.changes_tree,
     )
     try:
         event_id = state.inbox.record(delivery, now=time.time())

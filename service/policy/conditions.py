@@ -152,11 +152,26 @@ def _any_of(wanted: tuple[str, ...], held: tuple[str, ...], matched: str, failed
 
 # --- the user's place in the directory -----------------------------------------------------------------
 
+TREE_EVENTS: tuple[str, ...] = (
+    "organization:node-moved",
+    "organization:node-added",
+    "organization:node-updated",
+    "organization:node-deleted",
+    "organization:created",
+    "organization:deleted",
+    "organization:imported",
+    "organization:tree-updated",
+)
+"""The events that change the organisation tree (a department's name, code or place, or which departments
+and organisations exist), as opposed to who is in a department: each marks every process's cached tree out
+of date (``service.enforcement.organisation``). ``organization:udv-changed`` is not one: it changes a
+department's custom fields (docs/genauth.md §1.7), which no rule reads."""
+
 
 class Departments(_Listed):
     key = fixture = "departments"
     fact = Fact.DEPARTMENTS
-    events = ("organization:member-added", "organization:member-removed", "organization:node-moved")
+    events = ("organization:member-added", "organization:member-removed", *TREE_EVENTS)
     word, item = "a department code, name or id", "department"
 
     def schema_fields(self) -> dict[str, fields.Field[Any]]:

@@ -8,7 +8,9 @@ after that commit, but the flush and the lock are paid once per batch instead of
 A delivery about one user makes its row ``PRIORITY_EVENT`` (claimed first); the users of a list event and
 the departments and groups to expand are ``PRIORITY_BULK``. The event record lists the subjects of a delivery
 that names at most ``MAX_LISTED_SUBJECTS`` (``replay --since`` reads them); a longer list is kept as its count
-and a SHA-256 digest, so one delivery cannot make a large event row.
+and a SHA-256 digest, so one delivery cannot make a large event row. A delivery that says the organisation
+tree changed also moves the pool's tree generation in that transaction (``service.store.organisation_changes``),
+so the processes that cache the tree see the change as soon as the event is answered.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from service.store import organisation_changes
 from service.store.committing import GroupCommit
 from service.store.driver import driver_cursor, driver_sql
 from service.store.queue import PRIORITY_BULK, PRIORITY_EVENT, upsert_work, work_row
@@ -55,6 +58,8 @@ class Delivery:
     content_type: str
     outcome: str
     """``queued`` (the queue changed), ``ignored`` (an event the service does not act on) or ``test``."""
+    changes_tree: bool = False
+    """The event changed the organisation tree: the pool's tree generation moves with its record."""
 
     @property
     def priority(self) -> int:
@@ -90,6 +95,9 @@ def write_deliveries(connection: sa.Connection, received: Sequence[tuple[Deliver
             for subject in dict.fromkeys(delivery.subjects)
         )
     upsert_work(connection, rows)
+    changed = [(delivery.userpool_id, now) for delivery, now in received if delivery.changes_tree]
+    if changed:
+        organisation_changes.bump(connection, (pool for pool, _ in changed), now=max(now for _, now in changed))
     return event_ids
 
 

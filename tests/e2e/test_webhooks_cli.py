@@ -25,7 +25,18 @@ FINANCE_POLICY = "policies:\n  - name: finance-sms\n    match: {departments: [fi
 DOMAIN_POLICY = (
     "policies:\n  - name: corp-email\n    match: {email_domains: [corp.example]}\n    require_mfa: [EMAIL]\n"
 )
-DEPARTMENT_EVENTS = ["organization:member-added", "organization:member-removed", "organization:node-moved"]
+DEPARTMENT_EVENTS = [
+    "organization:member-added",
+    "organization:member-removed",
+    "organization:node-moved",
+    "organization:node-added",
+    "organization:node-updated",
+    "organization:node-deleted",
+    "organization:created",
+    "organization:deleted",
+    "organization:imported",
+    "organization:tree-updated",
+]
 
 
 def cli_env(emulator, database_url, policy_file):

@@ -10,6 +10,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+import service.store.organisation_changes  # noqa: F401 - registers its table on the shared metadata
 import service.store.sweeps  # noqa: F401 - registers the sweep tables on the shared metadata
 from service.store.engine import create_engine
 from service.store.errors import SchemaOutOfDateError
@@ -151,7 +152,7 @@ def test_0008_puts_sweeps_on_the_queue_and_abandons_a_sweep_that_was_running(bar
             )
         )
         connection.execute(sa.text("INSERT INTO sweep_members (sweep_id, user_id, rule) VALUES (1, 'u1', 'r')"))
-    assert upgrade(bare_engine) == ("0007", "0008")
+    assert upgrade(bare_engine, "0008") == ("0007", "0008")
     tables = set(sa.inspect(bare_engine).get_table_names())
     assert not tables & {"sweep_locks", "sweep_members", "sweep_sources"}
     with bare_engine.connect() as connection:
@@ -161,3 +162,13 @@ def test_0008_puts_sweeps_on_the_queue_and_abandons_a_sweep_that_was_running(bar
         command.downgrade(_config(connection), "0007")
     assert {"sweep_locks", "sweep_members", "sweep_sources"} <= set(sa.inspect(bare_engine).get_table_names())
     assert "plan" not in {column["name"] for column in sa.inspect(bare_engine).get_columns("sweeps")}
+
+
+def test_0009_adds_the_tree_generations_on_top_of_0008_and_going_back_drops_them(bare_engine):
+    """0009 adds organisation_changes (one generation per pool, empty until a tree event); 0008 drops it."""
+    upgrade(bare_engine, "0008")
+    assert upgrade(bare_engine, "0009") == ("0008", "0009")
+    assert "organisation_changes" in set(sa.inspect(bare_engine).get_table_names())
+    with bare_engine.begin() as connection:
+        command.downgrade(_config(connection), "0008")
+    assert "organisation_changes" not in set(sa.inspect(bare_engine).get_table_names())

@@ -3,7 +3,8 @@
 import pytest
 
 from service.intake.errors import InvalidDeliveryError
-from service.intake.schemas import interpret
+from service.intake.schemas import SUBJECT_SCHEMAS, interpret
+from service.policy.conditions import TREE_EVENTS
 from service.store.subjects import DEPARTMENT, GROUP
 from service.store.subjects import USER as USER_KIND
 
@@ -197,3 +198,56 @@ def test_ids_with_hidden_or_reordering_characters_are_refused(user_id):
 def test_ids_in_other_scripts_are_still_ids():
     """Letters of any script (custom-database pools) remain valid."""
     assert ids(interpret({"eventName": "login", "data": {**USER, "id": "用户-42"}}).subjects) == ("用户-42",)
+
+
+TREE_CHANGES = [event for event in TREE_EVENTS if event not in ("organization:node-moved", "organization:node-updated")]
+
+
+@pytest.mark.parametrize("event", TREE_CHANGES)
+@pytest.mark.parametrize(
+    "data",
+    [None, {}, [], "x", {"node": {"id": "d1"}}, {"nodes": [{"id": "d1"}]}, {"organization": {"id": "o1"}}],
+    ids=["none", "empty", "list", "text", "node", "nodes", "organization"],
+)
+def test_tree_events_are_accepted_whatever_they_carry_and_name_nobody(event, data):
+    """organization:node-added, -deleted, created, deleted, imported, tree-updated: their payloads have no
+    example, so any object is accepted; a new or deleted department has no members to reconcile, so no subject,
+    but the delivery says the tree changed."""
+    body = {"eventName": event} if data is None else {"eventName": event, "data": data}
+    result = interpret(body)
+    assert (result.outcome, result.subjects, result.changes_tree) == ("queued", (), True)
+
+
+def test_node_updated_names_the_department_to_expand():
+    """organization:node-updated (a rename): the department's members may match other rules, so it is expanded."""
+    body = {"eventName": "organization:node-updated", "data": {"node": {"id": "d1"}, "updates": {"name": "Ops"}}}
+    result = interpret(body)
+    assert (ids(result.subjects), ids(result.subjects, DEPARTMENT), result.changes_tree) == ((), ("d1",), True)
+
+
+@pytest.mark.parametrize(
+    "data", [None, {}, {"node": "d1"}, {"node": {"id": 42}}, {"node": {"id": "has space"}}, {"node": {}}]
+)
+def test_node_updated_without_a_usable_node_id_still_changes_the_tree(data):
+    """A node-updated whose node id is missing or not an id is accepted; it names no department."""
+    body = {"eventName": "organization:node-updated", "data": data}
+    result = interpret(body)
+    assert (result.outcome, result.subjects, result.changes_tree) == ("queued", (), True)
+
+
+def test_tree_events_name_the_pools_their_node_or_organisation_carry():
+    """The pool check sees a tree event's pools: the envelope's, data's, the node's and the organisation's."""
+    body = {
+        "eventName": "organization:node-added",
+        "data": {"node": {"id": "d1", "userPoolId": "p1"}, "organization": {"userPoolId": "p2"}, "userPoolId": "p3"},
+    }
+    assert sorted(interpret(body).userpool_ids) == ["p1", "p2", "p3"]
+
+
+def test_only_tree_events_say_the_tree_changed():
+    """Membership, user and unknown events leave every process's tree as it is; every tree event has a schema."""
+    assert not interpret({"eventName": "organization:member-added", "data": {"user": USER}}).changes_tree
+    assert not interpret({"eventName": "login", "data": USER}).changes_tree
+    assert not interpret({"eventName": "organization:udv-changed", "data": {}}).changes_tree
+    assert interpret({"eventName": "organization:node-moved", "data": {"node": {"id": "d1"}}}).changes_tree
+    assert set(TREE_EVENTS) <= set(SUBJECT_SCHEMAS)
