@@ -8,6 +8,8 @@ import json
 import re
 from typing import Any
 
+import requests
+
 from genauth_emulator import EmulatorServer, EmulatorState
 from tests.support.emulator import Api, Receiver
 
@@ -198,3 +200,22 @@ def test_existing_service_style_subscription_is_not_disturbed(server: EmulatorSe
     server.state.login(server.state.user_ids()[0])
     assert server.state.wait_for_deliveries(10)
     assert [entry["success"] for entry in server.state.webhooks.logs(created["webhookId"])] == [False]
+
+
+def test_renaming_a_department_through_the_control_api_sends_node_updated(
+    api: Api, receiver: Receiver, ids: dict[str, str]
+) -> None:
+    """POST /_emulator/departments/<code> {name} renames it in the API's answers and delivers
+    organization:node-updated with the node as it now is and the changed field; an unknown code is a 404."""
+    webhook(api, receiver.url, ["organization:node-updated"])
+    base = api.server.url
+    assert requests.post(f"{base}/_emulator/departments/engineering", json={"name": "Platform"}, timeout=5).ok
+    assert requests.post(f"{base}/_emulator/departments/nope", json={"name": "X"}, timeout=5).status_code == 404
+    assert requests.post(f"{base}/_emulator/departments/engineering", json={}, timeout=5).status_code == 400
+    assert api.server.state.wait_for_deliveries(10)
+    [sent] = bodies(receiver)
+    assert sent["eventName"] == "organization:node-updated"
+    assert (sent["data"]["node"]["code"], sent["data"]["node"]["name"]) == ("engineering", "Platform")
+    assert sent["data"]["updates"] == {"name": "Platform"}
+    listed = api.data("get-all-departments", {"organizationCode": "acme"})["list"]
+    assert {item["code"]: item["name"] for item in listed}["engineering"] == "Platform"

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-import service.store.organisation_changes  # noqa: F401 - registers its table on the shared metadata
+import service.store.organisation_changes
 import service.store.sweeps  # noqa: F401 - registers the sweep tables on the shared metadata
 from service.store.engine import create_engine
 from service.store.errors import SchemaOutOfDateError
