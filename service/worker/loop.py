@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ from service.enforcement.errors import WriteOutcomeUnknownError
 from service.enforcement.expansion import department_members, group_members
 from service.enforcement.reconciling import Reconciler, Request
 from service.errors import PermanentError, TemporaryError
+from service.genauth.client import Json
 from service.logs import bind, log_event
 from service.settings import WorkerSettings
 from service.store import queue, sweeps
@@ -233,20 +235,29 @@ class Worker:
             self._expand(job)
             return
         with bind(job_id=job.id, user_id=job.subject.id, attempt=job.attempts):
-            try:
-                decision = self.reconciler.reconcile(_request(job))
-            except WriteOutcomeUnknownError as error:
-                self._retry(job, error, error.retry_after, decision=error.decision)
-            except TemporaryError as error:
-                self._retry(job, error, error.retry_after)
-            except PermanentError as error:
-                self._finish(job, self._failure(job, error), started)
-            except Exception as error:
-                # A bug or an unexpected answer: keep the work, log loudly, retry with backoff.
-                logger.exception("job_crashed", extra={"fields": {}})
-                self._retry(job, error, None)
+            attempt = self._attempt(job, _request(job))
+            if attempt.error is not None:
+                self._retry(job, attempt.error, attempt.retry_after, decision=attempt.decision)
             else:
-                self._finish(job, decision, started)
+                assert attempt.decision is not None
+                self._finish(job, attempt.decision, started)
+
+    def _attempt(self, job: queue.Job, request: Request, *, user: Json | None = None) -> Attempt:
+        """Reconcile one user (a user row's, or one of a sweep page's) and sort out how it ended, the one way
+        both need: a decision to record, an error to retry the user for, or both (a write whose answer was
+        lost). A permanent error is a ``failed`` decision; a bug or an unexpected answer is logged loudly and
+        retried with backoff."""
+        try:
+            return Attempt(self.reconciler.reconcile(request, user=user))
+        except WriteOutcomeUnknownError as error:
+            return Attempt(error.decision, error, error.retry_after)
+        except TemporaryError as error:
+            return Attempt(None, error, error.retry_after)
+        except PermanentError as error:
+            return Attempt(self._failure(job, error, user_id=request.user_id))
+        except Exception as error:
+            logger.exception("job_crashed", extra={"fields": {}})
+            return Attempt(None, error)
 
     def _expand(self, job: queue.Job) -> None:
         """Enqueue every member of a department or group subject, then finish the subject's row."""
@@ -273,8 +284,10 @@ class Worker:
             log_event(logger, "subject_expanded", users=len(members))
 
     def _sweep_page(self, job: queue.Job) -> None:
-        """Read a sweep's page (the next goes on the queue), reconcile its users from the listing's records, and
-        record their decisions, the page's counts and the row's completion in one transaction. A user that
+        """Read a sweep's page (the next goes on the queue) and reconcile its users from the listing's records,
+        recording each user's decision as soon as it is made, so a worker killed mid-page leaves no write
+        without its decision (and the page, read again after its lease, skips the users decided: the sweep has
+        seen them). The page's counts and the row's completion are one transaction at the end. A user that
         fails for a temporary reason goes on the queue as an ordinary user row (its own retries), and so do the
         users not reached yet when the worker is asked to stop or GenAuth fails for everyone."""
         with bind(job_id=job.id, subject=job.subject.encode(), attempt=job.attempts):
@@ -288,30 +301,27 @@ class Worker:
                 self._retry(job, error, None)
                 return
             users = [] if page is None else page.users
-            decided: list[tuple[Decision, float]] = []
+            decided = 0
             again: list[str] = []
             for index, (user_id, record) in enumerate(users):
                 if self.stop_requested.is_set() or (self.breaker is not None and self.breaker.is_open()):
                     again.extend(user_id for user_id, _ in users[index:])
                     break
                 started = self.clock()
-                request = Request(job.userpool_id, user_id, job.reason, job.attempts)
-                try:
-                    decided.append((self.reconciler.reconcile(request, user=record), started))
-                except WriteOutcomeUnknownError as error:
-                    decided.append((error.decision, started))
-                    again.append(user_id)
-                except TemporaryError:
-                    again.append(user_id)
-                except PermanentError as error:
-                    decided.append((self._failure(job, error, user_id=user_id), started))
-                except Exception:
-                    logger.exception("job_crashed", extra={"fields": {"user_id": user_id}})
+                with bind(user_id=user_id):
+                    attempt = self._attempt(
+                        job, Request(job.userpool_id, user_id, job.reason, job.attempts), user=record
+                    )
+                if attempt.decision is not None:
+                    with self.engine.begin() as connection:
+                        decision = self._record(connection, job, attempt.decision, started=started, now=self.clock())
+                    metrics.record_decision(decision.rules, decision.action)
+                    decided += 1
+                if attempt.error is not None:
                     again.append(user_id)
             now = self.clock()
             finished = None
             with self.engine.begin() as connection:
-                decisions = [self._record(connection, job, d, started=s, now=now) for d, s in decided]
                 queue.enqueue(connection, job.userpool_id, map(Subject.user, again), reason=job.reason, now=now)
                 queue.complete(connection, job, owner=self.owner, now=now)
                 if page is not None:
@@ -325,10 +335,8 @@ class Worker:
                         rule_counts=page.rule_counts,
                         now=now,
                     )
-            for decision in decisions:
-                metrics.record_decision(decision.rules, decision.action)
             metrics.JOBS.labels(result="swept").inc()
-            log_event(logger, "sweep_page_done", decided=len(decisions), requeued=len(again))
+            log_event(logger, "sweep_page_done", decided=decided, requeued=len(again))
             if finished is not None:
                 log_event(logger, "sweep_finished", sweep_id=finished.id, in_scope=finished.in_scope)
 
@@ -409,6 +417,18 @@ class Worker:
             reason=prefix + str(error),
             attempt=job.attempts,
         )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """How reconciling one user ended (``Worker._attempt``)."""
+
+    decision: Decision | None
+    """To record now (None: nothing was decided)."""
+    error: Exception | None = None
+    """Why the user must be tried again (None: done)."""
+    retry_after: float | None = None
+    """GenAuth's advice on when (``Retry-After``)."""
 
 
 def _settled(connection: sa.Connection, userpool_id: str, decision: Decision) -> Decision:

@@ -3,6 +3,7 @@ connection, and several workers sharing one PostgreSQL queue."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -23,9 +24,11 @@ from service.store.decisions import decisions_for_user
 from service.store.engine import create_engine, prepare_database
 from service.store.tables import decisions, events, work
 from tests.support.factories import enqueue
-from tests.support.processes import BIN, free_port, is_ready, service_env, stop
+from tests.support.processes import BIN, free_port, is_ready, run_command, service_env, stop
 from tests.support.values import ROOT, WEBHOOK_SECRET
 from tests.support.waiting import wait_until
+
+SET_MFA = "/api/v3/set-mfa-status"
 
 
 @pytest.fixture
@@ -82,6 +85,35 @@ def test_killed_worker_loses_nothing_its_lease_returns_the_row(emulator, databas
     [decision] = decisions_for_user(store, alice)
     assert decision["action"] == "enforced" and decision["attempt"] == 2
     assert count(store, work) == 0
+
+
+def test_a_worker_killed_mid_page_leaves_no_write_without_its_decision(emulator, database_url, store, tmp_path):
+    """A sweep's page holds Alice and Bob, who both need SMS. The first write is answered at once, the second
+    only after 8 s: kill -9 while it waits. Every write GenAuth answered by then has its enforced decision;
+    after the lease a second worker reads the page again, skips the user decided, and finishes the sweep."""
+    env = service_env(emulator, database_url)
+    assert run_command(["mfa-enforcer", "reconcile"], env).returncode == 0
+    emulator.faults.add("latency", path=SET_MFA, times=1, seconds=0)
+    emulator.faults.add("latency", path=SET_MFA, times=1, seconds=8)
+    first = start_worker(emulator, database_url, tmp_path / "w1.log", ENFORCER_LEASE_SECONDS="2")
+    try:
+        [write] = emulator.journal.wait_for(SET_MFA, timeout=30)
+        written = write.body["userId"]
+        with contextlib.suppress(AssertionError):  # without its decision yet: the kill shows whether it is lost
+            wait_until(lambda: decisions_for_user(store, written), timeout=5, what="the first write's decision")
+    finally:
+        finish(first, signal.SIGKILL)
+    answered = {entry.body["userId"] for entry in emulator.journal.entries(SET_MFA)}
+    assert answered == {written}
+    assert [d["action"] for d in decisions_for_user(store, written)] == ["enforced"]
+    second = start_worker(emulator, database_url, tmp_path / "w2.log", ENFORCER_LEASE_SECONDS="2")
+    try:
+        wait_until(lambda: count(store, work) == 0, timeout=40, what="the sweep's work to drain")
+    finally:
+        assert finish(second) == 0
+    assert [d["action"] for d in decisions_for_user(store, written)] == ["enforced"]
+    for name in ("fin.alice", "fin.bob", "fin.carol", "fin.frank"):
+        assert decisions_for_user(store, emulator.users[name]), name
 
 
 def test_sigterm_finishes_the_current_job_and_releases_the_rest(emulator, database_url, store, tmp_path):
