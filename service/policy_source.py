@@ -9,7 +9,9 @@ policy at all, and a worker can wait. Every file that validates is saved in the 
 (``service.store.snapshots``); a process that starts while the file is bad uses that last good copy, or, if
 there is none, no rules, and says which in the log (``policy_load_failed``) and in ``/readyz``. With no rules
 the worker's ``enforceable()`` raises ``PolicyUnavailableError``, a temporary error, so queued users wait for
-a valid file instead of being recorded as out of scope.
+a valid file instead of being recorded as out of scope. The process whose save replaces the deployment's copy
+also records the change in the audit trail (digests, rules added, removed and changed, mode switches): once
+per new version, however many processes reload it.
 
 The file is read in a helper thread that the caller waits for at most ``read_timeout`` seconds, never while
 holding the lock: a path that blocks (a FIFO with no writer, a hung network mount) costs that one thread and
@@ -21,19 +23,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from service.errors import PolicyUnavailableError
 from service.logs import log_event
-from service.policy import Policy, PolicyError, parse_policy
-from service.store.snapshots import PolicySnapshot, PolicySnapshots
+from service.policy import Policy, PolicyError, Rule, parse_policy
+from service.store.snapshots import Describe, PolicySnapshot, PolicySnapshots
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +147,7 @@ class PolicySource:
         raw = self._read()
         self._digest = hashlib.sha256(raw).hexdigest()
         self._policy = parse_policy(_text(raw, self.path), str(self.path))
-        self._save(raw, self._digest, time.time())
+        self._save(raw, self._digest, time.time(), self._policy)
 
     def _fall_back(self, error: PolicyError) -> None:
         """Start with the last good copy from the database, or with no rules."""
@@ -201,7 +206,7 @@ class PolicySource:
             self._error = None
             self._state = STATE_CURRENT
         log_event(logger, "policy_reloaded", source=str(self.path), rules=len(policy.rules))
-        self._save(raw, digest, loaded_at)
+        self._save(raw, digest, loaded_at, policy)
 
     def _refuse(self, error: PolicyError, *, digest: str | None) -> None:
         """Keep what is in force; log a problem once (until the file changes again)."""
@@ -223,13 +228,28 @@ class PolicySource:
                 kept_rules=kept,
             )
 
-    def _save(self, raw: bytes, digest: str, loaded_at: float) -> None:
+    def _save(self, raw: bytes, digest: str, loaded_at: float, policy: Policy) -> None:
         if self._snapshots is None:
             return
         try:
-            self._snapshots.save(PolicySnapshot(_text(raw, self.path), digest, str(self.path), loaded_at))
+            self._snapshots.save(
+                PolicySnapshot(_text(raw, self.path), digest, str(self.path), loaded_at),
+                describe=self._describe(policy, digest),
+            )
         except sa.exc.SQLAlchemyError as error:  # the rules are in force anyway; the copy is only a fallback
             log_event(logger, "policy_copy_not_saved", level=logging.WARNING, error_type=type(error).__name__)
+
+    def _describe(self, policy: Policy, digest: str) -> Describe:
+        """The audit record of this file replacing the deployment's last good copy (``service.store.audit``)."""
+
+        def describe(previous: PolicySnapshot | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
+            scope, counts = policy_change(_rules_of(previous), policy.rules)
+            reason = "first policy loaded" if previous is None else "the policy file changed"
+            where = {"source": str(self.path), "seen_by": f"{socket.gethostname()}:{os.getpid()}"}
+            before = {"digest_before": previous.digest if previous else None, "digest_after": digest}
+            return reason, {**where, **before, **scope}, counts
+
+        return describe
 
     def _read(self) -> bytes:
         """The file's bytes, read in a helper thread; ``PolicyError`` when unreadable or slower than the timeout.
@@ -284,6 +304,34 @@ class _Reader:
             raise self._error
         assert self._data is not None
         return self._data
+
+
+def policy_change(before: tuple[Rule, ...] | None, after: tuple[Rule, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Rules added, removed and changed (same name, other content) by name, and mode switches, from ``before``
+    (None when they cannot be known: a copy saved by a version whose rule language this one refuses)."""
+    new = {rule.name: rule for rule in after}
+    if before is None:
+        scope: dict[str, Any] = {"added": [], "removed": [], "changed": [], "modes": {}, "previous": "unreadable"}
+        return scope, {"rules": len(after)}
+    old = {rule.name: rule for rule in before}
+    changed = [name for name in new if name in old and new[name] != old[name]]
+    scope = {
+        "added": [name for name in new if name not in old],
+        "removed": [name for name in old if name not in new],
+        "changed": changed,
+        "modes": {name: f"{old[name].mode}->{new[name].mode}" for name in changed if old[name].mode != new[name].mode},
+    }
+    counts = {"rules": len(after), **{key: len(scope[key]) for key in ("added", "removed", "changed")}}
+    return scope, counts
+
+
+def _rules_of(snapshot: PolicySnapshot | None) -> tuple[Rule, ...] | None:
+    if snapshot is None:
+        return ()
+    try:
+        return parse_policy(snapshot.text, snapshot.source).rules
+    except PolicyError:  # saved by a version whose rule language this one refuses
+        return None
 
 
 def _text(raw: bytes, path: Path) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from service.cli.audit import audit
 from service.cli.common import failure_message
 from service.cli.database import db
 from service.cli.insight import explain, report
@@ -56,3 +57,4 @@ main.add_command(reconcile)
 main.add_command(webhooks)
 main.add_command(explain)
 main.add_command(report)
+main.add_command(audit)

@@ -12,8 +12,9 @@ import errno
 import re
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import sqlalchemy as sa
@@ -24,6 +25,8 @@ from service.genauth.access import failure_line
 from service.logs import configure_logging
 from service.services import Services, open_engine
 from service.settings import Settings, database_url_from, load_settings
+
+FC = TypeVar("FC", bound=Callable[..., Any])
 
 
 def settings_or_exit(*, logs: bool = True, role: str = "all") -> Settings:
@@ -121,6 +124,31 @@ class MomentType(click.ParamType[float]):
 
 
 MOMENT = MomentType()
+
+
+class RefusedError(click.ClickException):
+    """A command line the command refuses in one line (no usage text), with click's usage exit code 2."""
+
+    exit_code = 2
+
+
+def reason_option(action: str, *, required: bool = True) -> Callable[[FC], FC]:
+    """``--reason TEXT``, kept in the audit trail (``service.store.audit``); see ``reason_or_refuse``."""
+    words = "required" if required else "optional"
+    return click.option("--reason", metavar="TEXT", help=f"Why: kept in the audit trail with the {action} ({words}).")
+
+
+def actor_option() -> Callable[[FC], FC]:
+    return click.option(
+        "--actor", metavar="NAME", help="Who is acting, for the audit trail (default: the OS user @ host)."
+    )
+
+
+def reason_or_refuse(command: str, reason: str | None) -> str:
+    """The ``--reason`` given, or ``RefusedError``: every operator action says why."""
+    if reason is None or not reason.strip():
+        raise RefusedError(f"{command} needs --reason TEXT: say why, it is kept in the audit trail")
+    return reason.strip()
 
 
 def show_time(seconds: float | None) -> str:

@@ -6,6 +6,7 @@ queue (``service.worker.sweeping``): this command plans the listings and starts 
 reads each page and reconciles its users through the one enforcement path. A sweep of the same scope and plan
 that is running already is joined rather than started again (and its dead-lettered pages revived). The dry run
 walks the same listings and evaluation in memory; its verdict on each user is ``service.cli.verdicts``.
+Either leaves an audit record of its start (``service.store.audit``; ``--reason`` and ``--actor`` say why and who).
 
 With ``--wait`` it then follows the sweep (progress on stderr: a bar on a terminal, a line every 500 users or
 10 s otherwise, from the sweep's row; ``service.cli.waiting``) until the worker has decided every user in it,
@@ -31,7 +32,7 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from service.cli.common import failure_message, settings_or_exit, who
+from service.cli.common import actor_option, failure_message, reason_option, settings_or_exit, who
 from service.cli.progress import ProgressDisplay
 from service.cli.verdicts import OUTCOMES, Verdict, outcome_name, verdict_of
 from service.cli.waiting import follow_sweep
@@ -42,9 +43,10 @@ from service.genauth.client import GenAuthClient
 from service.genauth.errors import GenAuthUserNotFoundError
 from service.policy.loading import load_policy
 from service.policy.rules import Policy, Rule
-from service.services import Services
+from service.services import Services, open_engine
 from service.settings import Settings
-from service.store.engine import create_engine
+from service.store.audit import RECONCILE, operator, record
+from service.store.engine import create_engine, disposing
 from service.store.migrating import ensure_schema
 from service.store.reporting import CATEGORIES
 from service.store.sweeps import ALL_RULES
@@ -77,8 +79,18 @@ class SweepBusyExit(click.ClickException):
     default=0,
     help="With --wait: give up (exit 1) after this many seconds; 0 waits as long as it takes.",
 )
+@reason_option("reconcile", required=False)
+@actor_option()
 def reconcile(
-    dry_run: bool, as_json: bool, rule_name: str | None, restart: bool, quiet: bool, wait: bool, wait_timeout: float
+    dry_run: bool,
+    as_json: bool,
+    rule_name: str | None,
+    restart: bool,
+    quiet: bool,
+    wait: bool,
+    wait_timeout: float,
+    reason: str | None,
+    actor: str | None,
 ) -> None:
     """Sweep every user in scope of the rules through the worker (catches missed webhooks).
 
@@ -103,10 +115,12 @@ def reconcile(
     started = time.monotonic()
     try:
         with _stop_on_signals() as (stop, received):
+            who_why = (operator(actor), (reason or "").strip())
             if dry_run:
+                _audit_dry_run(settings, rule_name, who_why)
                 summary, code = _dry_run(services, client, policy, rules, display, stop, received)
             else:
-                summary, code = _sweep(settings, client, rules, rule_name, restart), 0
+                summary, code = _sweep(settings, client, rules, rule_name, restart, who_why), 0
                 if wait:
                     summary, code = _wait(settings, policy, summary, display, quiet, stop, received, wait_timeout)
     finally:
@@ -156,7 +170,12 @@ def _interrupted_code(received: list[int]) -> int:
 
 
 def _sweep(
-    settings: Settings, client: GenAuthClient, rules: tuple[Rule, ...], rule_name: str | None, restart: bool
+    settings: Settings,
+    client: GenAuthClient,
+    rules: tuple[Rule, ...],
+    rule_name: str | None,
+    restart: bool,
+    who_why: tuple[str, str],
 ) -> dict[str, Any]:
     engine = create_engine(settings.database_url)
     try:
@@ -170,6 +189,9 @@ def _sweep(
             now=time.time(),
             restart=restart,
         )
+        scope = {"rule": rule_name or ALL_RULES, "dry_run": False, "restart": restart, "sweep_id": started.sweep.id}
+        counts = {"in_scope": started.sweep.in_scope, "joined": started.joined}
+        record(engine, RECONCILE, reason=who_why[1], actor=who_why[0], scope=scope, counts=counts)
     except SweepBusyError as busy:
         since = time.strftime("%H:%M:%S", time.localtime(busy.sweep.started_at))
         raise SweepBusyExit(
@@ -182,6 +204,16 @@ def _sweep(
     finally:
         engine.dispose()
     return _sweep_summary(started)
+
+
+def _audit_dry_run(settings: Settings, rule_name: str | None, who_why: tuple[str, str]) -> None:
+    """A dry run changes nothing, so its audit record is best effort: no database only costs a warning."""
+    scope = {"rule": rule_name or ALL_RULES, "dry_run": True}
+    try:
+        with disposing(open_engine(settings.database_url, migrate=settings.migrate_on_start)) as engine:
+            record(engine, RECONCILE, reason=who_why[1], actor=who_why[0], scope=scope)
+    except (ServiceError, sa.exc.SQLAlchemyError) as error:
+        click.echo(f"warning: the dry run is not in the audit trail: {_reason(error)}", err=True)
 
 
 def _sweep_summary(started: Started) -> dict[str, Any]:
@@ -402,5 +434,5 @@ def _describe(summary: dict[str, Any]) -> list[str]:
         for failed in waited["failed_users"][:PLAN_LINES]:
             lines.append(f"  failed: {failed['user_id']} ({who(failed['username'], None)}): {failed['reason']}")
         if waited["failed"]:
-            lines.append("See `mfa-enforcer dead-letters`; `mfa-enforcer replay --all` retries them.")
+            lines.append("See `mfa-enforcer dead-letters`; `mfa-enforcer replay --all --reason TEXT` retries them.")
     return lines

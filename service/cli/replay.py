@@ -4,7 +4,8 @@ Replay only enqueues; the worker does the rest through the one enforcement path.
 and nothing else, so it runs anywhere the database is reachable. ``--user`` takes the name an admin has for
 the user: an id, or a username or email the service has recorded; with GenAuth credentials set it also looks
 up any username, email or phone in GenAuth (``service.genauth.users.find_user``). Users are enqueued under
-the same user-pool key as everything else about them, so ``report`` counts each once.
+the same user-pool key as everything else about them, so ``report`` counts each once. A replay needs
+``--reason`` (a dry run does not) and leaves an audit record (``service.store.audit``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,22 @@ import time
 import click
 import sqlalchemy as sa
 
-from service.cli.common import MOMENT, engine_from_environment, settings_or_exit, show_time, who
+from service.cli.common import (
+    MOMENT,
+    actor_option,
+    engine_from_environment,
+    reason_option,
+    reason_or_refuse,
+    settings_or_exit,
+    show_time,
+    who,
+)
 from service.genauth.client import GenAuthClient
 from service.genauth.errors import GenAuthUserNotFoundError
 from service.genauth.users import find_user
 from service.services import Services
 from service.settings import has_genauth_credentials, pool_key_from
+from service.store.audit import REPLAY, operator, record
 from service.store.engine import disposing
 from service.store.people import names_of, recorded_user_id
 from service.store.replaying import dead_letters as list_dead_letters
@@ -56,7 +67,7 @@ def dead_letters(as_json: bool, limit: int) -> None:
             f"- {subject}, {row['attempts']} attempt(s) since {show_time(row['first_enqueued_at'])}, "
             f"last trigger {row['reason']}: {row['last_error']}"
         )
-    click.echo("Put them back on the queue with: mfa-enforcer replay --all")
+    click.echo('Put them back on the queue with: mfa-enforcer replay --all --reason "..."')
 
 
 @click.command()
@@ -68,14 +79,24 @@ def dead_letters(as_json: bool, limit: int) -> None:
 @click.option("--until", type=MOMENT, help="…and before this time.")
 @click.option("--dry-run", is_flag=True, help="Show what would be enqueued and change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@reason_option("replay (not needed with --dry-run)")
+@actor_option()
 def replay(
-    all_dead: bool, users: tuple[str, ...], since: float | None, until: float | None, dry_run: bool, as_json: bool
+    all_dead: bool,
+    users: tuple[str, ...],
+    since: float | None,
+    until: float | None,
+    dry_run: bool,
+    as_json: bool,
+    reason: str | None,
+    actor: str | None,
 ) -> None:
     """Put dead or past work back on the queue (the worker reconciles it again)."""
     if not (all_dead or users or since is not None or until is not None):
         raise click.UsageError("say what to replay: --all, --user USER, or a time range with --since/--until")
     if since is not None and until is not None and since >= until:
         raise click.BadParameter("--since must be before --until")
+    why = "" if dry_run else reason_or_refuse("replay", reason)
     with disposing(engine_from_environment()) as engine:
         user_ids = _user_ids(engine, users)
         targets = replay_targets(
@@ -88,6 +109,9 @@ def replay(
         )
         names = names_of(engine, [t.subject.id for t in targets if t.subject.is_user])
         count = 0 if dry_run else enqueue_targets(engine, targets, now=time.time())
+        if not dry_run:
+            scope = {"all": all_dead, "users": user_ids, "since": since, "until": until}
+            record(engine, REPLAY, reason=why, actor=operator(actor), scope=scope, counts={"enqueued": count})
 
     def name_of(user_id: str) -> tuple[str | None, str | None]:
         name = names.get(user_id)

@@ -1,6 +1,7 @@
 """The admin API behind a bearer token (``ENFORCER_ADMIN_TOKEN``): the report, a user's decisions, and a
 live explanation. With no token configured every route answers 404, as if it did not exist. A user is named
-by id, username, email or phone (explain asks GenAuth; decisions go by what the service recorded).
+by id, username, email or phone (explain asks GenAuth; decisions go by what the service recorded). A route
+that acts records itself in the audit trail as ``audit_actor()``: ``admin-api`` and a fingerprint of the token.
 
 ``explain`` reads GenAuth from within the request: it is an operator's question, not a webhook, and it needs
 the GenAuth credentials (a web process without them answers 503). One client serves these requests, one at
@@ -25,6 +26,7 @@ from service.genauth.users import find_user
 from service.intake.context import runtime
 from service.intake.errors import ExplainUnavailableError, UnauthorizedError, UnknownRuleError, UnknownUserError
 from service.reports import build_report
+from service.store.audit import admin_api_actor
 from service.store.decisions import decisions_for_user
 from service.store.people import recorded_user_id
 
@@ -42,6 +44,12 @@ def _require_token() -> None:
     scheme, _, token = offered.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
         raise UnauthorizedError("a valid admin bearer token is required")
+
+
+def audit_actor() -> str:
+    """Who the audit trail names for this request: ``admin-api:<fingerprint of the token>``, never the token
+    (``service.store.audit.admin_api_actor``). Only for a request that passed ``_require_token``."""
+    return admin_api_actor(request.headers.get("Authorization", "").partition(" ")[2])
 
 
 @blueprint.get("/report")

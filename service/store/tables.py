@@ -125,3 +125,17 @@ health_probes = sa.Table(
     sa.Column("written_at", sa.Float, nullable=False),
 )
 """The row ``/readyz`` writes to prove that the database accepts a committed write."""
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("reason", sa.String(1000), nullable=False),
+    sa.Column("scope", sa.JSON, nullable=False),
+    sa.Column("counts", sa.JSON, nullable=False),
+)
+"""Append-only: one row per operator action or change of what the service enforces (``service.store.audit``).
+Nothing updates or deletes it, retention included."""

@@ -1,0 +1,52 @@
+"""``mfa-enforcer audit``: the audit trail (``service.store.audit``), oldest first: who did what, when and why.
+
+It needs ``DATABASE_URL`` and nothing else. ``--json`` prints a list of records (``at`` as ISO 8601 UTC, plus
+``actor``, ``action``, ``reason``, ``scope`` and ``counts``) for an auditor's scripts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from service.cli.common import MOMENT, engine_from_environment, show_time
+from service.store.audit import AuditRecord, audit_records
+from service.store.engine import disposing
+
+
+@click.command()
+@click.option("--since", type=MOMENT, help="Records from this time on (ISO 8601, UNIX seconds, or an age: 2h, 7d).")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100000), help="The newest N.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list for scripts.")
+def audit(since: float | None, limit: int, as_json: bool) -> None:
+    """Show the audit trail: operator actions and policy changes, with who, why and how many."""
+    with disposing(engine_from_environment()) as engine:
+        records = audit_records(engine, since=since, limit=limit)
+    if as_json:
+        click.echo(json.dumps([_shown(entry) for entry in records], indent=2))
+        return
+    if not records:
+        click.echo("no audit records" + ("" if since is None else f" since {show_time(since)}"))
+        return
+    for entry in records:
+        counts = ", ".join(f"{key} {value}" for key, value in entry.counts.items())
+        reason = f": {entry.reason}" if entry.reason else ""
+        counted = f"  ({counts})" if counts else ""
+        click.echo(f"{show_time(entry.at)}  {entry.actor}  {entry.action}{reason}{counted}")
+        scope = ", ".join(f"{key}={_value(value)}" for key, value in entry.scope.items() if value not in (None, [], {}))
+        if scope:
+            click.echo(f"    {scope}")
+
+
+def _shown(entry: AuditRecord) -> dict[str, Any]:
+    return {**entry.as_dict(), "at": show_time(entry.at), "at_unix": entry.at}
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, dict):
+        return ",".join(f"{key}:{item}" for key, item in value.items())
+    return str(value)
