@@ -1,7 +1,7 @@
 """``mfa-enforcer audit``: the audit trail (``service.store.audit``), oldest first: who did what, when and why.
 
 It needs ``DATABASE_URL`` and nothing else. ``--json`` prints a list of records (``at`` as ISO 8601 UTC, plus
-``actor``, ``action``, ``reason``, ``scope`` and ``counts``) for an auditor's scripts.
+``actor``, ``action``, ``reason``, ``scope`` and ``counts``) for an auditor's scripts. A ``--since`` that is no time is refused in one line (exit 2).
 """
 
 from __future__ import annotations
@@ -11,17 +11,21 @@ from typing import Any
 
 import click
 
-from service.cli.common import MOMENT, engine_from_environment, show_time
+from service.cli.common import MOMENT, RefusedError, engine_from_environment, show_time
 from service.store.audit import AuditRecord, audit_records
 from service.store.engine import disposing
 
 
 @click.command()
-@click.option("--since", type=MOMENT, help="Records from this time on (ISO 8601, UNIX seconds, or an age: 2h, 7d).")
+@click.option("--since", "since_text", metavar="TIME", help="Records from this time on (ISO 8601, UNIX seconds, or an age: 2h, 7d).")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100000), help="The newest N.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list for scripts.")
-def audit(since: float | None, limit: int, as_json: bool) -> None:
+def audit(since_text: str | None, limit: int, as_json: bool) -> None:
     """Show the audit trail: operator actions and policy changes, with who, why and how many."""
+    try:
+        since = None if since_text is None else MOMENT.convert(since_text, None, None)
+    except click.BadParameter as error:
+        raise RefusedError(f"--since: {error.message}") from error
     with disposing(engine_from_environment()) as engine:
         records = audit_records(engine, since=since, limit=limit)
     if as_json:
