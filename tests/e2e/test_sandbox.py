@@ -126,7 +126,7 @@ def test_the_sandbox_serves_every_command_and_a_second_start_leaves_it_alone(tmp
             ["report", "--users"],
             ["reconcile", "--dry-run", "--quiet"],
             ["reconcile", "--wait", "--quiet"],
-            ["replay", "--user", "fin.alice"],
+            ["replay", "--user", "fin.alice", "--reason", "sandbox check"],
             ["dead-letters"],
             ["webhooks", "subscribe", "--url", f"{service}/webhooks/genauth"],
             ["webhooks", "list"],

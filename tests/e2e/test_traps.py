@@ -34,7 +34,7 @@ GENAUTH_COMMANDS = [
 DATABASE_COMMANDS = [
     ["report"],
     ["dead-letters"],
-    ["replay", "--all"],
+    ["replay", "--all", "--reason", "trap"],
     ["db", "upgrade"],
     ["db", "status"],
     ["reconcile", "--quiet"],

@@ -75,7 +75,7 @@ def test_report_counts_each_user_once_after_every_kind_of_replay(emulator, datab
     alice = emulator.users["fin.alice"]
     for replay in (["--user", alice], ["--user", "fin.carol"], ["--since", "1h"]):
         before = len(_decisions_of(engine))
-        result = cli(env, "replay", *replay)
+        result = cli(env, "replay", *replay, "--reason", "truth test")
         assert result.returncode == 0, result.stderr
         _wait_for_more_decisions(engine, before)
         wait_for_empty_queue(engine)
@@ -90,7 +90,7 @@ def test_report_counts_each_user_once_after_every_kind_of_replay(emulator, datab
     listed = cli(env, "dead-letters")
     assert "fin.frank" in listed.stdout and "(pool -)" not in listed.stdout, listed.stdout
     assert report_json(env)["totals"]["failed"] == 1
-    result = cli(env, "replay", "--all")
+    result = cli(env, "replay", "--all", "--reason", "frank recovered")
     assert result.returncode == 0 and "fin.frank" in result.stdout, result.stdout + result.stderr
     frank = emulator.users["fin.frank"]
     wait_until(lambda: not _dead(engine) and _latest_action(engine, frank) != "failed", what="frank decided again")
@@ -233,7 +233,7 @@ def test_users_are_found_by_id_username_email_or_phone(emulator, database_url, l
         }
     ]
     no_genauth = {key: value for key, value in env.items() if not key.startswith("GENAUTH_ACCESS_KEY")}
-    unknown = cli(no_genauth, "replay", "--user", "somebody.new")
+    unknown = cli(no_genauth, "replay", "--user", "somebody.new", "--reason", "check")
     assert unknown.returncode == 1 and "GENAUTH_ACCESS_KEY_ID" in unknown.stderr
 
 
