@@ -1,7 +1,8 @@
 """``mfa-enforcer audit``: the audit trail (``service.store.audit``), oldest first: who did what, when and why.
 
 It needs ``DATABASE_URL`` and nothing else. ``--json`` prints a list of records (``at`` as ISO 8601 UTC, plus
-``actor``, ``action``, ``reason``, ``scope`` and ``counts``) for an auditor's scripts. A ``--since`` that is no time is refused in one line (exit 2).
+``actor``, ``action``, ``reason``, ``scope`` and ``counts``) for an auditor's scripts. A ``--since`` that is no
+time is refused in one line (exit 2).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from service.store.engine import disposing
 
 
 @click.command()
-@click.option("--since", "since_text", metavar="TIME", help="Records from this time on (ISO 8601, UNIX seconds, or an age: 2h, 7d).")
+@click.option(
+    "--since",
+    "since_text",
+    metavar="TIME",
+    help="Records from this time on (ISO 8601, UNIX seconds, or an age: 2h, 7d).",
+)
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100000), help="The newest N.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list for scripts.")
 def audit(since_text: str | None, limit: int, as_json: bool) -> None:

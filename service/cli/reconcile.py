@@ -189,9 +189,6 @@ def _sweep(
             now=time.time(),
             restart=restart,
         )
-        scope = {"rule": rule_name or ALL_RULES, "dry_run": False, "restart": restart, "sweep_id": started.sweep.id}
-        counts = {"in_scope": started.sweep.in_scope, "joined": started.joined}
-        record(engine, RECONCILE, reason=who_why[1], actor=who_why[0], scope=scope, counts=counts)
     except SweepBusyError as busy:
         since = time.strftime("%H:%M:%S", time.localtime(busy.sweep.started_at))
         raise SweepBusyExit(
@@ -201,6 +198,10 @@ def _sweep(
         ) from busy
     except (ServiceError, sa.exc.SQLAlchemyError) as error:
         raise click.ClickException(f"reconcile failed before it started: {_reason(error)}") from error
+    else:
+        scope = {"rule": rule_name or ALL_RULES, "dry_run": False, "restart": restart, "sweep_id": started.sweep.id}
+        counts = {"in_scope": started.sweep.in_scope, "joined": started.joined}
+        record(engine, RECONCILE, reason=who_why[1], actor=who_why[0], scope=scope, counts=counts)
     finally:
         engine.dispose()
     return _sweep_summary(started)
