@@ -132,10 +132,9 @@ class RefusedError(click.ClickException):
     exit_code = 2
 
 
-def reason_option(action: str, *, required: bool = True) -> Callable[[FC], FC]:
+def reason_option(note: str) -> Callable[[FC], FC]:
     """``--reason TEXT``, kept in the audit trail (``service.store.audit``); see ``reason_or_refuse``."""
-    words = "required" if required else "optional"
-    return click.option("--reason", metavar="TEXT", help=f"Why: kept in the audit trail with the {action} ({words}).")
+    return click.option("--reason", metavar="TEXT", help=f"Why, kept in the audit trail ({note}).")
 
 
 def actor_option() -> Callable[[FC], FC]:

@@ -79,7 +79,7 @@ class SweepBusyExit(click.ClickException):
     default=0,
     help="With --wait: give up (exit 1) after this many seconds; 0 waits as long as it takes.",
 )
-@reason_option("reconcile", required=False)
+@reason_option("optional")
 @actor_option()
 def reconcile(
     dry_run: bool,

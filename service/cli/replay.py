@@ -79,7 +79,7 @@ def dead_letters(as_json: bool, limit: int) -> None:
 @click.option("--until", type=MOMENT, help="…and before this time.")
 @click.option("--dry-run", is_flag=True, help="Show what would be enqueued and change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@reason_option("replay (not needed with --dry-run)")
+@reason_option("required, except with --dry-run")
 @actor_option()
 def replay(
     all_dead: bool,
