@@ -20,6 +20,7 @@ when interrupted (130 for Ctrl-C, 143 for SIGTERM).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -46,7 +47,7 @@ from service.policy.rules import Policy, Rule
 from service.services import Services, open_engine
 from service.settings import Settings
 from service.store.audit import RECONCILE, operator, record
-from service.store.engine import create_engine, disposing
+from service.store.engine import create_engine, disposing, sqlite_file
 from service.store.migrating import ensure_schema
 from service.store.reporting import CATEGORIES
 from service.store.sweeps import ALL_RULES
@@ -208,10 +209,15 @@ def _sweep(
 
 
 def _audit_dry_run(settings: Settings, rule_name: str | None, who_why: tuple[str, str]) -> None:
-    """A dry run changes nothing, so its audit record is best effort: no database only costs a warning."""
+    """A dry run reads every user in scope from GenAuth and changes nothing, so its audit record is best effort:
+    it never prepares the database (a schema that is missing or old, or no database, only costs a warning)."""
     scope = {"rule": rule_name or ALL_RULES, "dry_run": True}
+    path = sqlite_file(settings.database_url)
+    if path is not None and not (os.path.exists(path) and os.path.getsize(path)):
+        click.echo("warning: the dry run is not in the audit trail: the database has not been created", err=True)
+        return  # opening it would create the file
     try:
-        with disposing(open_engine(settings.database_url, migrate=settings.migrate_on_start)) as engine:
+        with disposing(open_engine(settings.database_url, migrate=False)) as engine:
             record(engine, RECONCILE, reason=who_why[1], actor=who_why[0], scope=scope)
     except (ServiceError, sa.exc.SQLAlchemyError) as error:
         click.echo(f"warning: the dry run is not in the audit trail: {_reason(error)}", err=True)
