@@ -45,16 +45,8 @@ def main() -> None:
     """Keep GenAuth user pools compliant with MFA policy."""
 
 
-main.add_command(serve)
-main.add_command(worker)
-main.add_command(worker_alive)
-main.add_command(db)
-main.add_command(policy)
-main.add_command(sandbox)
-main.add_command(replay)
-main.add_command(dead_letters)
-main.add_command(reconcile)
-main.add_command(webhooks)
+for command in (serve, worker, worker_alive, db, policy, sandbox, replay, dead_letters, reconcile, webhooks):
+    main.add_command(command)
 main.add_command(explain)
 main.add_command(report)
 main.add_command(audit)

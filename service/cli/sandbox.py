@@ -48,6 +48,7 @@ DATABASE_FILE = FOLDER / "sandbox.db"
 LOOPBACK = "127.0.0.1"
 WAIT_SECONDS = 20.0
 COMMANDS = "explain, reconcile, report, webhooks, replay, dead-letters"
+USER_EVENTS = ("login", "register", "user:created", "user:updated")
 
 
 @click.group(invoke_without_command=True)
@@ -237,19 +238,10 @@ def _find_user(emulator_url: str, username: str) -> dict[str, Any]:
 
 @sandbox.command()
 @click.argument("username")
-@click.option(
-    "--event",
-    default="login",
-    show_default=True,
-    type=click.Choice(["login", "register", "user:created", "user:updated"]),
-)
+@click.option("--event", default="login", show_default=True, type=click.Choice(USER_EVENTS))
 def deliver(username: str, event: str) -> None:
     """Make the emulator deliver EVENT for USERNAME, then print the decision."""
-    info = _info()
-    user = _find_user(info["emulator_url"], username)
-    since = time.time()
-    _trigger(info, {"event": event, "userId": user["userId"]})
-    _report(info, user, since=since)
+    _deliver_and_report(username, {"event": event})
 
 
 @sandbox.command()
@@ -258,11 +250,16 @@ def deliver(username: str, event: str) -> None:
 @click.option("--out", is_flag=True, help="Remove the user from DEPARTMENT instead.")
 def move(username: str, department: str, out: bool) -> None:
     """Add USERNAME to DEPARTMENT (a code, e.g. finance); the emulator delivers organization:member-*."""
+    event = "organization:member-removed" if out else "organization:member-added"
+    _deliver_and_report(username, {"event": event, "departmentCode": department})
+
+
+def _deliver_and_report(username: str, body: dict[str, Any]) -> None:
+    """Make the running sandbox's emulator deliver ``body`` about the user, then print the decision."""
     info = _info()
     user = _find_user(info["emulator_url"], username)
-    event = "organization:member-removed" if out else "organization:member-added"
     since = time.time()
-    _trigger(info, {"event": event, "userId": user["userId"], "departmentCode": department})
+    _trigger(info, {**body, "userId": user["userId"]})
     _report(info, user, since=since)
 
 

@@ -15,8 +15,7 @@ from typing import Any
 
 from service.enforcement.explaining import unsatisfiable_fix
 from service.enforcement.merging import ordered_factors
-from service.enforcement.reconciling import Plan, Reconciler
-from service.genauth.errors import GenAuthUserNotFoundError
+from service.enforcement.reconciling import Plan
 from service.policy.outcomes import factors_to_add
 from service.vocabulary import INACTIVE_STATUSES, Action, Bucket, bucket, worst
 
@@ -26,14 +25,6 @@ OUTCOMES = ("compliant", "to_enforce", "unsatisfiable", "exempt", "failed", "not
 def outcome_name(where: Bucket) -> str:
     """A bucket as the dry run names it (``OUTCOMES``): ``to_enforce`` is what the worker would enforce."""
     return "to_enforce" if where in (Bucket.ENFORCED, Bucket.WOULD_ENFORCE) else where.value.replace("-", "_")
-
-
-def plan_of(reconciler: Reconciler, user_id: str) -> Plan | None:
-    """What reconciling the user would read and decide (None: the user no longer exists)."""
-    try:
-        return reconciler.plan(user_id)
-    except GenAuthUserNotFoundError:
-        return None
 
 
 @dataclass

@@ -38,12 +38,8 @@ def names_of(engine: sa.Engine, user_ids: Iterable[str]) -> dict[str, Name]:
                 )
                 .group_by(decisions.c.user_id)
             )
-            rows = connection.execute(
-                sa.select(decisions.c.user_id, decisions.c.username, decisions.c.email).where(
-                    decisions.c.id.in_(latest)
-                )
-            )
-            for user_id, username, email in rows:
+            named = sa.select(decisions.c.user_id, decisions.c.username, decisions.c.email)
+            for user_id, username, email in connection.execute(named.where(decisions.c.id.in_(latest))):
                 found[user_id] = Name(username, email)
     return found
 

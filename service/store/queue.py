@@ -126,6 +126,10 @@ def upsert_work(connection: sa.Connection, rows: Sequence[dict[str, object]], *,
             cursor.execute(NOTIFY_SQL)
 
 
+_CLAIMED = ("id", "userpool_id", "kind", "user_id", "version", "attempts", "reason", "first_enqueued_at")
+"""The columns a claim returns, in the order ``Job`` takes them (``kind`` and ``user_id`` make its subject)."""
+
+
 def claim(engine: sa.Engine, *, owner: str, limit: int, lease_seconds: float, now: float) -> list[Job]:
     """Lease up to ``limit`` due rows to ``owner``, lowest priority first; each claim counts as an attempt."""
     candidates = (
@@ -143,16 +147,7 @@ def claim(engine: sa.Engine, *, owner: str, limit: int, lease_seconds: float, no
         sa.update(work)
         .where(work.c.id.in_(candidates.scalar_subquery()))
         .values(leased_until=now + lease_seconds, lease_owner=owner, attempts=work.c.attempts + 1)
-        .returning(
-            work.c.id,
-            work.c.userpool_id,
-            work.c.kind,
-            work.c.user_id,
-            work.c.version,
-            work.c.attempts,
-            work.c.reason,
-            work.c.first_enqueued_at,
-        )
+        .returning(*(work.c[name] for name in _CLAIMED))
     )
     with engine.begin() as connection:
         rows = connection.execute(statement).all()
@@ -170,11 +165,7 @@ def complete(connection: sa.Connection, job: Job, *, owner: str, now: float) -> 
     ).rowcount
     if deleted:
         return True
-    connection.execute(
-        sa.update(work)
-        .where(work.c.id == job.id, work.c.lease_owner == owner)
-        .values(leased_until=None, lease_owner=None, attempts=0, due_at=now, last_error=None)
-    )
+    connection.execute(_unleased(job, owner, attempts=0, due_at=now, last_error=None))
     return False
 
 
@@ -191,11 +182,7 @@ def renew_lease(engine: sa.Engine, job: Job, *, owner: str, lease_seconds: float
 
 def retry_later(connection: sa.Connection, job: Job, *, owner: str, due_at: float, error: str) -> None:
     """Release a job to be tried again at ``due_at``."""
-    connection.execute(
-        sa.update(work)
-        .where(work.c.id == job.id, work.c.lease_owner == owner)
-        .values(leased_until=None, lease_owner=None, due_at=due_at, last_error=error[:ERROR_MAX])
-    )
+    connection.execute(_unleased(job, owner, due_at=due_at, last_error=error[:ERROR_MAX]))
 
 
 def dead_letter(connection: sa.Connection, job: Job, *, owner: str, error: str, now: float) -> bool:
@@ -210,19 +197,15 @@ def dead_letter(connection: sa.Connection, job: Job, *, owner: str, error: str, 
         .values(state="dead", leased_until=None, lease_owner=None, last_error=error[:ERROR_MAX])
     ).rowcount
     if not parked:
-        connection.execute(
-            sa.update(work)
-            .where(work.c.id == job.id, work.c.lease_owner == owner)
-            .values(
-                leased_until=None,
-                lease_owner=None,
-                attempts=0,
-                due_at=now,
-                first_enqueued_at=now,
-                last_error=error[:ERROR_MAX],
-            )
-        )
+        fresh = {"attempts": 0, "due_at": now, "first_enqueued_at": now, "last_error": error[:ERROR_MAX]}
+        connection.execute(_unleased(job, owner, **fresh))
     return bool(parked)
+
+
+def _unleased(job: Job, owner: str, **values: object) -> sa.Update:
+    """The update that frees the job's row of its lease and sets ``values``, if ``owner`` still holds it."""
+    update = sa.update(work).where(work.c.id == job.id, work.c.lease_owner == owner)
+    return update.values(leased_until=None, lease_owner=None, **values)
 
 
 def release(engine: sa.Engine, jobs: Iterable[Job], *, owner: str, now: float) -> None:

@@ -13,7 +13,7 @@ in the same transaction. So N processes that see one edit leave exactly one reco
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,13 +74,7 @@ class PolicySnapshots:
         stored = self.load()
         if stored is not None and stored.digest == snapshot.digest:
             return False
-        values = {
-            "name": SNAPSHOT_NAME,
-            "text": snapshot.text,
-            "digest": snapshot.digest,
-            "source": snapshot.source[:1000],
-            "loaded_at": snapshot.loaded_at,
-        }
+        values = {**asdict(snapshot), "name": SNAPSHOT_NAME, "source": snapshot.source[:1000]}
         entry: AuditRecord | None = None
         with self.engine.begin() as connection:
             previous = _load(connection)
@@ -101,8 +95,7 @@ class PolicySnapshots:
 
 
 def _load(connection: sa.Connection) -> PolicySnapshot | None:
-    statement = sa.select(
-        policy_snapshots.c.text, policy_snapshots.c.digest, policy_snapshots.c.source, policy_snapshots.c.loaded_at
-    ).where(policy_snapshots.c.name == SNAPSHOT_NAME)
+    columns = [policy_snapshots.c[name] for name in ("text", "digest", "source", "loaded_at")]
+    statement = sa.select(*columns).where(policy_snapshots.c.name == SNAPSHOT_NAME)
     row = connection.execute(statement).first()
     return None if row is None else PolicySnapshot(*row)

@@ -290,16 +290,6 @@ def latest_sweep(engine: sa.Engine, scope: str | None = None, *, state: str | No
     return None if row is None else _row(row)
 
 
-def pages_waiting(engine: sa.Engine, sweep_id: int) -> tuple[int, int]:
-    """The sweep's page rows on the queue: (waiting or being read, dead-lettered)."""
-    statement = sa.select(
-        sa.func.count().filter(work.c.state != "dead"), sa.func.count().filter(work.c.state == "dead")
-    ).where(_page_rows([sweep_id]))
-    with engine.connect() as connection:
-        alive, dead = connection.execute(statement).one()
-    return int(alive), int(dead)
-
-
 def _prune(connection: sa.Connection) -> None:
     """Keep the newest ``KEEP_SWEEPS`` sweeps that are over."""
     old = list(
