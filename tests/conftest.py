@@ -22,6 +22,7 @@ from service.app import create_app, stop_worker
 from service.intake.context import EXTENSION
 from service.services import Services
 from service.settings import GenAuthSettings, Settings, WebhookSettings, WorkerSettings
+from tests.support.databases import SchemaTemplate
 from tests.support.live import serve_service
 from tests.support.values import ADMIN_TOKEN, PREVIOUS_SECRET, ROOT, WEBHOOK_SECRET
 
@@ -69,6 +70,12 @@ def _postgres_schema(base: str):
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def schema_template(tmp_path_factory):
+    """The migrated schema, made once a session, for the fixtures that start an app on a fresh database."""
+    return SchemaTemplate(tmp_path_factory.mktemp("schema-template"))
+
+
 @pytest.fixture
 def emulator():
     """The GenAuth emulator with the sandbox's sample users, on 127.0.0.1 and a free port."""
@@ -106,7 +113,8 @@ def settings(emulator, database_url):
 
 
 @pytest.fixture
-def app(settings):
+def app(settings, schema_template):
+    schema_template.apply(settings.database_url)  # what the app's own upgrade at start would make, made faster
     application = create_app(settings, configure_logs=False)
     yield application
     stop_worker(application)
@@ -127,14 +135,16 @@ def worker(app, settings, engine):
 
 
 @pytest.fixture
-def live_service(settings, emulator):
+def live_service(settings, emulator, schema_template):
     """The service over real HTTP on loopback, with its worker thread running."""
+    schema_template.apply(settings.database_url)
     with serve_service(settings, emulator, run_worker=True) as live:
         yield live
 
 
 @pytest.fixture
-def live_intake(settings, emulator):
+def live_intake(settings, emulator, schema_template):
     """The service over real HTTP on loopback with no worker: deliveries stay on the queue for inspection."""
+    schema_template.apply(settings.database_url)
     with serve_service(settings, emulator, run_worker=False) as live:
         yield live
