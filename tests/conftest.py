@@ -9,11 +9,8 @@ Fixtures build on each other: ``database_url`` → ``settings`` (+ ``emulator``)
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from genauth_emulator.sample import seed_sandbox
 from genauth_emulator.server import EmulatorServer
@@ -22,7 +19,7 @@ from service.app import create_app, stop_worker
 from service.intake.context import EXTENSION
 from service.services import Services
 from service.settings import GenAuthSettings, Settings, WebhookSettings, WorkerSettings
-from tests.support.databases import SchemaTemplate
+from tests.support.databases import PostgresSchemas, SchemaTemplate
 from tests.support.live import serve_service
 from tests.support.values import ADMIN_TOKEN, PREVIOUS_SECRET, ROOT, WEBHOOK_SECRET
 
@@ -35,39 +32,39 @@ def postgres_base_url() -> str | None:
     return os.environ.get("TEST_DATABASE_URL", "").strip() or None
 
 
+@pytest.fixture(scope="session")
+def postgres_schemas():
+    """Where the PostgreSQL tests get their schemas (None without TEST_DATABASE_URL)."""
+    base = postgres_base_url()
+    if base is None:
+        yield None
+        return
+    schemas = PostgresSchemas(base)
+    yield schemas
+    schemas.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request, tmp_path):
     """A fresh, empty database: a SQLite file, or a throw-away schema in TEST_DATABASE_URL."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'enforcer.db'}"
         return
-    base = postgres_base_url()
-    if base is None:
-        pytest.skip(PG_SKIP_REASON)
-    yield from _postgres_schema(base)
+    yield from _postgres_schema(request.getfixturevalue("postgres_schemas"))
 
 
 @pytest.fixture
-def postgres_url():
+def postgres_url(postgres_schemas):
     """A throw-away PostgreSQL schema, for tests that only make sense there (SKIP LOCKED races)."""
-    base = postgres_base_url()
-    if base is None:
+    yield from _postgres_schema(postgres_schemas)
+
+
+def _postgres_schema(schemas):
+    if schemas is None:
         pytest.skip(PG_SKIP_REASON)
-    yield from _postgres_schema(base)
-
-
-def _postgres_schema(base: str):
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    url = schemas.create()
+    yield url
+    schemas.drop_later(url)
 
 
 @pytest.fixture(scope="session")

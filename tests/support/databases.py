@@ -10,7 +10,10 @@ themselves use ``database_url`` as it is: empty.
 
 from __future__ import annotations
 
+import queue
 import shutil
+import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +78,46 @@ def _has_tables(connection: sa.Connection) -> bool:
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()"
     ).scalar_one()
     return bool(found)
+
+
+class PostgresSchemas:
+    """Throw-away schemas in the ``TEST_DATABASE_URL`` database, one per test, over one pooled connection.
+
+    A schema is dropped in a helper thread after its test, so the next test starts while PostgreSQL removes
+    the tables (a tenth of a second each on a loaded machine); ``close`` waits for every drop to finish."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self._admin = sa.create_engine(base_url, pool_size=1, max_overflow=1)
+        self._dropping: queue.Queue[str | None] = queue.Queue()
+        self._failures: list[str] = []
+        self._dropper = threading.Thread(target=self._drop_each, name="schema-dropper", daemon=True)
+        self._dropper.start()
+
+    def create(self) -> str:
+        """A new, empty schema; returns the URL whose ``search_path`` names it."""
+        schema = f"t_{uuid.uuid4().hex[:16]}"
+        with self._admin.begin() as connection:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        url = sa.engine.make_url(self.base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        return url.render_as_string(hide_password=False)
+
+    def drop_later(self, url: str) -> None:
+        options = sa.engine.make_url(url).query["options"]
+        assert isinstance(options, str)
+        self._dropping.put(options.removeprefix("-csearch_path="))
+
+    def close(self) -> None:
+        """Wait for every drop; raise if one failed (a schema was left behind)."""
+        self._dropping.put(None)
+        self._dropper.join()
+        self._admin.dispose()
+        assert not self._failures, f"schemas not dropped: {self._failures}"
+
+    def _drop_each(self) -> None:
+        while (schema := self._dropping.get()) is not None:
+            try:
+                with self._admin.begin() as connection:
+                    connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+            except sa.exc.SQLAlchemyError as error:
+                self._failures.append(f"{schema}: {error}")
