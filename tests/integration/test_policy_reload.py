@@ -94,7 +94,8 @@ BROKEN = "policies:\n  - name: broken\n    require_mfa: [SMS]\n"
 
 
 @pytest.fixture
-def snapshots(database_url):
+def snapshots(database_url, schema_template):
+    schema_template.apply(database_url)
     engine = create_engine(database_url)
     prepare_database(engine)
     yield PolicySnapshots(engine)

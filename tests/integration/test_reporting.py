@@ -24,7 +24,8 @@ LABELS = ["compliant", "enforce [SMS]", "unsatisfiable [SMS]", "exempt"]
 
 
 @pytest.fixture
-def engine(database_url):
+def engine(database_url, schema_template):
+    schema_template.apply(database_url)
     engine = create_engine(database_url)
     prepare_database(engine)
     yield engine

@@ -19,8 +19,9 @@ TODAY = date(2026, 11, 28)
 
 
 @pytest.fixture
-def run(settings, emulator, tmp_path, database_url):
+def run(settings, emulator, tmp_path, database_url, schema_template):
     """run(policy_yaml, *usernames) -> {username: latest decision}, with the calls made in the journal."""
+    schema_template.apply(database_url)
     engine = create_engine(database_url)
     prepare_database(engine)
     workers = []

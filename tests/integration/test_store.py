@@ -20,7 +20,8 @@ from tests.support.waiting import wait_until
 
 
 @pytest.fixture
-def store(database_url):
+def store(database_url, schema_template):
+    schema_template.apply(database_url)
     engine = create_engine(database_url)
     prepare_database(engine)
     yield engine
