@@ -166,18 +166,8 @@ def _serve_with(chosen: SandboxSettings, emulator: Any) -> None:
         timeout=5,
     ).raise_for_status()
     _write_env(published, service_url)
-    INFO_FILE.write_text(
-        json.dumps(
-            {
-                "service_url": service_url,
-                "emulator_url": emulator.url,
-                "database_url": settings.database_url,
-                "userpool_id": state.userpool_id,
-                "pid": os.getpid(),
-            },
-            indent=2,
-        )
-    )
+    urls = {"service_url": service_url, "emulator_url": emulator.url, "database_url": settings.database_url}
+    INFO_FILE.write_text(json.dumps({**urls, "userpool_id": state.userpool_id, "pid": os.getpid()}, indent=2))
 
     def _stop(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
