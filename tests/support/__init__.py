@@ -7,6 +7,7 @@
 - ``processes``: the venv's commands as subprocesses (environment, free ports, readiness, stopping);
 - ``factories``: work rows, a hand-moved clock;
 - ``store``: reading and draining the work queue and the decisions;
+- ``databases``: the migrated schema copied into fresh databases, and the PostgreSQL test schemas;
 - ``metrics``: one sample of Prometheus text;
 - ``emulator``: raw clients of the GenAuth emulator (management API, AK/SK signer) and a webhook receiver;
 - ``deploy``: paths and names of the deployment artefacts, and deploy/k8s rendered by the real kustomize.
