@@ -39,8 +39,10 @@ def test_a_429_halves_the_rate_which_then_recovers(emulator, kind):
         connect_timeout=2.0,
         read_timeout=2.0,
     )
-    # Two steps of a quarter of the limit, one a second: halved for a second, full again after two.
-    limiter = RateLimiter(LIMIT, 1, recovery_interval=1.0, recovery_step=0.25)
+    # Two steps of a quarter of the limit, one every 3 s: halved for 3 s, full again after 6. The halved window
+    # is long so that on a loaded machine the two calls after the cut (0.4 s apart) still fall inside it; at
+    # 1 s a slow call pushed the second one past the first recovery step and its gap came out short.
+    limiter = RateLimiter(LIMIT, 1, recovery_interval=3.0, recovery_step=0.25)
     client = GenAuthClient(settings, limiter=limiter)
     alice = emulator.users["fin.alice"]
     try:
@@ -58,7 +60,7 @@ def test_a_429_halves_the_rate_which_then_recovers(emulator, kind):
         assert statistics.median(before) < 0.3, before  # 0.2 s apart at 5/s
         assert min(after) > 0.38, after  # 0.4 s apart at 2.5/s: the tokens in hand were dropped too
 
-        wait_until(lambda: limiter.rate == LIMIT, timeout=10, what="the rate to recover")
+        wait_until(lambda: limiter.rate == LIMIT, timeout=20, what="the rate to recover")
         users.get_user(client, alice)
         assert current_rate() == LIMIT
         for _ in range(3):
