@@ -154,6 +154,8 @@ GAUGES = {
     "dead_letters": "Work rows dead-lettered after their retry budget.",
     "reconcile_last_success_timestamp_seconds": "When the last reconcile sweep finished (UNIX time).",
     "reconcile_progress_users": "Users in scope the sweep in progress has handled so far.",
+    "not_effective_users": "Users whose latest decision relies on a factor GenAuth will not challenge (the pool or "
+    "the rule's app does not enable it): see /readyz or the report for what to switch on.",
 }
 
 

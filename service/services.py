@@ -11,11 +11,14 @@ pauses every worker of the process (``service.genauth.circuit``). Nothing here r
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from functools import partial
 
 import sqlalchemy as sa
 
+from service.enforcement.effective import SETTINGS_EVENTS, MfaLayers
 from service.enforcement.organisation import OrganisationTree
 from service.enforcement.reconciling import Reconciler
 from service.enforcement.references import PolicyReferences
@@ -23,9 +26,11 @@ from service.genauth.access import GenAuthAccess
 from service.genauth.circuit import CircuitBreaker
 from service.genauth.client import GenAuthClient, ManagementToken
 from service.genauth.throttling import RateLimiter
+from service.logs import log_event
 from service.policy import Policy
 from service.policy_source import PolicySource
 from service.settings import Settings
+from service.store.effectiveness import latest_event_id, requeue_not_effective
 from service.store.engine import create_engine, create_read_engine
 from service.store.migrating import ensure_schema
 from service.store.organisation_changes import generation
@@ -36,6 +41,12 @@ from service.worker.pruning import PeriodicPrune
 from service.worker.sweeping import PeriodicSweep
 
 PolicyGetter = Callable[[], Policy]
+logger = logging.getLogger(__name__)
+
+
+def log_requeued(users: int) -> None:
+    if users:
+        log_event(logger, "not_effective_requeued", users=users)
 
 
 def open_engine(database_url: str, *, migrate: bool = False) -> sa.Engine:
@@ -69,6 +80,8 @@ class Services:
         self.tree = OrganisationTree(changes=changes)
         """The organisation tree every reconciler of the process looks departments up in (loaded on first use,
         and again when any process records an event that changed it)."""
+        self.layers = self._mfa_layers(engine, self.read_engine)
+        """The pool's and apps' MFA settings every reconciler of the process judges effectiveness by."""
 
     @classmethod
     def open(cls, settings: Settings, *, database: bool = True) -> Services:
@@ -114,6 +127,18 @@ class Services:
             force_audit=self.settings.is_audit,
             verify_writes=self.settings.worker.verify_writes,
             tree=self.tree,
+            layers=self.layers,
+        )
+
+    @staticmethod
+    def _mfa_layers(engine: sa.Engine | None, read_engine: sa.Engine | None) -> MfaLayers:
+        """Settings that learn of ``application:mfa:*`` events through the database and, when they change,
+        queue the users whose latest decision is not effective (without a database: neither)."""
+        if engine is None or read_engine is None:
+            return MfaLayers()
+        return MfaLayers(
+            events=lambda: latest_event_id(read_engine, SETTINGS_EVENTS),
+            on_change=lambda settled: log_requeued(requeue_not_effective(engine, settled, now=time.time())),
         )
 
     def explainer(self, policy_getter: PolicyGetter) -> Reconciler:

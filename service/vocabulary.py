@@ -8,7 +8,8 @@ It sits below the policy and the store (it imports nothing of the service), so b
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 class OutcomeKind(enum.StrEnum):
@@ -49,6 +50,9 @@ class Bucket(enum.StrEnum):
     EXEMPT = "exempt"
     COMPLIANT = "compliant"
     ENFORCED = "enforced"
+    NOT_EFFECTIVE = "not-effective"
+    """Compliant or enforced in the user's trigger data, but GenAuth will not challenge a factor the rule relies
+    on (the pool or the rule's app does not enable it): what to switch on is in the decision."""
     WOULD_ENFORCE = "would-enforce"
     UNSATISFIABLE = "unsatisfiable"
     FAILED = "failed"
@@ -62,10 +66,19 @@ INACTIVE_STATUSES = ("Suspended", "Deactivated", "Resigned")
 FAILED_ACTIONS = (Action.FAILED, Action.UNKNOWN)
 
 
-def bucket(label: str, *, action: str, mode: str, rule_mode: str, status: str | None = None) -> Bucket:
+def bucket(
+    label: str,
+    *,
+    action: str,
+    mode: str,
+    rule_mode: str,
+    status: str | None = None,
+    not_effective: bool = False,
+) -> Bucket:
     """Where one rule's outcome (its ``label`` or kind) in one decision counts: a failed, removed or inactive
     user counts as such whatever the rule said; ``enforce`` is ``enforced`` only when an enforce-mode rule's
-    factors were written in an enforcing run, else ``would-enforce``."""
+    factors were written in an enforcing run, else ``would-enforce``; ``not_effective`` (a factor the rule
+    relies on GenAuth will not challenge) turns ``compliant`` and ``enforced`` into ``not-effective``."""
     kind = label.split(" ", 1)[0]
     if kind == OutcomeKind.NOT_MATCHED:
         return Bucket.NOT_MATCHED
@@ -77,10 +90,17 @@ def bucket(label: str, *, action: str, mode: str, rule_mode: str, status: str | 
         return Bucket.INACTIVE
     if kind == OutcomeKind.ENFORCE:
         enforced = action == Action.ENFORCED and mode == rule_mode == "enforce"
-        return Bucket.ENFORCED if enforced else Bucket.WOULD_ENFORCE
+        if not enforced:
+            return Bucket.WOULD_ENFORCE
+        return Bucket.NOT_EFFECTIVE if not_effective else Bucket.ENFORCED
     if kind in (OutcomeKind.EXEMPT, OutcomeKind.UNSATISFIABLE):
         return Bucket(kind)
-    return Bucket.COMPLIANT
+    return Bucket.NOT_EFFECTIVE if not_effective else Bucket.COMPLIANT
+
+
+def not_effective_rules(gaps: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The rules a decision's ``not_effective`` gaps concern (a gap names the rules that rely on its factor)."""
+    return frozenset(str(rule) for gap in gaps if isinstance(gap, Mapping) for rule in gap.get("rules", ()))
 
 
 def worst(buckets: Iterable[Bucket], default: Bucket = Bucket.NOT_MATCHED) -> Bucket:

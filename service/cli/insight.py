@@ -98,6 +98,8 @@ def render_explanation(explanation: dict[str, Any]) -> list[str]:
         lines.append("Enforcement would change nothing.")
     if change["would_enable_in_audit"]:
         lines.append(f"Audit rules would enable: {', '.join(change['would_enable_in_audit'])}")
+    for gap in explanation.get("not_effective", []):
+        lines.append(f"Not effective ({', '.join(gap['rules'])}): {gap['why']}; to fix: {gap['fix']}")
     decision = explanation["decision"]
     lines.append(f"If the worker ran now: {decision['action']} — {decision['reason']}")
     return lines
@@ -155,6 +157,10 @@ def render_report(result: dict[str, Any]) -> list[str]:
         lines.append(f"{name:<28}{counts['mode']:<9}" + "".join(f"{counts[c]:>15}" for c in CATEGORIES) + f"  {oldest}")
     totals = result["totals"]
     lines.append(f"{'all rules (worst per user)':<37}" + "".join(f"{totals[c]:>15}" for c in CATEGORIES))
+    if result.get("switch_on"):
+        users = result["totals"].get("not-effective", 0)
+        lines.append(f"Not effective: {users} user(s) will not be asked for a factor the rules enforce. Switch on:")
+        lines.extend(f"  - {item['fix']}: {item['users']} user(s)" for item in result["switch_on"])
     if result.get("inactive"):
         statuses = "/".join(status.lower() for status in result["inactive_statuses"])
         lines.append(f"Not counted: {result['inactive']} inactive user(s) ({statuses}); see --users --outcome inactive")
@@ -166,4 +172,5 @@ def render_report(result: dict[str, Any]) -> list[str]:
         for entry in result["users_listed"]:
             name = who(entry["username"], entry["email"])
             lines.append(f"  {entry['rule']:<28}{entry['outcome']:<15}{entry['user_id']}  {name}")
+            lines.extend(f"      {gap['why']}; to fix: {gap['fix']}" for gap in entry.get("not_effective", ()))
     return lines

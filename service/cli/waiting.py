@@ -25,7 +25,7 @@ from service.store.people import names_of
 from service.store.reporting import CATEGORIES
 from service.store.sweeps import SweepRow, get_sweep
 from service.store.waiting import sweep_decisions, users_waiting
-from service.vocabulary import bucket
+from service.vocabulary import bucket, not_effective_rules
 
 WAIT_POLL = 0.5
 WAIT_IDLE_HINT = 60.0
@@ -112,10 +112,12 @@ def _waited_summary(
                     {"user_id": decision.user_id, "username": decision.username, "reason": decision.reason}
                 )
             continue
+        gaps = not_effective_rules(decision.not_effective)
         for rule, label in decision.outcomes.items():  # a removed user: under the rules of their last known status
             counts = per_rule.setdefault(rule, dict.fromkeys(CATEGORIES, 0))
+            rule_mode, gap = rule_modes.get(rule, "enforce"), rule in gaps
             counts[
-                bucket(label, action=decision.action, mode=decision.mode, rule_mode=rule_modes.get(rule, "enforce"))
+                bucket(label, action=decision.action, mode=decision.mode, rule_mode=rule_mode, not_effective=gap)
             ] += 1
     # A dead-letter decision carries no name: show the one recorded earlier.
     names = names_of(engine, [str(entry["user_id"]) for entry in failed_users])

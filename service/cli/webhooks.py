@@ -33,6 +33,7 @@ from service.genauth.webhooks import (
     subscribe,
     trigger_webhook,
 )
+from service.enforcement.effective import SETTINGS_EVENTS
 from service.policy.conditions import FACT_EVENTS
 from service.policy.loading import load_policy
 from service.policy.rules import Policy
@@ -58,11 +59,14 @@ BASE_EVENTS: tuple[str, ...] = (
 
 def events_for(policy: Policy) -> list[str]:
     """The events our webhook must subscribe to for ``policy``, in a stable order: the base events, then those
-    that change a fact its rules read (each condition names them: ``service.policy.conditions``)."""
+    that change a fact its rules read (each condition names them: ``service.policy.conditions``), then, with any
+    rule, those that change the MFA settings above the users (``service.enforcement.effective``)."""
     events = list(BASE_EVENTS)
     for fact, fact_events in FACT_EVENTS.items():
         if fact in policy.needs:
             events.extend(fact_events)
+    if policy.rules:
+        events.extend(SETTINGS_EVENTS)
     return events
 
 

@@ -11,6 +11,7 @@ removed) or when the state after a write is not known yet (``unknown``); ``[]`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Decision:
     attempt: int = 1
     outcomes: dict[str, str] = field(default_factory=dict)
     """Rule -> its outcome for this user (``enforce [SMS]``, ``compliant``, ``exempt`` …), matching rules only."""
+    not_effective: tuple[dict[str, Any], ...] = ()
+    """The required factors GenAuth will not challenge the user for (``effective.Gap.as_json``: factor, rules,
+    app, why, fix); empty: every factor relied on is effective, or nothing was required."""
     username: str | None = None
     email: str | None = None
     status: str | None = None

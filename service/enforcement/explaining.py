@@ -3,9 +3,10 @@
 Builds a JSON-ready explanation from a ``Plan`` (nothing is written): the user as the rules see them, every
 rule with matched / not matched and why, its outcome and where the report will count the user under it
 (``service.policy.outcomes.bucket``), the factors now (null when no rule matched, so MFA was
-not read) and required, and the exact change enforcement would make to the stored MFA data. It says what the
-worker *would* do (explain writes nothing), and for a user who cannot be given a factor, how to fix it. Phone
-numbers are masked; no secret is included.
+not read) and required, the exact change enforcement would make to the stored MFA data, and the required
+factors GenAuth would not challenge (``not_effective``: the pool or the rule's app does not enable them).
+It says what the worker *would* do (explain writes nothing), and for a user who cannot be given a factor,
+how to fix it. Phone numbers are masked; no secret is included.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from service.genauth.errors import GenAuthUserNotFoundError
 from service.policy import Outcome, RuleResult
 from service.policy.conditions import CONDITIONS
 from service.policy.outcomes import NO_EMAIL, NO_PHONE
-from service.vocabulary import Action, OutcomeKind, bucket
+from service.vocabulary import Action, OutcomeKind, bucket, not_effective_rules
 
 MASKED_FIELDS = ("mfaPhone", "phone")
 
 
 def explain_user(reconciler: Reconciler, user_id: str, *, userpool_id: str = "") -> dict[str, Any]:
     """The explanation of one user; raises ``GenAuthUserNotFoundError`` for an unknown user."""
-    plan = reconciler.plan(user_id, dry_run=reconciler.force_audit)
+    plan = reconciler.assess(reconciler.plan(user_id, dry_run=reconciler.force_audit))
     decision = decision_of(plan, Request(userpool_id, user_id, "explain"), is_audit=plan.is_audit)
     action, reason, worker_action = decision.action, decision.reason, decision.action
     if plan.merged is not None and plan.merged.is_changed:
@@ -35,6 +36,7 @@ def explain_user(reconciler: Reconciler, user_id: str, *, userpool_id: str = "")
         )
     rules = [_rule(plan, result.rule, worker_action) for result in plan.evaluation.results]
     fixes = [rule["fix"] for rule in rules if rule["fix"]]
+    fixes += [f"{gap.why}: {gap.fix}." for gap in plan.gaps]
     if fixes:
         reason += " To fix: " + " ".join(fixes)
     return {
@@ -44,6 +46,7 @@ def explain_user(reconciler: Reconciler, user_id: str, *, userpool_id: str = "")
         "current_factors": list(plan.merged.before) if plan.merged else None,
         "required_factors": list(decision.required),
         "change": _change(plan),
+        "not_effective": list(decision.not_effective),
         "decision": {"action": action, "reason": reason},
     }
 
@@ -97,7 +100,14 @@ def _rule(plan: Plan, name: str, worker_action: str) -> dict[str, Any]:
         "requires": list(result.require_mfa),
         "outcome": label,
         # Where the report counts the user under this rule once the worker has decided them.
-        "report": bucket(label, action=worker_action, mode=mode, rule_mode=result.mode, status=plan.facts.status),
+        "report": bucket(
+            label,
+            action=worker_action,
+            mode=mode,
+            rule_mode=result.mode,
+            status=plan.facts.status,
+            not_effective=name in not_effective_rules(gap.as_json() for gap in plan.gaps),
+        ),
         "details": list(outcome.details) if outcome else [],
         "fix": unsatisfiable_fix(outcome, result) if outcome else None,
         "exempt": result.exempt,

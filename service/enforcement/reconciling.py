@@ -27,6 +27,12 @@ GenAuth has no compare-and-set, so a write goes like this (``_enforce``):
    a write GenAuth did not keep is ``WriteNotKeptError`` (retried, then dead-lettered with that reason).
    A write whose answer was lost is judged by the same read: confirmed, or ``WriteOutcomeUnknownError``.
 
+Whether GenAuth will then challenge the user (``service.enforcement.effective``): the pool's factors and
+the settings of the apps rules name come from the process's cache (``MfaLayers``), read before the job's
+reads when out of date; for an app with its own settings, ``get-mfa-trigger-data`` is read per user after
+the write (one call per such app, sent together). Each decision records the required factors that are not
+effective (``Decision.not_effective``), with why and what to switch on.
+
 A change another writer makes in the moment between the read's answer and the write is overwritten, and no
 read can tell (the read-back shows what was written); the window is that one round trip, as it was between
 the re-read this sequence used to make and the write. A change landing after the write is what step 3 finds.
@@ -42,6 +48,7 @@ from typing import Any
 
 from service import metrics
 from service.enforcement.decisions import Decision
+from service.enforcement.effective import Gap, Layers, MfaLayers, custom_apps, gaps, read_views
 from service.enforcement.errors import WriteNotKeptError, WriteOutcomeUnknownError
 from service.enforcement.facts import read_user
 from service.enforcement.merging import (
@@ -95,11 +102,14 @@ class Reconciler:
         force_audit: bool,
         verify_writes: bool = True,
         tree: OrganisationTree | None = None,
+        layers: MfaLayers | None = None,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
     ) -> None:
         self.client = client
         self.tree = tree or OrganisationTree()
         """The organisation tree department facts come from (the process's, shared by its workers)."""
+        self.layers = layers or MfaLayers()
+        """The pool's and apps' MFA settings (the process's, shared by its workers)."""
         self.get_policy = get_policy
         self.force_audit = force_audit
         self.verify_writes = verify_writes
@@ -115,6 +125,7 @@ class Reconciler:
         is_audit = self.force_audit or dry_run
         with_mfa = user is None and not removal and bool(policy.rules)  # any rule could match: read it alongside
         writes = 0 if is_audit else 2 if self.verify_writes else 1
+        layers = self.layers.current(self.client, policy.apps) if policy.rules else None
         reading = read_user(
             self.client,
             user_id,
@@ -129,7 +140,7 @@ class Reconciler:
         if facts.status == ARCHIVED:
             return Plan(facts=facts, evaluation=evaluation, matched=(), is_audit=is_audit, removal="archived")
         matched = tuple(result for result in evaluation.results if result.matched)
-        base = Plan(facts=facts, evaluation=evaluation, matched=matched, is_audit=is_audit)
+        base = Plan(facts=facts, evaluation=evaluation, matched=matched, is_audit=is_audit, layers=layers)
         if not matched:
             return base
         if reading.mfa is not None:
@@ -145,9 +156,21 @@ class Reconciler:
             plan = self.plan(request.user_id, dry_run=dry_run, user=user, removal=request.trigger in REMOVAL_TRIGGERS)
             if plan.merged is not None and plan.merged.is_changed:
                 plan = self._enforce(request, plan)
+            plan = self.assess(plan)
         except GenAuthUserNotFoundError:
             return decision_of(None, request, is_audit=is_audit)
         return decision_of(plan, request, is_audit=is_audit)
+
+    def assess(self, plan: Plan) -> Plan:
+        """The plan with the required factors GenAuth will not challenge (``Plan.gaps``): for apps with their
+        own settings, the user's view in each is read now, after any write."""
+        if plan.layers is None or plan.merged is None or not plan.matched:
+            return plan
+        apps = custom_apps(plan.matched, plan.layers)
+        views = read_views(self.client, plan.facts.user_id, apps)
+        enabled = plan.write.after if plan.write is not None else plan.merged.before
+        found = gaps(plan.matched, plan.outcomes, plan.layers, enabled=enabled, app_views=views)
+        return replace(plan, gaps=found)
 
     def _enforce(self, request: Request, plan: Plan) -> Plan:
         """Write, read back (see the module docstring); returns the plan as finally carried out."""
@@ -245,6 +268,10 @@ class Plan:
     """Why the user counts as removed (``archived``); their MFA data is not used."""
     write: Write | None = None
     """Set once the write was made."""
+    layers: Layers | None = None
+    """The pool's and apps' MFA settings this plan is judged against (None: no rules)."""
+    gaps: tuple[Gap, ...] = ()
+    """Required factors GenAuth will not challenge (``Reconciler.assess``)."""
 
     def with_mfa(self, current: dict[str, Any]) -> Plan:
         """This plan completed (or re-made) from the user's MFA data as read."""
@@ -286,6 +313,7 @@ def decision_of(plan: Plan | None, request: Request, *, is_audit: bool) -> Decis
             before=values.get("before"),
             after=values.get("after"),
             outcomes=values.get("outcomes", {}),
+            not_effective=values.get("not_effective", ()),
             **_who(plan),
         )
 
@@ -304,12 +332,14 @@ def decision_of(plan: Plan | None, request: Request, *, is_audit: bool) -> Decis
             wrote=merged.added if write is not None else (),
             would=plan.to_audit,
             write=write,
+            gaps=plan.gaps,
         ),
         rules=tuple(result.rule for result in matched),
         required=ordered_factors({f for result in matched if not result.exempt for f in result.require_mfa}),
         before=merged.before,
         after=write.after if write is not None else merged.after,
         outcomes={result.rule: outcomes[result.rule].label for result in matched},
+        not_effective=tuple(gap.as_json() for gap in plan.gaps),
     )
 
 
@@ -332,6 +362,7 @@ def _reason(
     wrote: tuple[str, ...],
     would: tuple[str, ...],
     write: Write | None,
+    gaps: tuple[Gap, ...] = (),
 ) -> str:
     """One sentence per matching rule (why it matched, its outcome), then what was done."""
     parts = []
@@ -351,4 +382,5 @@ def _reason(
         parts.append(f"would enable {', '.join(would)} (audit)")
     if not wrote and not would and all(o.kind in ("compliant", "exempt") for o in matched_outcomes):
         parts.append("already compliant" if any(o.kind == "compliant" for o in matched_outcomes) else "exempt")
+    parts.extend(f"not effective: {gap.why} (to fix: {gap.fix})" for gap in gaps)
     return ". ".join(parts) + "."

@@ -45,6 +45,8 @@ from service.intake.schemas import SUBJECT_SCHEMAS, TEST_EVENT, Interpretation, 
 from service.logs import log_event
 from service.policy.facts import Fact
 from service.settings import WebhookSettings
+from service.store.effectiveness import not_effective_summary
+from service.store.effectiveness import readiness as effectiveness_readiness
 from service.store.engine import write_problem
 from service.store.errors import GroupCommitTimeoutError
 from service.store.inbox import Delivery
@@ -192,6 +194,7 @@ def database_gauges(engine: sa.Engine, now: float) -> dict[str, float | None]:
         "queue_oldest_due_age_seconds": oldest or 0.0,
         "dead_letters": stats.dead,
         **sweep_gauges(engine),
+        "not_effective_users": not_effective_summary(engine)["users"],
     }
 
 
@@ -225,5 +228,7 @@ def readyz() -> tuple[dict[str, Any], int]:
     access = current_app.extensions.get(ACCESS_EXTENSION)
     if access is not None:  # a process that runs workers: GenAuth's answer to the key (still ready)
         checks.update(readiness(access.access, state.breaker))
+    if problem is None:  # users GenAuth will not challenge for an enforced factor (still ready)
+        checks.update(effectiveness_readiness(state.reader))
     ready = problem is None
     return {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503

@@ -38,6 +38,8 @@ class RuleResult:
     mode: str = "enforce"
     require_mfa: tuple[str, ...] = ()
     fallback: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+    """The applications the rule is about (``Rule.apps``): where its factors must be effective."""
     exempt: bool = False
     exemption: str | None = None
     expired_exemptions: tuple[str, ...] = ()
@@ -98,6 +100,7 @@ def _judge(rule: Rule, facts: UserFacts, *, today: date, force_audit: bool) -> R
         mode="audit" if force_audit else rule.mode,
         require_mfa=rule.require_mfa,
         fallback=rule.fallback,
+        apps=rule.apps,
         exempt=exemption is not None,
         exemption=exemption,
         expired_exemptions=tuple(expired),

@@ -152,6 +152,8 @@ class Rule:
 
     ``fallback`` lists, in order of preference, factors that may stand in for a required factor the user
     cannot be given (SMS without a phone); ``exceptions`` exempt users or groups from this rule alone.
+    ``apps`` names the GenAuth applications (app ids) the rule is about: not a match condition, but where its
+    factors must be effective (``service.enforcement.effective``); without it, the pool's factors decide.
     """
 
     name: str
@@ -161,6 +163,7 @@ class Rule:
     require_mfa: tuple[str, ...]
     fallback: tuple[str, ...] = ()
     exceptions: tuple[Exemption, ...] = ()
+    apps: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -203,6 +206,11 @@ class Policy:
     def needs(self) -> frozenset[str]:
         """The facts the enforcer must gather before evaluating this policy for a user."""
         return frozenset().union(*(rule.needs for rule in self.rules))
+
+    @property
+    def apps(self) -> frozenset[str]:
+        """Every application a rule names (``Rule.apps``)."""
+        return frozenset(app for rule in self.rules for app in rule.apps)
 
     @property
     def role_namespaces(self) -> frozenset[str]:

@@ -20,7 +20,7 @@ from service.policy.rules import FACTORS, MODES, VALUE_OPERATORS, Exemption, Mat
 #: The only file format version this service reads; ``version`` may be omitted.
 FORMAT_VERSION = 1
 
-RULE_KEYS = ("name", "description", "mode", "match", "require_mfa", "fallback", "exceptions")
+RULE_KEYS = ("name", "description", "mode", "match", "require_mfa", "fallback", "exceptions", "apps")
 EXCEPTION_KEYS = ("users", "groups", "reason", "expires")
 
 #: How problems are ordered within one rule: the file format's order, nested keys included.
@@ -117,6 +117,7 @@ class RuleSchema(Schema):
     )
     require_mfa = list_of(Choice(FACTORS), "factor", required=True)
     fallback = list_of(Choice(FACTORS), "fallback factor")
+    apps = list_of(Text(validate=validate.Length(min=1, max=64)), "application id")
     exceptions = fields.List(
         fields.Nested(ExceptionSchema, error_messages={"null": "expected an exception, got nothing"}),
         error_messages={"null": "must be a list of exceptions", "invalid": "expected a list of exceptions"},
@@ -142,6 +143,7 @@ class RuleSchema(Schema):
             require_mfa=tuple(factor for factor in FACTORS if factor in factors),
             fallback=unique(data.get("fallback", [])),
             exceptions=tuple(data.get("exceptions", ())),
+            apps=unique(data.get("apps", [])),
         )
 
 

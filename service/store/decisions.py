@@ -34,6 +34,7 @@ def record_decision(
     for key in _LISTS:
         values[key] = None if values[key] is None else list(values[key])
     values["reason"] = values["reason"][:1000]
+    values["not_effective"] = list(values["not_effective"]) or None
     connection.execute(sa.insert(decisions).values(decided_at=now, started_at=started_at, **values))
 
 
@@ -56,6 +57,7 @@ def read_decision(row: sa.Row[Any], *, into: Callable[..., _Decision]) -> _Decis
     for key in _LISTS:
         values[key] = None if values[key] is None else tuple(values[key])
     values["outcomes"] = dict(values["outcomes"] or {})
+    values["not_effective"] = tuple(values.get("not_effective") or ())
     return into(**values)
 
 

@@ -30,6 +30,7 @@ from service.vocabulary import FAILED_ACTIONS, Action, Bucket, bucket, worst
 CATEGORIES = (
     Bucket.COMPLIANT,
     Bucket.ENFORCED,
+    Bucket.NOT_EFFECTIVE,
     Bucket.WOULD_ENFORCE,
     Bucket.UNSATISFIABLE,
     Bucket.EXEMPT,
@@ -51,6 +52,8 @@ class _Tally:
     inactive: int = 0
     listed: list[dict[str, Any]] = field(default_factory=list)
     open_cases: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    switch_on: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """What to switch on for the not-effective users -> how many users it concerns."""
 
 
 def latest_decisions_statement() -> sa.Select[Any]:
@@ -67,6 +70,7 @@ def latest_decisions_statement() -> sa.Select[Any]:
         decisions.c.email,
         decisions.c.status,
         decisions.c.reason,
+        decisions.c.not_effective,
     ).where(decisions.c.id.in_(latest_ids))
 
 
@@ -96,6 +100,9 @@ def compliance(
             rule: {**counts, "mode": rule_modes.get(rule, "removed"), "oldest_non_compliance": oldest.get(rule)}
             for rule, counts in tally.per_rule.items()
         },
+        "switch_on": [
+            {"fix": fix, "users": users} for fix, users in sorted(tally.switch_on.items(), key=lambda i: (-i[1], i[0]))
+        ],
     }
     if with_users:
         listed = [entry for entry in tally.listed if outcome in (None, entry["outcome"])]
@@ -107,6 +114,11 @@ CATEGORY_ORDER = {name: index for index, name in enumerate((*CATEGORIES, Bucket.
 
 
 def _count(tally: _Tally, row: Any, rule_modes: dict[str, str], only_rule: str | None) -> None:
+    gaps_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for gap in row.not_effective or ():
+        for rule in gap.get("rules", ()) if isinstance(gap, dict) else ():
+            gaps_of[rule].append(gap)
+
     def listed(rule: str, found: str) -> None:
         tally.listed.append(
             {
@@ -117,6 +129,7 @@ def _count(tally: _Tally, row: Any, rule_modes: dict[str, str], only_rule: str |
                 "email": row.email,
                 "status": row.status,
                 "decided_at": row.decided_at,
+                **({"not_effective": gaps_of.get(rule, [])} if found == Bucket.NOT_EFFECTIVE else {}),
             }
         )
 
@@ -138,7 +151,12 @@ def _count(tally: _Tally, row: Any, rule_modes: dict[str, str], only_rule: str |
         return
     found = {
         rule: bucket(
-            label, action=row.action, mode=row.mode, rule_mode=rule_modes.get(rule, "enforce"), status=row.status
+            label,
+            action=row.action,
+            mode=row.mode,
+            rule_mode=rule_modes.get(rule, "enforce"),
+            status=row.status,
+            not_effective=rule in gaps_of,
         )
         for rule, label in labels.items()
     }
@@ -156,6 +174,14 @@ def _count(tally: _Tally, row: Any, rule_modes: dict[str, str], only_rule: str |
         if where in NON_COMPLIANT:
             tally.open_cases[row.user_id].add(rule)
     tally.totals[worst(found.values())] += 1  # ``exempt`` only when exempt from every rule
+    fixes = {str(gap.get("fix")) for gaps in gaps_of.values() for gap in gaps if rule_gap_counted(gap, found)}
+    for fix in fixes:
+        tally.switch_on[fix] += 1
+
+
+def rule_gap_counted(gap: dict[str, Any], found: dict[str, Bucket]) -> bool:
+    """Whether a gap concerns a rule the user is counted ``not-effective`` under (not, say, ``would-enforce``)."""
+    return any(found.get(rule) == Bucket.NOT_EFFECTIVE for rule in gap.get("rules", ()))
 
 
 def _open_since(

@@ -26,6 +26,7 @@ events = sa.Table(
     sa.Column("content_type", sa.String(60), nullable=False),
     sa.Column("outcome", sa.String(20), nullable=False),
     sa.Column("subjects_digest", sa.String(64), nullable=True),
+    sa.Index("events_name", "event_name", "id"),
 )
 """One row per accepted delivery: what it was about, never what it carried.
 
@@ -87,6 +88,7 @@ decisions = sa.Table(
     sa.Column("username", sa.String(128), nullable=True),
     sa.Column("email", sa.String(320), nullable=True),
     sa.Column("status", sa.String(32), nullable=True),
+    sa.Column("not_effective", sa.JSON(none_as_null=True), nullable=True),
     sa.Index("decisions_user", "userpool_id", "user_id", "decided_at"),
     sa.Index("decisions_user_latest", "user_id", "id"),
 )
@@ -95,7 +97,8 @@ decisions = sa.Table(
 ``before``/``after`` are NULL when the MFA data was not read (no rule matched, the user is removed) or its
 state after a write is not known (``unknown``): "not read" is not "no factors". ``username``, ``email`` and
 ``status`` are the user as GenAuth showed them at that evaluation (None when it was not read): listings show
-the name next to the id, and the report counts removed and inactive accounts apart.
+the name next to the id, and the report counts removed and inactive accounts apart. ``not_effective`` lists
+the required factors GenAuth will not challenge the user for (factor, rules, app, why, fix); NULL: none.
 """
 
 policy_snapshots = sa.Table(

@@ -37,6 +37,8 @@ DEPARTMENT_EVENTS = [
     "organization:imported",
     "organization:tree-updated",
 ]
+SETTINGS_EVENTS = ["application:mfa:enabled", "application:mfa:disabled"]
+"""With any rule: the MFA settings above the users changed (service.enforcement.effective)."""
 
 
 def cli_env(emulator, database_url, policy_file):
@@ -77,12 +79,13 @@ def rule_with(**match):
 
 
 def test_events_follow_the_facts_the_rules_read():
-    """Every policy gets the user events; departments, groups and roles each add the events that change them."""
+    """Every policy gets the user events; departments, groups and roles each add the events that change them;
+    any rule adds the events that change the pool's and apps' MFA settings."""
     assert events_for(Policy(rules=())) == list(BASE_EVENTS)
     by_domain = Policy(rules=(rule_with(email_domains=("corp.example",)),))
-    assert events_for(by_domain) == list(BASE_EVENTS)
+    assert events_for(by_domain) == [*BASE_EVENTS, *SETTINGS_EVENTS]
     by_department = Policy(rules=(rule_with(departments=("finance",)),))
-    assert events_for(by_department) == [*BASE_EVENTS, *DEPARTMENT_EVENTS]
+    assert events_for(by_department) == [*BASE_EVENTS, *DEPARTMENT_EVENTS, *SETTINGS_EVENTS]
     assert Fact.DEPARTMENTS in by_department.needs
     by_group_and_role = Policy(rules=(rule_with(groups=("admins",), roles=(Role("admin"),)),))
     assert events_for(by_group_and_role) == [
@@ -91,6 +94,7 @@ def test_events_follow_the_facts_the_rules_read():
         "group:member-removed",
         "role:assigned",
         "role:unassigned",
+        *SETTINGS_EVENTS,
     ]
     assert {"user:created", "register", "login", "user:updated", "user:deleted", "user:archived"} == set(BASE_EVENTS)
 
@@ -108,7 +112,7 @@ def test_subscribe_twice_leaves_one_webhook_with_exactly_the_needed_events(emula
     [webhook] = emulator.state.webhooks.all()
     assert (webhook["url"], webhook["name"], webhook["contentType"]) == (url, "mfa-enforcer", "application/json")
     assert webhook["enabled"] is True and webhook["secret"] == WEBHOOK_SECRET
-    assert webhook["events"] == [*BASE_EVENTS, *DEPARTMENT_EVENTS]
+    assert webhook["events"] == [*BASE_EVENTS, *DEPARTMENT_EVENTS, *SETTINGS_EVENTS]
 
 
 def test_subscribe_updates_our_webhook_when_the_rules_or_its_state_change(emulator, env, policy_file):
@@ -117,7 +121,7 @@ def test_subscribe_updates_our_webhook_when_the_rules_or_its_state_change(emulat
     policy_file.write_text(DOMAIN_POLICY)
     assert run_cli(env, "subscribe", "--url", url).returncode == 0
     [created] = emulator.state.webhooks.all()
-    assert created["events"] == list(BASE_EVENTS)
+    assert created["events"] == [*BASE_EVENTS, *SETTINGS_EVENTS]
     emulator.state.webhooks.update(created["webhookId"], {"enabled": False, "secret": "older-secret-0123456789"})
     policy_file.write_text(FINANCE_POLICY)
     result = run_cli(env, "subscribe", "--url", url)
@@ -126,7 +130,7 @@ def test_subscribe_updates_our_webhook_when_the_rules_or_its_state_change(emulat
     [updated] = emulator.state.webhooks.all()
     assert updated["webhookId"] == created["webhookId"]
     assert updated["enabled"] is True and updated["secret"] == WEBHOOK_SECRET
-    assert updated["events"] == [*BASE_EVENTS, *DEPARTMENT_EVENTS]
+    assert updated["events"] == [*BASE_EVENTS, *DEPARTMENT_EVENTS, *SETTINGS_EVENTS]
 
 
 def test_list_shows_our_webhooks_and_what_is_wrong_with_them(emulator, env):

@@ -172,3 +172,24 @@ def test_0009_adds_the_tree_generations_on_top_of_0008_and_going_back_drops_them
     with bare_engine.begin() as connection:
         command.downgrade(_config(connection), "0008")
     assert "organisation_changes" not in set(sa.inspect(bare_engine).get_table_names())
+
+
+def test_0010_adds_the_not_effective_column_and_the_event_name_index(bare_engine):
+    """0010 adds ``decisions.not_effective`` (NULL for the decisions already there) and the events index the
+    MFA settings cache reads; going back removes both."""
+    upgrade(bare_engine, "0009")
+    with bare_engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO decisions (decided_at, userpool_id, user_id, trigger, mode, action, rules, required,"
+                " reason, attempt) VALUES (1.0, 'p', 'u1', 'login', 'enforce', 'none', '[]', '[]', 'r', 1)"
+            )
+        )
+    assert upgrade(bare_engine, "0010") == ("0009", "0010")
+    with bare_engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT not_effective FROM decisions")).scalar() is None
+    assert "events_name" in {index["name"] for index in sa.inspect(bare_engine).get_indexes("events")}
+    with bare_engine.begin() as connection:
+        command.downgrade(_config(connection), "0009")
+    assert "not_effective" not in {column["name"] for column in sa.inspect(bare_engine).get_columns("decisions")}
+    assert "events_name" not in {index["name"] for index in sa.inspect(bare_engine).get_indexes("events")}

@@ -144,6 +144,7 @@ def expected_report(rows: list[tuple[float, Decision]]) -> dict:
             rule: {**counts, "mode": MODES[rule], "oldest_non_compliance": oldest.get(rule)}
             for rule, counts in per_rule.items()
         },
+        "switch_on": [],  # the random history records no gaps (tests/integration/test_effective.py does)
     }
 
 
@@ -158,6 +159,7 @@ def record(engine, rows):
         for at, row in rows:
             value = asdict(row)
             value.update({key: list(value[key]) for key in ("rules", "required", "before", "after")})
+            value["not_effective"] = list(value["not_effective"]) or None
             values.append({**value, "decided_at": at, "started_at": None})
         connection.execute(sa.insert(decisions), values)
 
