@@ -21,6 +21,7 @@ import click
 import sqlalchemy as sa
 
 from service.cli.common import failure_message, settings_or_exit
+from service.enforcement.effective import SETTINGS_EVENTS
 from service.errors import ServiceError
 from service.genauth.client import GenAuthClient
 from service.genauth.webhooks import (
@@ -33,7 +34,6 @@ from service.genauth.webhooks import (
     subscribe,
     trigger_webhook,
 )
-from service.enforcement.effective import SETTINGS_EVENTS
 from service.policy.conditions import FACT_EVENTS
 from service.policy.loading import load_policy
 from service.policy.rules import Policy

@@ -61,6 +61,7 @@ from service.enforcement.merging import (
     stored_contact,
 )
 from service.enforcement.organisation import OrganisationTree
+from service.errors import ServiceError
 from service.genauth import users
 from service.genauth.client import GenAuthClient, Json
 from service.genauth.errors import GenAuthAnswerLostError, GenAuthUserNotFoundError
@@ -160,6 +161,18 @@ class Reconciler:
         except GenAuthUserNotFoundError:
             return decision_of(None, request, is_audit=is_audit)
         return decision_of(plan, request, is_audit=is_audit)
+
+    def keep_fresh(self) -> None:
+        """Read the MFA settings again if they are out of date, between jobs (the worker's loop calls it), so a
+        factor switched on clears the warning of users nobody touches (``MfaLayers.on_change``); GenAuth
+        failing here is left to the next job, which retries its own way."""
+        policy = self.get_policy()
+        if not policy.rules:
+            return
+        try:
+            self.layers.current(self.client, policy.apps)
+        except ServiceError as error:
+            log_event(logger, "mfa_settings_unread", level=logging.WARNING, error_type=type(error).__name__)
 
     def assess(self, plan: Plan) -> Plan:
         """The plan with the required factors GenAuth will not challenge (``Plan.gaps``): for apps with their

@@ -132,6 +132,7 @@ class Worker:
                 self.sweeper.maybe_sweep(self.clock())
             if self.pruner is not None:
                 self.pruner.maybe_prune(self.clock())
+            self.reconciler.keep_fresh()  # the MFA settings above the users (service.enforcement.effective)
             try:
                 done = self.run_once()
                 store_failures = 0
