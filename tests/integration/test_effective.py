@@ -55,8 +55,9 @@ def test_a_finance_user_enforced_while_the_pool_has_sms_off_is_enforced_but_not_
     worker.run_until_idle()
     decision = latest(engine, alice)
     assert decision["action"] == "enforced"
+    why = "SMS is not enabled for the pool"
     assert decision["not_effective"] == [
-        {"factor": "SMS", "rules": ["finance-sms"], "app": None, "why": "SMS is not enabled for the pool", "fix": POOL_FIX}
+        {"factor": "SMS", "rules": ["finance-sms"], "app": None, "why": why, "fix": POOL_FIX}
     ]
     assert "not effective: SMS is not enabled for the pool" in decision["reason"]
     policy = app.extensions[EXTENSION].policies.current()
@@ -65,7 +66,7 @@ def test_a_finance_user_enforced_while_the_pool_has_sms_off_is_enforced_but_not_
     assert report["rules"]["finance-sms"]["not-effective"] == 1
     assert report["switch_on"] == [{"fix": POOL_FIX, "users": 1}]
     [listed] = [entry for entry in report["users_listed"] if entry["user_id"] == alice]
-    assert listed["outcome"] == "not-effective" and listed["not_effective"][0]["why"] == "SMS is not enabled for the pool"
+    assert listed["outcome"] == "not-effective" and listed["not_effective"][0]["why"] == why
     text = "\n".join(render_report(report))
     assert "Not effective: 1 user(s)" in text and POOL_FIX in text
     shown = readiness(engine, now=0.0)
