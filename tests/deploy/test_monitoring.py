@@ -390,6 +390,18 @@ SCENARIOS: list[dict] = [
         "series": {'mfa_enforcer_dead_letters{instance="web-1"}': "3x90"},
     },
     {
+        "alert": "MfaEnforcerNotEffective",
+        "fires": True,
+        "at": "45m",
+        "series": {'mfa_enforcer_not_effective_users{instance="web-1"}': "0 0 3x60"},
+    },
+    {
+        "alert": "MfaEnforcerNotEffective",
+        "fires": False,
+        "at": "45m",
+        "series": {'mfa_enforcer_not_effective_users{instance="web-1"}': "0 3x20 0x40"},
+    },
+    {
         "alert": "MfaEnforcerGenAuthErrors",
         "fires": True,
         "at": "30m",
