@@ -245,11 +245,16 @@ def gaps(
     *,
     enabled: Iterable[str],
     app_views: Mapping[str, Json | str],
+    viewed: Iterable[str] | None = None,
 ) -> tuple[Gap, ...]:
-    """Every required factor, over the rules that apply, that GenAuth will not challenge, merged by (factor,
-    app, why). ``enabled``: the user's factors after enforcement; ``app_views``: app id -> the user's trigger
-    data as that app sees it (or why it could not be read), for the apps that customise their security."""
+    """Every factor the user has (``enabled``: after enforcement, or as it would leave them) that a rule that
+    applies relies on and GenAuth will not challenge, merged by (factor, app, why). A factor the user does not
+    have (an audit rule's, one not written) is not judged: the report counts such users by their outcome.
+    ``app_views``: app id -> the user's trigger data as that app sees it (or why it could not be read), for the
+    apps that customise their security; ``viewed``: the factors those views were read with (default
+    ``enabled``): a factor not among them cannot be judged in such an app."""
     have = set(enabled)
+    seen = have if viewed is None else set(viewed)
     found: dict[tuple[str, str | None, str], tuple[list[str], str]] = {}
 
     def add(factor: str, rule: str, why: str, fix: str, app: str | None = None) -> None:
@@ -274,6 +279,8 @@ def gaps(
         if outcome is None:
             continue
         for factor in relied_on(result, outcome):
+            if factor not in have:
+                continue
             if not result.apps:
                 pool_check(factor, result.rule)
             for app in result.apps:
@@ -288,7 +295,7 @@ def gaps(
                     )
                 elif not state:
                     pool_check(factor, result.rule)
-                elif factor in have:
+                elif factor in seen:
                     view = app_views.get(app)
                     if isinstance(view, str) or view is None:
                         add(

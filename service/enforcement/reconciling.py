@@ -69,7 +69,7 @@ from service.logs import log_event
 from service.policy import Evaluation, Outcome, Policy, RuleResult, UserFacts, evaluate, factors_to_add, rule_outcomes
 from service.policy.conditions import TREE_EVENTS
 from service.policy.outcomes import action_of
-from service.vocabulary import Action
+from service.vocabulary import INACTIVE_STATUSES, Action
 
 logger = logging.getLogger(__name__)
 
@@ -177,12 +177,15 @@ class Reconciler:
     def assess(self, plan: Plan) -> Plan:
         """The plan with the required factors GenAuth will not challenge (``Plan.gaps``): for apps with their
         own settings, the user's view in each is read now, after any write."""
-        if plan.layers is None or plan.merged is None or not plan.matched:
-            return plan
+        if plan.layers is None or plan.merged is None or not plan.matched or plan.facts.status in INACTIVE_STATUSES:
+            return plan  # an inactive account cannot sign in: the report counts it apart
         apps = custom_apps(plan.matched, plan.layers)
         views = read_views(self.client, plan.facts.user_id, apps)
-        enabled = plan.write.after if plan.write is not None else plan.merged.before
-        found = gaps(plan.matched, plan.outcomes, plan.layers, enabled=enabled, app_views=views)
+        if plan.write is not None:
+            enabled, viewed = plan.write.after, plan.write.after
+        else:  # nothing written (explain: not yet): as enforcement would leave them; the views show what is stored
+            enabled, viewed = plan.merged.after, plan.merged.before
+        found = gaps(plan.matched, plan.outcomes, plan.layers, enabled=enabled, app_views=views, viewed=viewed)
         return replace(plan, gaps=found)
 
     def _enforce(self, request: Request, plan: Plan) -> Plan:

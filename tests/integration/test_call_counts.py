@@ -36,6 +36,7 @@ def warmed(worker, engine, emulator):
     enqueue(engine, emulator.users["eng.dave"])
     worker.run_until_idle()
     assert worker.reconciler.tree.loads == 1
+    assert worker.reconciler.layers.loads == 1, "the pool's MFA settings are read once per process, not per job"
     emulator.journal.clear()
 
 

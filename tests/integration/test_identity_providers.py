@@ -124,4 +124,10 @@ def test_the_worker_reads_identities_and_enforces_federated_users(settings, emul
     reads = emulator.journal.entries("/api/v3/get-user")
     assert len(reads) == 2 and all(entry.query.get("withIdentities") == ["true"] for entry in reads)
     called = {entry.path for entry in emulator.journal.entries()} - {"/api/v3/get-management-token"}
-    assert called == {"/api/v3/get-user", "/api/v3/get-mfa-status", "/api/v3/set-mfa-status"}
+    # and, once per process, the pool's MFA factors (service.enforcement.effective)
+    assert called == {
+        "/api/v3/get-user",
+        "/api/v3/get-mfa-status",
+        "/api/v3/set-mfa-status",
+        "/api/v3/get-global-mfa-settings",
+    }
