@@ -115,6 +115,8 @@ class Reconciler:
         self.force_audit = force_audit
         self.verify_writes = verify_writes
         """Read every write back (ENFORCER_VERIFY_WRITES): one more ``get-mfa-status`` per write."""
+        self._apps: frozenset[str] | None = None
+        """The applications of the rules of the last plan with rules (None: none yet), for ``keep_fresh``."""
         self.today = today
         """Today's date (UTC) for exception expiry; tests pass a fixed one."""
 
@@ -126,7 +128,10 @@ class Reconciler:
         is_audit = self.force_audit or dry_run
         with_mfa = user is None and not removal and bool(policy.rules)  # any rule could match: read it alongside
         writes = 0 if is_audit else 2 if self.verify_writes else 1
-        layers = self.layers.current(self.client, policy.apps) if policy.rules else None
+        layers = None
+        if policy.rules:
+            self._apps = policy.apps
+            layers = self.layers.current(self.client, policy.apps)
         reading = read_user(
             self.client,
             user_id,
@@ -165,12 +170,13 @@ class Reconciler:
     def keep_fresh(self) -> None:
         """Read the MFA settings again if they are out of date, between jobs (the worker's loop calls it), so a
         factor switched on clears the warning of users nobody touches (``MfaLayers.on_change``); GenAuth
-        failing here is left to the next job, which retries its own way."""
-        policy = self.get_policy()
-        if not policy.rules:
+        failing here is left to the next job, which retries its own way. It uses the applications of the rules
+        the last job ran under (not the policy source, whose file it would make this thread re-read)."""
+        apps = self._apps
+        if apps is None:  # no job with rules yet: the first one reads the settings
             return
         try:
-            self.layers.current(self.client, policy.apps)
+            self.layers.current(self.client, apps)
         except ServiceError as error:
             log_event(logger, "mfa_settings_unread", level=logging.WARNING, error_type=type(error).__name__)
 
