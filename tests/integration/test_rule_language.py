@@ -85,6 +85,7 @@ def test_admins_by_role_fetch_roles_only(run, emulator):
     assert decisions["eng.dave"]["action"] == "enforced" and decisions["eng.dave"]["after"] == ["OTP"]
     assert decisions["fin.alice"]["action"] == "none"
     assert paths(emulator) == [
+        "/api/v3/get-global-mfa-settings",  # once per process: the pool's factors (service.enforcement.effective)
         "/api/v3/get-mfa-status",
         "/api/v3/get-user",
         "/api/v3/get-user-roles",

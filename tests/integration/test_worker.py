@@ -81,28 +81,31 @@ def test_deleted_user_is_a_decision_not_an_error(worker, engine, emulator):
 
 
 TREE = ["/api/v3/get-all-departments", "/api/v3/list-organizations"]
+POOL = ["/api/v3/get-global-mfa-settings"]
+"""The process's one read of the pool's MFA factors (service.enforcement.effective), like its tree load."""
 """What loading the organisation tree costs the process's first job (tests/integration/test_call_counts.py)."""
 
 
 def test_compliant_user_costs_two_reads_and_no_write(worker, engine, emulator):
-    """get-user and get-mfa-status, and nothing else but the process's one tree load, for a compliant user."""
+    """get-user and get-mfa-status, and nothing else but the process's one tree load and pool settings read,
+    for a compliant user."""
     frank = emulator.users["fin.frank"]
     emulator.journal.clear()
     enqueue(engine, frank)
     drain(worker, engine)
     paths = [entry.path for entry in emulator.journal.entries() if entry.path != "/api/v3/get-management-token"]
-    assert sorted(paths) == sorted(["/api/v3/get-mfa-status", "/api/v3/get-user", *TREE])
+    assert sorted(paths) == sorted(["/api/v3/get-mfa-status", "/api/v3/get-user", *TREE, *POOL])
 
 
 def test_out_of_scope_user_costs_no_more_than_two_reads(worker, engine, emulator):
     """A user no rule matches costs the user read and, sent with it before the rules are evaluated, the MFA
-    read (besides the process's one tree load); no department read, no write."""
+    read (besides the process's one tree load and pool settings read); no department read, no write."""
     dave = emulator.users["eng.dave"]
     emulator.journal.clear()
     enqueue(engine, dave)
     drain(worker, engine)
     paths = [entry.path for entry in emulator.journal.entries() if entry.path != "/api/v3/get-management-token"]
-    assert sorted(paths) == sorted(["/api/v3/get-mfa-status", "/api/v3/get-user", *TREE])
+    assert sorted(paths) == sorted(["/api/v3/get-mfa-status", "/api/v3/get-user", *TREE, *POOL])
 
 
 def test_a_user_no_rule_matches_has_factors_not_read_rather_than_none(worker, engine, emulator, caplog):
