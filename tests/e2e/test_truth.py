@@ -258,6 +258,7 @@ def test_reconcile_wait_blocks_until_the_worker_decided_everyone_then_summarises
     assert waited["rules"]["finance-sms"] == {
         "compliant": 1,
         "enforced": 2,
+        "not-effective": 0,
         "would-enforce": 0,
         "unsatisfiable": 1,
         "exempt": 0,
