@@ -74,6 +74,12 @@ WRITE_CHECKS = Counter(
     "Writes read back after set-mfa-status, by result (kept, restored, not_kept, unknown).",
     ["result"],
 )
+BRAKE_CHECKS = Counter(
+    "mfa_enforcer_brake_checks_total",
+    'Writes that met the brakes (docs/operations.md, "Brakes"), by result: within_budget, released, held_budget, '
+    "held_paused.",
+    ["result"],
+)
 PRUNED_ROWS = Counter(
     "mfa_enforcer_pruned_rows_total",
     "History rows deleted by ENFORCER_RETENTION_DAYS, by table (events, decisions).",
@@ -156,6 +162,8 @@ GAUGES = {
     "reconcile_progress_users": "Users in scope the sweep in progress has handled so far.",
     "not_effective_users": "Users whose latest decision relies on a factor GenAuth will not challenge (the pool or "
     "the rule's app does not enable it): see /readyz or the report for what to switch on.",
+    "held_users": "Users whose write the change budget or a pause is holding (mfa-enforcer holds).",
+    "writes_paused": "1 while GenAuth writes are paused (mfa-enforcer pause), else 0.",
 }
 
 

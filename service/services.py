@@ -18,6 +18,7 @@ from functools import partial
 
 import sqlalchemy as sa
 
+from service.enforcement.brakes import Brakes
 from service.enforcement.effective import SETTINGS_EVENTS, MfaLayers
 from service.enforcement.organisation import OrganisationTree
 from service.enforcement.reconciling import Reconciler
@@ -82,6 +83,8 @@ class Services:
         and again when any process records an event that changed it)."""
         self.layers = self._mfa_layers(engine, self.read_engine)
         """The pool's and apps' MFA settings every reconciler of the process judges effectiveness by."""
+        self.brakes = None if engine is None else Brakes(engine, settings.worker.change_budget)
+        """The process's write gate: pause switch and change budget, shared by its reconcilers."""
 
     @classmethod
     def open(cls, settings: Settings, *, database: bool = True) -> Services:
@@ -127,6 +130,7 @@ class Services:
             force_audit=self.settings.is_audit,
             verify_writes=self.settings.worker.verify_writes,
             tree=self.tree,
+            brakes=self.brakes,
             layers=self.layers,
         )
 

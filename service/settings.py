@@ -36,6 +36,60 @@ BYTES_PER_VALUE = 8
 """A body may hold one JSON value per this many bytes of the body limit. GenAuth's densest events (lists of
 user objects) need about one per 12 bytes; a flood of empty objects has one per 3."""
 DEFAULT_REQUEST_READ_TIMEOUT = 10.0
+BUDGET_WINDOWS = {"hour": 3600.0, "day": 86400.0}
+"""The windows ``ENFORCER_CHANGE_BUDGET`` may slide over, in seconds."""
+
+
+@dataclass(frozen=True)
+class ChangeBudget:
+    """At most ``count`` users written (or ``percent`` of the users in scope) per sliding ``window`` seconds;
+    ``off`` when neither is set. One budget for the whole deployment (``service.store.budget``)."""
+
+    count: int | None = None
+    percent: float | None = None
+    window: float = 3600.0
+
+    @property
+    def is_off(self) -> bool:
+        return self.count is None and self.percent is None
+
+    def limit(self, in_scope: int) -> int | None:
+        """Writes allowed per window, given how many users are in scope (None: no limit)."""
+        if self.count is not None:
+            return self.count
+        if self.percent is None:
+            return None
+        return max(1, int(in_scope * self.percent / 100))
+
+    def __str__(self) -> str:
+        if self.is_off:
+            return "off"
+        unit = next(name for name, seconds in BUDGET_WINDOWS.items() if seconds == self.window)
+        amount = str(self.count) if self.count is not None else f"{self.percent:g}%"
+        return f"{amount}/{unit}"
+
+
+def parse_change_budget(raw: str) -> ChangeBudget:
+    """``N/hour``, ``N/day``, ``P%/hour``, ``P%/day`` or ``off``; ValueError otherwise."""
+    text = raw.strip().lower()
+    if text == "off":
+        return ChangeBudget()
+    amount, slash, unit = text.partition("/")
+    if not slash or unit.strip() not in BUDGET_WINDOWS:
+        raise ValueError(raw)
+    amount, window = amount.strip(), BUDGET_WINDOWS[unit.strip()]
+    if amount.endswith("%"):
+        percent = float(amount[:-1])
+        if not 0 < percent <= 100:
+            raise ValueError(raw)
+        return ChangeBudget(percent=percent, window=window)
+    count = int(amount)
+    if count < 1:
+        raise ValueError(raw)
+    return ChangeBudget(count=count, window=window)
+
+
+DEFAULT_CHANGE_BUDGET = ChangeBudget(count=500, window=3600.0)
 
 
 @dataclass(frozen=True)
@@ -156,6 +210,12 @@ class WorkerSettings:
     retention_days: float = 90.0
     """Days of event records and superseded decisions kept (each user's latest decision stays, so the report does
     not change); 0 keeps everything (docs/operations.md, "Back up and restore")."""
+    change_budget: ChangeBudget = DEFAULT_CHANGE_BUDGET
+    """Most users written to GenAuth (``set-mfa-status``) in a sliding hour or day, over the whole deployment
+    (counted in the database, so every worker and pod shares it): ``N/hour``, ``N/day``, a share of the users
+    in scope of the last sweep (``5%/hour``), or ``off``. A write beyond it is held, not made: the decision says
+    ``held``, ``mfa-enforcer holds`` lists it, ``holds release`` lets it through outside the budget
+    (docs/operations.md, "Brakes")."""
 
 
 @dataclass(frozen=True)
@@ -497,6 +557,12 @@ def load_settings(environ: Mapping[str, str] | None = None, *, role: str = "all"
         verify_writes=read.parsed("ENFORCER_VERIFY_WRITES", defaults.verify_writes, _boolean, "true or false"),
         retention_days=read.parsed(
             "ENFORCER_RETENTION_DAYS", defaults.retention_days, _non_negative_float, "a number of days (0: forever)"
+        ),
+        change_budget=read.parsed(
+            "ENFORCER_CHANGE_BUDGET",
+            defaults.change_budget,
+            parse_change_budget,
+            "a budget: N/hour, N/day, P%/hour, P%/day or off",
         ),
     )
     settings = Settings(

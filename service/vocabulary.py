@@ -37,6 +37,9 @@ class Action(enum.StrEnum):
     """GenAuth confirmed the user is deleted or archived (the last known status is kept with it)."""
     UNKNOWN = "unknown"
     """A write's answer was lost and the read after it could not tell; the next attempt confirms."""
+    HELD = "held"
+    """A write was due, but the change budget was spent or writes are paused: nothing was written, the planned
+    change is kept (``mfa-enforcer holds``) until released, discarded or (after a pause) resumed."""
 
 
 class Bucket(enum.StrEnum):

@@ -47,6 +47,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from service import metrics
+from service.enforcement.brakes import Brakes
 from service.enforcement.decisions import Decision
 from service.enforcement.effective import Gap, Layers, MfaLayers, custom_apps, gaps, read_views
 from service.enforcement.errors import WriteNotKeptError, WriteOutcomeUnknownError
@@ -69,6 +70,7 @@ from service.logs import log_event
 from service.policy import Evaluation, Outcome, Policy, RuleResult, UserFacts, evaluate, factors_to_add, rule_outcomes
 from service.policy.conditions import TREE_EVENTS
 from service.policy.outcomes import action_of
+from service.store.holds import Hold
 from service.vocabulary import INACTIVE_STATUSES, Action
 
 logger = logging.getLogger(__name__)
@@ -105,8 +107,11 @@ class Reconciler:
         tree: OrganisationTree | None = None,
         layers: MfaLayers | None = None,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
+        brakes: Brakes | None = None,
     ) -> None:
         self.client = client
+        self.brakes = brakes
+        """The write gate (pause, change budget: ``service.enforcement.brakes``); None lets every write go."""
         self.tree = tree or OrganisationTree()
         """The organisation tree department facts come from (the process's, shared by its workers)."""
         self.layers = layers or MfaLayers()
@@ -161,7 +166,8 @@ class Reconciler:
         try:
             plan = self.plan(request.user_id, dry_run=dry_run, user=user, removal=request.trigger in REMOVAL_TRIGGERS)
             if plan.merged is not None and plan.merged.is_changed:
-                plan = self._enforce(request, plan)
+                held = self._held(request, plan)
+                plan = replace(plan, held=held) if held else self._enforce(request, plan)
             plan = self.assess(plan)
         except GenAuthUserNotFoundError:
             return decision_of(None, request, is_audit=is_audit)
@@ -193,6 +199,27 @@ class Reconciler:
             enabled, viewed = plan.merged.after, plan.merged.before
         found = gaps(plan.matched, plan.outcomes, plan.layers, enabled=enabled, app_views=views, viewed=viewed)
         return replace(plan, gaps=found)
+
+    def _held(self, request: Request, plan: Plan) -> str | None:
+        """Why the brakes hold this write (None: it goes); the planned change is kept with the hold."""
+        if self.brakes is None:
+            return None
+        assert plan.merged is not None
+        decision = decision_of(plan, request, is_audit=False)
+        return self.brakes.admit(
+            Hold(
+                userpool_id=request.userpool_id,
+                user_id=request.user_id,
+                cause="",
+                reason="",
+                trigger=request.trigger,
+                rules=decision.rules,
+                before=plan.merged.before,
+                add=plan.merged.added,
+                outcomes=decision.outcomes,
+                username=decision.username,
+            )
+        )
 
     def _enforce(self, request: Request, plan: Plan) -> Plan:
         """Write, read back (see the module docstring); returns the plan as finally carried out."""
@@ -294,6 +321,8 @@ class Plan:
     """The pool's and apps' MFA settings this plan is judged against (None: no rules)."""
     gaps: tuple[Gap, ...] = ()
     """Required factors GenAuth will not challenge (``Reconciler.assess``)."""
+    held: str | None = None
+    """Why the write was held instead (``service.enforcement.brakes``): nothing was written."""
 
     def with_mfa(self, current: dict[str, Any]) -> Plan:
         """This plan completed (or re-made) from the user's MFA data as read."""
@@ -346,20 +375,21 @@ def decision_of(plan: Plan | None, request: Request, *, is_audit: bool) -> Decis
     if not plan.matched or plan.merged is None:
         return decide(Action.NONE, "no rule matches this user; MFA not checked")
     matched, outcomes, merged, write = plan.matched, plan.outcomes, plan.merged, plan.write
+    reason = _reason(
+        matched_outcomes=[outcomes[result.rule] for result in matched],
+        reasons={result.rule: result.reasons for result in matched},
+        wrote=merged.added if write is not None else (),
+        would=plan.to_audit,
+        write=write,
+        gaps=plan.gaps,
+    )
     return decide(
-        action_of(outcomes.values(), wrote=write is not None, would=bool(plan.to_audit)),
-        _reason(
-            matched_outcomes=[outcomes[result.rule] for result in matched],
-            reasons={result.rule: result.reasons for result in matched},
-            wrote=merged.added if write is not None else (),
-            would=plan.to_audit,
-            write=write,
-            gaps=plan.gaps,
-        ),
+        Action.HELD if plan.held else action_of(outcomes.values(), wrote=write is not None, would=bool(plan.to_audit)),
+        f"{reason} {plan.held}: would enable {', '.join(merged.added)}." if plan.held else reason,
         rules=tuple(result.rule for result in matched),
         required=ordered_factors({f for result in matched if not result.exempt for f in result.require_mfa}),
         before=merged.before,
-        after=write.after if write is not None else merged.after,
+        after=write.after if write is not None else merged.before if plan.held else merged.after,
         outcomes={result.rule: outcomes[result.rule].label for result in matched},
         not_effective=tuple(gap.as_json() for gap in plan.gaps),
     )

@@ -45,6 +45,7 @@ from service.intake.schemas import SUBJECT_SCHEMAS, TEST_EVENT, Interpretation, 
 from service.logs import log_event
 from service.policy.facts import Fact
 from service.settings import WebhookSettings
+from service.store.budget import brake_gauges, brake_readiness
 from service.store.effectiveness import not_effective_summary
 from service.store.effectiveness import readiness as effectiveness_readiness
 from service.store.engine import write_problem
@@ -195,6 +196,7 @@ def database_gauges(engine: sa.Engine, now: float) -> dict[str, float | None]:
         "dead_letters": stats.dead,
         **sweep_gauges(engine),
         "not_effective_users": not_effective_summary(engine)["users"],
+        **brake_gauges(engine),
     }
 
 
@@ -219,6 +221,8 @@ def readyz() -> tuple[dict[str, Any], int]:
     }
     if problem is not None:
         checks["database_error"] = problem
+    else:  # held users and a pause are shown, never a reason to be unready (docs/operations.md, "Brakes")
+        checks.update(brake_readiness(state.engine))
     if policy.error:
         # Still ready: the last good rules are enforced. Operators see why the file on disk is not.
         checks["policy_error"] = policy.error

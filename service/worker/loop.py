@@ -37,10 +37,11 @@ from service.errors import PermanentError, TemporaryError
 from service.genauth.client import Json
 from service.logs import bind, log_event
 from service.settings import WorkerSettings
-from service.store import queue, sweeps
+from service.store import holds, queue, sweeps
 from service.store.decisions import latest_decision, record_decision
 from service.store.subjects import DEPARTMENT, PAGE, Subject
 from service.store.wakeup import Wakeup
+from service.vocabulary import Action
 from service.worker.leasing import LeaseKeeper
 from service.worker.pruning import PeriodicPrune
 from service.worker.sweeping import PeriodicSweep, read_page
@@ -346,6 +347,8 @@ class Worker:
     ) -> Decision:
         decision = _settled(connection, job.userpool_id, decision)
         record_decision(connection, decision, now=now, started_at=started)
+        if decision.action != Action.HELD:  # the user's hold, if any, is over (service.store.holds)
+            holds.clear(connection, decision.userpool_id, decision.user_id)
         return decision
 
     def _finish(self, job: queue.Job, decision: Decision, started: float | None = None) -> None:

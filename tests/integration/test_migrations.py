@@ -10,6 +10,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+import service.store.budget  # registers the brake tables on the shared metadata
+import service.store.holds  # and the holds table
 import service.store.organisation_changes
 import service.store.sweeps  # noqa: F401 - registers the sweep tables on the shared metadata
 from service.store.engine import create_engine

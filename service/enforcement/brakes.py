@@ -1,0 +1,81 @@
+"""The gate every GenAuth write passes (docs/architecture.md, principle 12): the pause switch, then the change
+budget. The reconciler asks ``Brakes.admit`` just before ``set-mfa-status``; an answer other than None is why
+the write is held instead (the decision says ``held`` with it, and the plan is kept in ``service.store.holds``).
+
+- Paused (``mfa-enforcer pause``): every write is held with cause ``paused``. Each process reads the switch
+  from the database at most every ``PAUSE_TTL`` seconds, so a pause stops every process within that time.
+- Released (``holds release``): the operator let this user's write through, so it goes outside the budget;
+  the reconciler has just re-planned it against GenAuth as it is now.
+- Otherwise the write takes a slot of ``ENFORCER_CHANGE_BUDGET`` (``service.store.budget.take_slot``, one
+  budget for the deployment); with none left it is held with cause ``budget`` until an operator acts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import sqlalchemy as sa
+
+from service import metrics
+from service.settings import ChangeBudget
+from service.store import budget as budget_store
+from service.store import holds
+
+PAUSE_TTL = 2.0
+"""Seconds a process trusts the pause switch it read."""
+
+
+class Brakes:
+    """The write gate of one process (its workers share it)."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        budget: ChangeBudget,
+        *,
+        clock: Callable[[], float] = time.time,
+        pause_ttl: float = PAUSE_TTL,
+    ) -> None:
+        self.engine = engine
+        self.budget = budget
+        self.clock = clock
+        self.pause_ttl = pause_ttl
+        self._lock = threading.Lock()
+        self._pause: tuple[float, budget_store.PauseState] | None = None
+
+    def pause_state(self) -> budget_store.PauseState:
+        """The pause switch, read at most every ``pause_ttl`` seconds."""
+        with self._lock:
+            now = time.monotonic()
+            if self._pause is None or now - self._pause[0] >= self.pause_ttl:
+                with self.engine.connect() as connection:
+                    self._pause = (now, budget_store.pause_state(connection))
+            return self._pause[1]
+
+    def admit(self, entry: holds.Hold) -> str | None:
+        """None: write. Otherwise the hold is recorded and this is why (the decision's reason)."""
+        pause = self.pause_state()
+        if pause.paused:
+            return self._hold(entry, holds.PAUSED, f"held: writes are paused ({pause.reason or 'no reason given'})")
+        if holds.is_released(self.engine, entry.userpool_id, entry.user_id):
+            metrics.BRAKE_CHECKS.labels(result="released").inc()
+            return None
+        if self.budget.is_off:
+            return None
+        slot = budget_store.take_slot(self.engine, self.budget, entry.userpool_id, entry.user_id, now=self.clock())
+        if slot.taken:
+            metrics.BRAKE_CHECKS.labels(result="within_budget").inc()
+            return None
+        return self._hold(
+            entry,
+            holds.BUDGET,
+            f"held: change budget {self.budget} spent ({slot.used} of {slot.limit} users written in the window)",
+        )
+
+    def _hold(self, entry: holds.Hold, cause: str, reason: str) -> str:
+        holds.hold(self.engine, replace(entry, cause=cause, reason=reason), now=self.clock())
+        metrics.BRAKE_CHECKS.labels(result=f"held_{cause}").inc()
+        return reason
