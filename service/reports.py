@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from service.errors import ReportFilterError
 from service.policy import Policy
+from service.store.budget import brake_readiness
 from service.store.reporting import CATEGORIES, compliance
 from service.vocabulary import INACTIVE_STATUSES, Bucket
 
@@ -56,4 +57,11 @@ def build_report(
         "inactive_statuses": list(INACTIVE_STATUSES),
         "expired_exceptions": expired,
         "as_of": today.isoformat(),
+        "brakes": _brakes(engine),
     }
+
+
+def _brakes(engine: sa.Engine) -> dict[str, Any]:
+    """Whether writes are paused, and how many users' writes are held (``mfa-enforcer holds``)."""
+    shown = brake_readiness(engine)
+    return {"paused": shown["paused"], "held": shown["holding"]}

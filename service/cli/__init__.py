@@ -15,6 +15,7 @@ import click
 from service.cli.audit import audit
 from service.cli.common import failure_message
 from service.cli.database import db
+from service.cli.holds import holds_command, pause, resume
 from service.cli.insight import explain, report
 from service.cli.policy import policy
 from service.cli.reconcile import reconcile
@@ -50,3 +51,6 @@ for command in (serve, worker, worker_alive, db, policy, sandbox, replay, dead_l
 main.add_command(explain)
 main.add_command(report)
 main.add_command(audit)
+main.add_command(holds_command, name="holds")
+main.add_command(pause)
+main.add_command(resume)

@@ -164,6 +164,11 @@ def render_report(result: dict[str, Any]) -> list[str]:
     if result.get("inactive"):
         statuses = "/".join(status.lower() for status in result["inactive_statuses"])
         lines.append(f"Not counted: {result['inactive']} inactive user(s) ({statuses}); see --users --outcome inactive")
+    brakes = result.get("brakes") or {}
+    if brakes.get("paused"):
+        lines.append("Writes are PAUSED (mfa-enforcer pause): nothing is written until mfa-enforcer resume")
+    if brakes.get("held"):
+        lines.append(f"Held: {brakes['held']} user(s) whose write waits for an operator; see mfa-enforcer holds")
     for expired in result["expired_exceptions"]:
         names = ", ".join(expired["users"] + [f"group {g}" for g in expired["groups"]])
         lines.append(f"Expired exception in {expired['rule']} ({expired['expired']}): {names} — {expired['reason']}")
