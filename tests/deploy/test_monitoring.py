@@ -248,6 +248,30 @@ def test_configuration_tables_list_exactly_what_the_service_reads():
 TOKEN = 'endpoint="/api/v3/get-management-token"'
 SCENARIOS: list[dict] = [
     {
+        "alert": "MfaEnforcerWritesHeld",
+        "fires": True,
+        "at": "30m",
+        "series": {'mfa_enforcer_held_users{instance="web-1"}': "0 0 495x40"},
+    },
+    {
+        "alert": "MfaEnforcerWritesHeld",
+        "fires": False,
+        "at": "30m",
+        "series": {'mfa_enforcer_held_users{instance="web-1"}': "12x10 0x30"},  # released within 15 minutes
+    },
+    {
+        "alert": "MfaEnforcerWritesPaused",
+        "fires": True,
+        "at": "90m",
+        "series": {'mfa_enforcer_writes_paused{instance="web-1"}': "0 1x100"},
+    },
+    {
+        "alert": "MfaEnforcerWritesPaused",
+        "fires": False,
+        "at": "90m",
+        "series": {'mfa_enforcer_writes_paused{instance="web-1"}': "1x30 0x70"},  # resumed after half an hour
+    },
+    {
         "alert": "MfaEnforcerPolicyNamesUnknown",
         "fires": True,
         "at": "30m",
