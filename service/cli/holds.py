@@ -5,15 +5,12 @@ They need ``DATABASE_URL`` and nothing else. A release only marks the users rele
 worker then re-plans each against GenAuth as it is now and writes outside the change budget
 (``service.enforcement.brakes``). Pause and resume set the switch in the database that every process reads
 within seconds; resume also puts the users the pause held back on the queue. Each action needs ``--reason``
-and is recorded by ``record_action``.
+and leaves an audit record (``record_action``, ``service.store.audit``).
 """
 
 from __future__ import annotations
 
-import getpass
 import json
-import logging
-import socket
 import sys
 import time
 from typing import Any, NoReturn
@@ -22,36 +19,19 @@ import click
 import sqlalchemy as sa
 
 from service.cli.common import engine_from_environment, show_time, who
-from service.logs import log_event
-from service.store import budget, holds
+from service.store import audit, budget, holds
 from service.store.engine import disposing
-
-logger = logging.getLogger(__name__)
 
 REASON_HELP = "Why (required; kept with the action for the audit trail)."
 ACTOR_HELP = "Who acts (default: the OS user and host)."
 
 
 def record_action(
-    engine: sa.Engine, *, action: str, actor: str, reason: str, scope: dict[str, Any], count: int
+    engine: sa.Engine, *, action: str, actor: str | None, reason: str, scope: dict[str, Any], count: int
 ) -> None:
-    """The one place an operator's brake action (pause, resume, release, discard) is recorded.
-
-    Today it is one structured log line (``operator_action``); the append-only audit store
-    (``service.store.audit``, issue 15 part 5) is to be called from here once it lands.
-    """
-    del engine  # the audit store will write through it
-    log_event(logger, "operator_action", action=action, actor=actor, reason=reason, scope=scope, count=count)
-
-
-def _actor(actor: str | None) -> str:
-    if actor:
-        return actor
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    """The one place an operator's brake action (pause, resume, release, discard) enters the audit trail
+    (``service.store.audit``: one append-only record, and its ``audit_record`` log line)."""
+    audit.record(engine, action, reason=reason, actor=audit.operator(actor), scope=scope, counts={"users": count})
 
 
 def _refuse(command: str, message: str) -> NoReturn:
@@ -130,7 +110,7 @@ def release(
     with disposing(engine_from_environment()) as engine:
         released = holds.release(engine, reason=why, now=time.time(), rule=rule, limit=most)
         scope = {"all": release_all, "max": most, "rule": rule}
-        record_action(engine, action="release", actor=_actor(actor), reason=why, scope=scope, count=len(released))
+        record_action(engine, action=audit.RELEASE, actor=actor, reason=why, scope=scope, count=len(released))
     if as_json:
         click.echo(json.dumps({"released": len(released), "users": released}, indent=2))
     elif not released:
@@ -148,9 +128,7 @@ def discard(reason: str | None, rule: str | None, actor: str | None) -> None:
     why = _reason_or_refuse("holds discard", reason)
     with disposing(engine_from_environment()) as engine:
         dropped = holds.discard(engine, rule=rule)
-        record_action(
-            engine, action="discard", actor=_actor(actor), reason=why, scope={"rule": rule}, count=len(dropped)
-        )
+        record_action(engine, action=audit.DISCARD, actor=actor, reason=why, scope={"rule": rule}, count=len(dropped))
     click.echo(f"discarded {len(dropped)} held user(s)" if dropped else "no held users to discard")
 
 
@@ -160,11 +138,11 @@ def discard(reason: str | None, rule: str | None, actor: str | None) -> None:
 def pause(reason: str | None, actor: str | None) -> None:
     """Stop every GenAuth write on every process within seconds; work keeps being accepted and is held."""
     why = _reason_or_refuse("pause", reason)
-    who_acts = _actor(actor)
+    who_acts = audit.operator(actor)
     with disposing(engine_from_environment()) as engine:
         changed = budget.set_paused(engine, True, reason=why, actor=who_acts, now=time.time())
         if changed:
-            record_action(engine, action="pause", actor=who_acts, reason=why, scope={}, count=0)
+            record_action(engine, action=audit.PAUSE, actor=who_acts, reason=why, scope={}, count=0)
     click.echo("writes paused: every process stops writing within seconds" if changed else "writes were already paused")
 
 
@@ -174,12 +152,12 @@ def pause(reason: str | None, actor: str | None) -> None:
 def resume(reason: str | None, actor: str | None) -> None:
     """Let writes flow again (within the change budget); the users the pause held go back on the queue."""
     why = _reason_or_refuse("resume", reason)
-    who_acts = _actor(actor)
+    who_acts = audit.operator(actor)
     with disposing(engine_from_environment()) as engine:
         changed = budget.set_paused(engine, False, reason=why, actor=who_acts, now=time.time())
         requeued = holds.requeue_paused(engine, now=time.time()) if changed else 0
         if changed:
-            record_action(engine, action="resume", actor=who_acts, reason=why, scope={}, count=requeued)
+            record_action(engine, action=audit.RESUME, actor=who_acts, reason=why, scope={}, count=requeued)
     if changed:
         click.echo(f"writes resumed; {requeued} held user(s) back on the queue")
     else:

@@ -32,6 +32,11 @@ logger = logging.getLogger(__name__)
 REPLAY = "replay"
 RECONCILE = "reconcile"
 POLICY_RELOAD = "policy-reload"
+PAUSE = "pause"
+RESUME = "resume"
+RELEASE = "release"
+DISCARD = "discard"
+"""The brakes' operator actions (``service.cli.holds``)."""
 
 ADMIN_API = "admin-api"
 POLICY_FILE = "policy-file"

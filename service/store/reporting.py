@@ -41,7 +41,7 @@ NON_COMPLIANT = (Bucket.WOULD_ENFORCE, Bucket.UNSATISFIABLE)
 FAILED_RULE = "-"
 """The rule a failed decision (or a removed one with no last known rules) is listed under."""
 # Only these actions can carry an ``enforce`` or ``unsatisfiable`` label (``reconciling.decision_of``).
-_OPEN_ACTIONS = (Action.ENFORCED, Action.WOULD_ENFORCE, Action.UNSATISFIABLE)
+_OPEN_ACTIONS = (Action.ENFORCED, Action.WOULD_ENFORCE, Action.UNSATISFIABLE, Action.HELD)
 
 
 @dataclass

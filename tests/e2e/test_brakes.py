@@ -160,6 +160,11 @@ def test_a_sweep_writes_exactly_the_budget_and_release_writes_the_rest_once(
         }
         nothing = run_cli(env, "holds", "release", "--all", "--reason", "again")
         assert (nothing.returncode, nothing.stdout.strip()) == (0, "no held users to release")
+        trail = json.loads(run_cli(env, "audit", "--json").stdout)
+        releases = [(r["action"], r["reason"], r["counts"]["users"]) for r in trail if r["action"] == "release"]
+        assert releases[0] == ("release", "first three", 3)
+        assert sorted(releases[1:3]) == sorted(("release", "ticket 42", n) for n in counts)
+        assert releases[3] == ("release", "again", 0)
     finally:
         engine.dispose()
 
@@ -180,6 +185,8 @@ def test_discard_drops_the_holds_and_the_next_event_plans_them_again(emulator, d
             wait_until(lambda: held_json(env)["held"] == 1, timeout=30, what="bob held")
             dropped = run_cli(env, "holds", "discard", "--reason", "will redo after the freeze")
             assert (dropped.returncode, dropped.stdout.strip()) == (0, "discarded 1 held user(s)")
+            discarded = json.loads(run_cli(env, "audit", "--json").stdout)[-1]
+            assert (discarded["action"], discarded["reason"]) == ("discard", "will redo after the freeze")
             assert held_json(env)["held"] == 0
             enqueue(engine, bob, pool=pool)
             wait_until(lambda: held_json(env)["held"] == 1, timeout=30, what="bob held again")
@@ -238,6 +245,11 @@ def test_pause_stops_writes_on_every_process_within_seconds_and_resume_lets_them
             assert decisions_for_user(engine, alice)[0]["action"] == "enforced"
             assert app.test_client().get("/readyz").get_json()["checks"]["paused"] is False
             assert run_cli(env, "resume", "--reason", "x").stdout.strip() == "writes were not paused"
+            trail = json.loads(run_cli(env, "audit", "--json").stdout)
+            assert [(r["action"], r["actor"], r["reason"]) for r in trail if r["action"] in ("pause", "resume")] == [
+                ("pause", "ops@example", "incident 7"),
+                ("resume", trail[-1]["actor"], "incident over"),
+            ]
     finally:
         engine.dispose()
 

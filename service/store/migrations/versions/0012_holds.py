@@ -5,7 +5,7 @@
 ``brakes`` holds the pause switch and the row every budget check locks on PostgreSQL.
 
 Revision ID: 0012
-Revises: 0008 (other branches add 0009-0011 at the same time; the lead chains them at merge)
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0008"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
