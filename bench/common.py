@@ -329,6 +329,7 @@ def service_env(
         GENAUTH_WEBHOOK_SECRET=WEBHOOK_SECRET,
         DATABASE_URL=database_url,
         POLICY_FILE=str(ROOT / "config" / "policies.yaml"),
+        ENFORCER_CHANGE_BUDGET="off",  # benches measure throughput; bench/brakes.py measures the budget
     )
     if userpool_id:
         env["GENAUTH_USERPOOL_ID"] = userpool_id
