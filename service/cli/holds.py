@@ -22,6 +22,7 @@ from service.cli.common import engine_from_environment, show_time, who
 from service.store import audit, budget, holds
 from service.store.engine import disposing
 
+CAUSES = {holds.BUDGET: "change budget", holds.PAUSED: "pause"}
 REASON_HELP = "Why (required; kept with the action for the audit trail)."
 ACTOR_HELP = "Who acts (default: the OS user and host)."
 
@@ -80,7 +81,7 @@ def holds_command(ctx: click.Context, as_json: bool) -> None:
         waiting = f" ({summary.released} released, waiting for a worker)" if summary.released else ""
         click.echo(f"no users held{waiting}")
         return
-    causes = ", ".join(f"{count} by the {cause}" for cause, count in summary.per_cause.items())
+    causes = ", ".join(f"{count} by the {CAUSES.get(cause, cause)}" for cause, count in summary.per_cause.items())
     click.echo(f"{summary.held} user(s) held ({causes}):")
     for rule, count in summary.per_rule.items():
         click.echo(f"  {rule:<28}{count:>8}")
