@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,7 +146,7 @@ class PolicySource:
     def _load_at_start(self) -> None:
         raw = self._read()
         self._digest = hashlib.sha256(raw).hexdigest()
-        self._policy = parse_policy(_text(raw, self.path), str(self.path))
+        self._policy = replace(parse_policy(_text(raw, self.path), str(self.path)), digest=self._digest)
         self._save(raw, self._digest, time.time(), self._policy)
 
     def _fall_back(self, error: PolicyError) -> None:
@@ -156,7 +156,8 @@ class PolicySource:
         if snapshot is not None:
             loaded = datetime.fromtimestamp(snapshot.loaded_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
             try:
-                self._policy = parse_policy(snapshot.text, f"{snapshot.source} (last good copy of {loaded})")
+                copy = parse_policy(snapshot.text, f"{snapshot.source} (last good copy of {loaded})")
+                self._policy = replace(copy, digest=snapshot.digest)
             except PolicyError as copy_error:  # saved by a version whose rule language this one refuses
                 log_event(logger, "policy_copy_unusable", level=logging.ERROR, problems=copy_error.problems)
             else:
@@ -194,7 +195,7 @@ class PolicySource:
             if digest == self._digest:
                 return
         try:
-            policy = parse_policy(_text(raw, self.path), str(self.path))
+            policy = replace(parse_policy(_text(raw, self.path), str(self.path)), digest=digest)
         except PolicyError as error:
             self._refuse(error, digest=digest)
             return

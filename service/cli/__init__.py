@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from service import __version__
 from service.cli.audit import audit
 from service.cli.common import failure_message
 from service.cli.database import db
@@ -41,7 +42,7 @@ class CommandLine(click.Group):
 
 
 @click.group(cls=CommandLine, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="mfa-enforcer")
+@click.version_option(version=__version__, prog_name="mfa-enforcer")
 def main() -> None:
     """Keep GenAuth user pools compliant with MFA policy."""
 

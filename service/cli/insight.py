@@ -102,6 +102,8 @@ def render_explanation(explanation: dict[str, Any]) -> list[str]:
         lines.append(f"Not effective ({', '.join(gap['rules'])}): {gap['why']}; to fix: {gap['fix']}")
     decision = explanation["decision"]
     lines.append(f"If the worker ran now: {decision['action']} — {decision['reason']}")
+    policy = decision["policy_digest"] or "not from a file"
+    lines.append(f"Decided under policy {policy} by mfa-enforcer {decision['service_version']}")
     return lines
 
 

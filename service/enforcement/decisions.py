@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from service import __version__
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -41,6 +43,12 @@ class Decision:
     email: str | None = None
     status: str | None = None
     """The user's username, email and account status as read for this decision (None: not read)."""
+    policy_digest: str | None = None
+    """SHA-256 of the policy file the decision was made under (``Policy.digest``); None: no policy was read
+    (the user is gone, the job failed before planning) or the rules did not come from a file."""
+    service_version: str | None = __version__
+    """The version of mfa-enforcer that made the decision (``mfa-enforcer --version``); None: recorded before
+    decisions said (revision 0013)."""
 
 
 def with_last_known_status(decision: Decision, previous: Decision | None) -> Decision:

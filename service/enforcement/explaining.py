@@ -47,7 +47,12 @@ def explain_user(reconciler: Reconciler, user_id: str, *, userpool_id: str = "")
         "required_factors": list(decision.required),
         "change": _change(plan),
         "not_effective": list(decision.not_effective),
-        "decision": {"action": action, "reason": reason},
+        "decision": {
+            "action": action,
+            "reason": reason,
+            "policy_digest": decision.policy_digest,
+            "service_version": decision.service_version,
+        },
     }
 
 

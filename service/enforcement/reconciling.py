@@ -149,9 +149,9 @@ class Reconciler:
         facts = reading.facts
         evaluation = evaluate(policy, facts, force_audit=self.force_audit, today=self.today())
         if facts.status == ARCHIVED:
-            return Plan(facts=facts, evaluation=evaluation, matched=(), is_audit=is_audit, removal="archived")
+            return Plan(facts, evaluation, (), is_audit, removal="archived", policy_digest=policy.digest)
         matched = tuple(result for result in evaluation.results if result.matched)
-        base = Plan(facts=facts, evaluation=evaluation, matched=matched, is_audit=is_audit, layers=layers)
+        base = Plan(facts, evaluation, matched, is_audit, layers=layers, policy_digest=policy.digest)
         if not matched:
             return base
         if reading.mfa is not None:
@@ -323,6 +323,8 @@ class Plan:
     """Required factors GenAuth will not challenge (``Reconciler.assess``)."""
     held: str | None = None
     """Why the write was held instead (``service.enforcement.brakes``): nothing was written."""
+    policy_digest: str | None = None
+    """The digest of the policy this plan was made under (``Policy.digest``)."""
 
     def with_mfa(self, current: dict[str, Any]) -> Plan:
         """This plan completed (or re-made) from the user's MFA data as read."""
@@ -365,6 +367,7 @@ def decision_of(plan: Plan | None, request: Request, *, is_audit: bool) -> Decis
             after=values.get("after"),
             outcomes=values.get("outcomes", {}),
             not_effective=values.get("not_effective", ()),
+            policy_digest=plan.policy_digest if plan is not None else None,
             **_who(plan),
         )
 

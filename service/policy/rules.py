@@ -8,7 +8,7 @@ silently mean something else (an empty match would otherwise match everyone).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -196,6 +196,8 @@ class Policy:
 
     rules: tuple[Rule, ...]
     source: str = "<string>"
+    digest: str | None = field(default=None, compare=False)
+    """SHA-256 of the file these rules were parsed from (``service.policy_source``); None: not from a file."""
 
     def __post_init__(self) -> None:
         names = [rule.name for rule in self.rules]

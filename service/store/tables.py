@@ -89,6 +89,8 @@ decisions = sa.Table(
     sa.Column("email", sa.String(320), nullable=True),
     sa.Column("status", sa.String(32), nullable=True),
     sa.Column("not_effective", sa.JSON(none_as_null=True), nullable=True),
+    sa.Column("policy_digest", sa.String(64), nullable=True),
+    sa.Column("service_version", sa.String(50), nullable=True),
     sa.Index("decisions_user", "userpool_id", "user_id", "decided_at"),
     sa.Index("decisions_user_latest", "user_id", "id"),
 )
@@ -99,6 +101,9 @@ state after a write is not known (``unknown``): "not read" is not "no factors". 
 ``status`` are the user as GenAuth showed them at that evaluation (None when it was not read): listings show
 the name next to the id, and the report counts removed and inactive accounts apart. ``not_effective`` lists
 the required factors GenAuth will not challenge the user for (factor, rules, app, why, fix); NULL: none.
+``policy_digest`` (SHA-256 of the policy file) and ``service_version`` say which policy and which release of
+the service made the decision; NULL in rows recorded before revision 0013 (and the digest when no policy was
+read).
 """
 
 policy_snapshots = sa.Table(

@@ -195,3 +195,25 @@ def test_0010_adds_the_not_effective_column_and_the_event_name_index(bare_engine
         command.downgrade(_config(connection), "0009")
     assert "not_effective" not in {column["name"] for column in sa.inspect(bare_engine).get_columns("decisions")}
     assert "events_name" not in {index["name"] for index in sa.inspect(bare_engine).get_indexes("events")}
+
+
+def test_0013_adds_the_policy_digest_and_service_version_of_each_decision(bare_engine):
+    """0013 follows 0012: a decision recorded before it keeps its data with no digest or version (nobody knows
+    them); going back to 0012 drops both columns."""
+    upgrade(bare_engine, "0012")
+    with bare_engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "INSERT INTO decisions (decided_at, userpool_id, user_id, trigger, mode, action, rules, required,"
+                " reason, attempt) VALUES (1.0, 'p', 'old', 'login', 'enforce', 'none', '[]', '[]', 'r', 1)"
+            )
+        )
+    assert upgrade(bare_engine, "0013") == ("0012", "0013")
+    with bare_engine.connect() as connection:
+        row = connection.execute(sa.text("SELECT user_id, policy_digest, service_version FROM decisions")).one()
+    assert tuple(row) == ("old", None, None)
+    with bare_engine.begin() as connection:
+        command.downgrade(_config(connection), "0012")
+    columns = {column["name"] for column in sa.inspect(bare_engine).get_columns("decisions")}
+    assert not columns & {"policy_digest", "service_version"}
+    assert "reason" in columns

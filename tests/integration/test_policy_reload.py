@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
 import threading
 import time
 from dataclasses import replace
+from importlib.metadata import version
 
 import pytest
 import requests
 
 from genauth_emulator.payloads import event_body
-from service.app import create_app
+from service.app import create_app, stop_worker
 from service.errors import PolicyUnavailableError, TemporaryError
 from service.intake.context import EXTENSION
 from service.policy import PolicyError
@@ -25,9 +27,13 @@ from service.policy_source import (
     STATE_PREVIOUS,
     PolicySource,
 )
+from service.services import Services
+from service.store.decisions import decisions_for_user
 from service.store.engine import create_engine, prepare_database
 from service.store.snapshots import PolicySnapshots
-from tests.support.values import ROOT, WEBHOOK_SECRET
+from tests.support.factories import enqueue
+from tests.support.store import drain
+from tests.support.values import ADMIN_TOKEN, ROOT, WEBHOOK_SECRET
 from tests.support.waiting import wait_until
 
 AUDIT_RULE = """policies:
@@ -233,3 +239,37 @@ def test_readyz_answers_quickly_while_the_policy_path_blocks(live_service, tmp_p
             assert "has not finished" in response.json()["checks"]["policy_error"]
     finally:
         _release_fifo_readers(fifo)
+
+
+def test_each_decision_names_the_policy_digest_and_service_version_it_was_made_under(
+    settings, schema_template, tmp_path, emulator
+):
+    """A decision made after a policy edit carries the new file's digest; every one carries the package's
+    version (what ``mfa-enforcer --version`` prints), and the admin API lists both."""
+    path = tmp_path / "policies.yaml"
+    shutil.copy(ROOT / "config" / "policies.yaml", path)
+    settings = replace(settings, policy_file=path, policy_check_interval=0.0)
+    schema_template.apply(settings.database_url)
+    app = create_app(settings, configure_logs=False)
+    engine = app.extensions[EXTENSION].engine
+    worker = Services(settings, engine).worker(app.extensions[EXTENSION].policies.current)
+    alice = emulator.users["fin.alice"]
+    try:
+        enqueue(engine, alice)
+        drain(worker, engine)
+        path.write_text(AUDIT_RULE)
+        enqueue(engine, alice)
+        drain(worker, engine)
+        after, before = decisions_for_user(engine, alice)
+        answer = app.test_client().get(
+            f"/api/users/{alice}/decisions", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+    finally:
+        worker.reconciler.client.close()
+        stop_worker(app)
+        engine.dispose()
+    assert before["policy_digest"] == hashlib.sha256((ROOT / "config" / "policies.yaml").read_bytes()).hexdigest()
+    assert after["policy_digest"] == hashlib.sha256(AUDIT_RULE.encode()).hexdigest()
+    assert {before["service_version"], after["service_version"]} == {version("mfa-enforcer")}
+    listed = answer.get_json()["decisions"][0]
+    assert (listed["policy_digest"], listed["service_version"]) == (after["policy_digest"], version("mfa-enforcer"))
