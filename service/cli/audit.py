@@ -13,8 +13,9 @@ from typing import Any
 import click
 
 from service.cli.common import MOMENT, RefusedError, engine_from_environment, show_time
-from service.store.audit import AuditRecord, audit_records
+from service.store.audit import audit_records
 from service.store.engine import disposing
+from service.store.operator_actions import audit_view
 
 
 @click.command()
@@ -33,10 +34,10 @@ def audit(since_text: str | None, limit: int, as_json: bool) -> None:
     except click.BadParameter as error:
         raise RefusedError(f"--since: {error.message}") from error
     with disposing(engine_from_environment()) as engine:
+        if as_json:
+            click.echo(json.dumps(audit_view(engine, since=since, limit=limit), indent=2))
+            return
         records = audit_records(engine, since=since, limit=limit)
-    if as_json:
-        click.echo(json.dumps([_shown(entry) for entry in records], indent=2))
-        return
     if not records:
         click.echo("no audit records" + ("" if since is None else f" since {show_time(since)}"))
         return
@@ -48,10 +49,6 @@ def audit(since_text: str | None, limit: int, as_json: bool) -> None:
         scope = ", ".join(f"{key}={_value(value)}" for key, value in entry.scope.items() if value not in (None, [], {}))
         if scope:
             click.echo(f"    {scope}")
-
-
-def _shown(entry: AuditRecord) -> dict[str, Any]:
-    return {**entry.as_dict(), "at": show_time(entry.at), "at_unix": entry.at}
 
 
 def _value(value: Any) -> str:

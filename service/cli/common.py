@@ -9,11 +9,8 @@ means a bug.
 from __future__ import annotations
 
 import errno
-import re
 import socket
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -25,6 +22,7 @@ from service.genauth.access import failure_line
 from service.logs import configure_logging
 from service.services import Services, open_engine
 from service.settings import Settings, database_url_from, load_settings
+from service.store.operator_actions import iso_time, parse_moment
 
 FC = TypeVar("FC", bound=Callable[..., Any])
 
@@ -94,33 +92,19 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])\Z")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 class MomentType(click.ParamType[float]):
-    """A point in time: ISO 8601 (UTC unless it says otherwise), UNIX seconds, or an age such as 2h or 7d."""
+    """A point in time: ISO 8601 (UTC unless it says otherwise), UNIX seconds, or an age such as 2h or 7d
+    (``service.store.operator_actions.parse_moment``, which the admin API reads too)."""
 
     name = "time"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, float):
             return value
-        text = str(value).strip()
-        relative = _RELATIVE.match(text)
-        if relative:
-            return time.time() - float(relative.group(1)) * _UNITS[relative.group(2)]
         try:
-            return float(text)
-        except ValueError:
-            pass
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            self.fail(f"{text!r} is not a time: use 2026-11-28T10:00:00Z, UNIX seconds, or an age like 2h", param, ctx)
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+            return parse_moment(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
 
 
 MOMENT = MomentType()
@@ -151,9 +135,7 @@ def reason_or_refuse(command: str, reason: str | None) -> str:
 
 
 def show_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "-" if seconds is None else iso_time(seconds)
 
 
 def who(username: str | None, email: str | None) -> str:

@@ -5,7 +5,8 @@ They need ``DATABASE_URL`` and nothing else. A release only marks the users rele
 worker then re-plans each against GenAuth as it is now and writes outside the change budget
 (``service.enforcement.brakes``). Pause and resume set the switch in the database that every process reads
 within seconds; resume also puts the users the pause held back on the queue. Each action needs ``--reason``
-and leaves an audit record (``record_action``, ``service.store.audit``).
+and leaves an audit record; the actions themselves are ``service.store.operator_actions``, which the admin API
+calls too.
 """
 
 from __future__ import annotations
@@ -13,26 +14,18 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
-import sqlalchemy as sa
 
 from service.cli.common import engine_from_environment, show_time, who
-from service.store import audit, budget, holds
+from service.enforcement.brakes import PAUSE_TTL
+from service.store import audit, budget, holds, operator_actions
 from service.store.engine import disposing
 
 CAUSES = {holds.BUDGET: "change budget", holds.PAUSED: "pause"}
 REASON_HELP = "Why (required; kept with the action for the audit trail)."
 ACTOR_HELP = "Who acts (default: the OS user and host)."
-
-
-def record_action(
-    engine: sa.Engine, *, action: str, actor: str | None, reason: str, scope: dict[str, Any], count: int
-) -> None:
-    """The one place an operator's brake action (pause, resume, release, discard) enters the audit trail
-    (``service.store.audit``: one append-only record, and its ``audit_record`` log line)."""
-    audit.record(engine, action, reason=reason, actor=audit.operator(actor), scope=scope, counts={"users": count})
 
 
 def _refuse(command: str, message: str) -> NoReturn:
@@ -42,7 +35,7 @@ def _refuse(command: str, message: str) -> NoReturn:
 
 
 def _reason_or_refuse(command: str, reason: str | None) -> str:
-    if reason is None or not reason.strip():
+    if reason is None or operator_actions.reason_problem(reason):
         _refuse(command, "--reason TEXT is required: say why (it is kept with the action)")
     return reason.strip()
 
@@ -56,25 +49,12 @@ def holds_command(ctx: click.Context, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
     with disposing(engine_from_environment()) as engine:
+        if as_json:
+            click.echo(json.dumps(operator_actions.holds_view(engine), indent=2, ensure_ascii=False))
+            return
         summary = holds.summary(engine)
         with engine.connect() as connection:
             pause = budget.pause_state(connection)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "held": summary.held,
-                    "released_pending": summary.released,
-                    "paused": pause.paused,
-                    "per_rule": summary.per_rule,
-                    "per_cause": summary.per_cause,
-                    "sample": summary.sample,
-                },
-                indent=2,
-                ensure_ascii=False,
-            )
-        )
-        return
     if pause.paused:
         click.echo(f"writes are PAUSED since {show_time(pause.changed_at)} by {pause.actor}: {pause.reason}")
     if not summary.held:
@@ -104,14 +84,12 @@ def release(
 ) -> None:
     """Let held users through outside the budget: each is re-planned against GenAuth's current state first."""
     why = _reason_or_refuse("holds release", reason)
-    if not (release_all or most or rule):
-        _refuse("holds release", "say which: --all, --max N or --rule R")
-    if release_all and most:
-        _refuse("holds release", "--all and --max exclude each other")
+    scope = operator_actions.ReleaseScope(release_all=release_all, most=most, rule=rule)
+    problem = scope.problem()
+    if problem:
+        _refuse("holds release", problem)
     with disposing(engine_from_environment()) as engine:
-        released = holds.release(engine, reason=why, now=time.time(), rule=rule, limit=most)
-        scope = {"all": release_all, "max": most, "rule": rule}
-        record_action(engine, action=audit.RELEASE, actor=actor, reason=why, scope=scope, count=len(released))
+        released = operator_actions.release(engine, scope, reason=why, actor=audit.operator(actor), now=time.time())
     if as_json:
         click.echo(json.dumps({"released": len(released), "users": released}, indent=2))
     elif not released:
@@ -128,8 +106,7 @@ def discard(reason: str | None, rule: str | None, actor: str | None) -> None:
     """Drop held users' planned changes; the next event or sweep plans them again."""
     why = _reason_or_refuse("holds discard", reason)
     with disposing(engine_from_environment()) as engine:
-        dropped = holds.discard(engine, rule=rule)
-        record_action(engine, action=audit.DISCARD, actor=actor, reason=why, scope={"rule": rule}, count=len(dropped))
+        dropped = operator_actions.discard(engine, reason=why, actor=audit.operator(actor), rule=rule)
     click.echo(f"discarded {len(dropped)} held user(s)" if dropped else "no held users to discard")
 
 
@@ -139,11 +116,8 @@ def discard(reason: str | None, rule: str | None, actor: str | None) -> None:
 def pause(reason: str | None, actor: str | None) -> None:
     """Stop every GenAuth write on every process within seconds; work keeps being accepted and is held."""
     why = _reason_or_refuse("pause", reason)
-    who_acts = audit.operator(actor)
     with disposing(engine_from_environment()) as engine:
-        changed = budget.set_paused(engine, True, reason=why, actor=who_acts, now=time.time())
-        if changed:
-            record_action(engine, action=audit.PAUSE, actor=who_acts, reason=why, scope={}, count=0)
+        changed = operator_actions.pause(engine, reason=why, actor=audit.operator(actor), now=time.time())
     click.echo("writes paused: every process stops writing within seconds" if changed else "writes were already paused")
 
 
@@ -153,13 +127,10 @@ def pause(reason: str | None, actor: str | None) -> None:
 def resume(reason: str | None, actor: str | None) -> None:
     """Let writes flow again (within the change budget); the users the pause held go back on the queue."""
     why = _reason_or_refuse("resume", reason)
-    who_acts = audit.operator(actor)
     with disposing(engine_from_environment()) as engine:
-        changed = budget.set_paused(engine, False, reason=why, actor=who_acts, now=time.time())
-        requeued = holds.requeue_paused(engine, now=time.time()) if changed else 0
-        if changed:
-            record_action(engine, action=audit.RESUME, actor=who_acts, reason=why, scope={}, count=requeued)
-    if changed:
+        who_acts = audit.operator(actor)
+        requeued = operator_actions.resume(engine, reason=why, actor=who_acts, now=time.time(), settle=PAUSE_TTL)
+    if requeued is not None:
         click.echo(f"writes resumed; {requeued} held user(s) back on the queue")
     else:
         click.echo("writes were not paused")

@@ -1,7 +1,11 @@
-"""The admin API behind a bearer token (``ENFORCER_ADMIN_TOKEN``): the report, a user's decisions, and a
-live explanation. With no token configured every route answers 404, as if it did not exist. A user is named
-by id, username, email or phone (explain asks GenAuth; decisions go by what the service recorded). A route
-that acts records itself in the audit trail as ``audit_actor()``: ``admin-api`` and a fingerprint of the token.
+"""The admin API behind a bearer token (``ENFORCER_ADMIN_TOKEN``): the report, a user's decisions, a live
+explanation, and the brakes (holds, release, discard, pause, resume) with the audit trail. With no token
+configured every route answers 404, as if it did not exist. A user is named by id, username, email or phone
+(explain asks GenAuth; decisions go by what the service recorded). A route that acts records itself in the
+audit trail as ``audit_actor()``: ``admin-api`` and a fingerprint of the token.
+The brake routes call what the commands call (``service.store.operator_actions``) and answer with the shapes
+``holds --json`` and ``audit --json`` print; an action takes a JSON body, bounded like a webhook's
+(ENFORCER_MAX_BODY_BYTES), and refuses one without a ``reason`` (400, ``invalid_action``).
 
 ``explain`` reads GenAuth from within the request: it is an operator's question, not a webhook, and it needs
 the GenAuth credentials (a web process without them answers 503). One client serves these requests, one at
@@ -12,20 +16,31 @@ and enforcement together stay within GENAUTH_RATE_LIMIT.
 from __future__ import annotations
 
 import hmac
+import json
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, request
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
+from service.enforcement.brakes import PAUSE_TTL
 from service.enforcement.explaining import explain_user
 from service.errors import ReportFilterError
 from service.genauth.errors import GenAuthUserNotFoundError
 from service.genauth.users import find_user
 from service.intake.context import runtime
-from service.intake.errors import ExplainUnavailableError, UnauthorizedError, UnknownRuleError, UnknownUserError
+from service.intake.errors import (
+    ExplainUnavailableError,
+    InvalidActionError,
+    MalformedBodyError,
+    UnauthorizedError,
+    UnknownRuleError,
+    UnknownUserError,
+)
 from service.reports import build_report
+from service.store import operator_actions
 from service.store.audit import admin_api_actor
 from service.store.decisions import decisions_for_user
 from service.store.people import recorded_user_id
@@ -98,3 +113,92 @@ def user_explain(user_id: str) -> dict[str, Any]:
             raise UnknownUserError(f"no user {user_id!r} in GenAuth (by id, username, email or phone)") from error
     finally:
         _explain_lock.release()
+
+
+@blueprint.get("/holds")
+def held_users() -> dict[str, Any]:
+    """What ``mfa-enforcer holds --json`` prints."""
+    return operator_actions.holds_view(runtime().engine)
+
+
+@blueprint.post("/holds/release")
+def release_holds() -> dict[str, Any]:
+    """``{reason, all | max | rule}``: let those held users through, as ``holds release`` does."""
+    body = _action_body()
+    reason = _reason(body)
+    most = body.get("max")
+    rule = body.get("rule")
+    if most is not None and (isinstance(most, bool) or not isinstance(most, int)):
+        raise InvalidActionError("max: expected a whole number of users")
+    if rule is not None and not isinstance(rule, str):
+        raise InvalidActionError("rule: expected a rule name")
+    scope = operator_actions.ReleaseScope(release_all=body.get("all") is True, most=most, rule=rule or None)
+    problem = scope.problem()
+    if problem:
+        raise InvalidActionError(problem.replace("--", "").replace(" N", "").replace(" R", ""))
+    released = operator_actions.release(runtime().engine, scope, reason=reason, actor=audit_actor(), now=time.time())
+    return {"released": len(released), "users": released}
+
+
+@blueprint.post("/holds/discard")
+def discard_holds() -> dict[str, Any]:
+    """``{reason}``: drop every held user's planned change, as ``holds discard`` does."""
+    body = _action_body()
+    dropped = operator_actions.discard(runtime().engine, reason=_reason(body), actor=audit_actor())
+    return {"discarded": len(dropped), "users": dropped}
+
+
+@blueprint.post("/pause")
+def pause_writes() -> dict[str, Any]:
+    """``{reason}``: stop every GenAuth write on every process, as ``pause`` does."""
+    body = _action_body()
+    changed = operator_actions.pause(runtime().engine, reason=_reason(body), actor=audit_actor(), now=time.time())
+    return {"paused": True, "changed": changed}
+
+
+@blueprint.post("/resume")
+def resume_writes() -> dict[str, Any]:
+    """``{reason}``: let writes flow again, as ``resume`` does; ``requeued``: the users the pause held."""
+    body = _action_body()
+    requeued = operator_actions.resume(
+        runtime().engine, reason=_reason(body), actor=audit_actor(), now=time.time(), settle=PAUSE_TTL
+    )
+    return {"paused": False, "changed": requeued is not None, "requeued": requeued or 0}
+
+
+@blueprint.get("/audit")
+def audit_trail() -> dict[str, Any]:
+    """What ``audit --json`` prints (``?since=``: ISO 8601, UNIX seconds or an age; ``?limit=``, at most 10000),
+    under ``records``."""
+    since_text = request.args.get("since")
+    try:
+        since = None if since_text is None else operator_actions.parse_moment(since_text)
+    except ValueError as error:
+        raise InvalidActionError(f"since: {error}") from error
+    limit = request.args.get("limit", "1000")
+    count = max(1, min(int(limit) if limit.isdigit() else 1000, 10000))
+    return {"records": operator_actions.audit_view(runtime().engine, since=since, limit=count)}
+
+
+def _action_body() -> dict[str, Any]:
+    """The JSON object an action was sent (an empty body is an empty object), bounded like a webhook's."""
+    limit = runtime().settings.webhook.max_body_bytes
+    raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH (the limit + 1) bounds this read
+    if len(raw) > limit:
+        raise RequestEntityTooLarge()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise MalformedBodyError("the body is not JSON") from error
+    if not isinstance(body, dict):
+        raise MalformedBodyError("the body must be a JSON object")
+    return body
+
+
+def _reason(body: dict[str, Any]) -> str:
+    reason = body.get("reason")
+    if not isinstance(reason, str) or operator_actions.reason_problem(reason):
+        raise InvalidActionError(operator_actions.REASON_REQUIRED)
+    return reason.strip()

@@ -14,7 +14,8 @@ ServiceError
     ├── StoreUnavailableError       503 the delivery could not be recorded
     ├── ExplainUnavailableError     503 the admin API cannot explain users here
     ├── UnknownUserError            404 the admin API was asked about a user GenAuth does not know
-    └── UnknownRuleError            404 the admin API was asked for a rule or outcome that does not exist
+    ├── UnknownRuleError            404 the admin API was asked for a rule or outcome that does not exist
+    └── InvalidActionError          400 an admin API action without a reason, or with a scope it cannot use
 """
 
 from __future__ import annotations
@@ -94,3 +95,7 @@ class UnknownUserError(HttpError, reason="unknown_user", status=404):
 
 class UnknownRuleError(HttpError, reason="unknown_rule", status=404):
     """No such rule."""
+
+
+class InvalidActionError(HttpError, reason="invalid_action"):
+    """An admin API action (pause, release …) gave no reason, or a scope or time it cannot use."""
