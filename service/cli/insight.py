@@ -103,7 +103,7 @@ def render_explanation(explanation: dict[str, Any]) -> list[str]:
     decision = explanation["decision"]
     lines.append(f"If the worker ran now: {decision['action']} — {decision['reason']}")
     policy = decision["policy_digest"] or "not from a file"
-    lines.append(f"Decided under policy {policy} by mfa-enforcer {decision['service_version']}")
+    lines.append(f"Policy in force: {policy} (mfa-enforcer {decision['service_version']})")
     return lines
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
 from dataclasses import replace
+from importlib.metadata import version
 
 import pytest
 import requests
@@ -48,7 +50,10 @@ def test_explain_shows_every_rule_and_the_exact_change_without_writing(emulator,
     assert "finance-sms (enforce, requires SMS): matched: department finance" in text.stdout
     assert "Enforcement would enable SMS" in text.stdout
     assert "mfaPhone" in text.stdout and emulator.state.user(bob)["phone"] not in text.stdout
+    digest = hashlib.sha256((ROOT / "config" / "policies.yaml").read_bytes()).hexdigest()
+    assert f"Policy in force: {digest} (mfa-enforcer {version('mfa-enforcer')})" in text.stdout
     data = json.loads(cli("explain", bob, "--json", env=env).stdout)
+    assert (data["decision"]["policy_digest"], data["decision"]["service_version"]) == (digest, version("mfa-enforcer"))
     [rule] = [r for r in data["rules"] if r["rule"] == "finance-sms"]
     assert rule["matched"] and rule["outcome"] == "enforce [SMS]"
     assert data["current_factors"] == ["EMAIL"] and data["change"]["enable"] == ["SMS"]
