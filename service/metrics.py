@@ -77,7 +77,7 @@ WRITE_CHECKS = Counter(
 BRAKE_CHECKS = Counter(
     "mfa_enforcer_brake_checks_total",
     'Writes that met the brakes (docs/operations.md, "Brakes"), by result: within_budget, released, held_budget, '
-    "held_paused.",
+    "held_paused, protected.",
     ["result"],
 )
 PRUNED_ROWS = Counter(

@@ -40,6 +40,9 @@ class Action(enum.StrEnum):
     HELD = "held"
     """A write was due, but the change budget was spent or writes are paused: nothing was written, the planned
     change is kept (``mfa-enforcer holds``) until released, discarded or (after a pause) resumed."""
+    PROTECTED = "protected"
+    """The policy's ``protected`` block names the user (a break-glass account): nothing is planned or written,
+    whatever the rules say, and the write gate refuses them too (``service.enforcement.brakes``)."""
 
 
 class Bucket(enum.StrEnum):
@@ -51,6 +54,8 @@ class Bucket(enum.StrEnum):
     INACTIVE = "inactive"
     """The account cannot sign in (``INACTIVE_STATUSES``): not counted as compliant or not."""
     EXEMPT = "exempt"
+    PROTECTED = "protected"
+    """A break-glass account (``Action.PROTECTED``): never written, counted apart under every rule it matches."""
     COMPLIANT = "compliant"
     ENFORCED = "enforced"
     NOT_EFFECTIVE = "not-effective"
@@ -78,13 +83,16 @@ def bucket(
     status: str | None = None,
     not_effective: bool = False,
 ) -> Bucket:
-    """Where one rule's outcome (its ``label`` or kind) in one decision counts: a failed, removed or inactive
+    """Where one rule's outcome (its ``label`` or kind) in one decision counts: a protected user counts as
+    protected under every rule they match; a failed, removed or inactive
     user counts as such whatever the rule said; ``enforce`` is ``enforced`` only when an enforce-mode rule's
     factors were written in an enforcing run, else ``would-enforce``; ``not_effective`` (a factor the rule
     relies on GenAuth will not challenge) turns ``compliant`` and ``enforced`` into ``not-effective``."""
     kind = label.split(" ", 1)[0]
     if kind == OutcomeKind.NOT_MATCHED:
         return Bucket.NOT_MATCHED
+    if action == Action.PROTECTED:
+        return Bucket.PROTECTED
     if action in FAILED_ACTIONS:
         return Bucket.FAILED
     if action == Action.REMOVED:

@@ -1,6 +1,11 @@
-"""The gate every GenAuth write passes (docs/architecture.md, principle 12): the pause switch, then the change
-budget. The reconciler asks ``Brakes.admit`` just before ``set-mfa-status``; an answer other than None is why
-the write is held instead (the decision says ``held`` with it, and the plan is kept in ``service.store.holds``).
+"""The gate every GenAuth write passes (docs/architecture.md, principle 12): protected accounts, the pause
+switch, then the change budget. The reconciler asks ``Brakes.admit`` just before ``set-mfa-status``; an answer
+other than None is a ``Refusal``: the user is protected (the decision says ``protected``), or the write is held
+instead (the decision says ``held`` with the reason, and the plan is kept in ``service.store.holds``).
+
+- Protected (the policy's ``protected`` block, ``service.policy.Protection``): never written, whatever the
+  plan, a release or a revert asks. The reconciler already stops such a user before planning a write; the gate
+  decides it again from the policy and the user's facts, so no later path to a write can skip it.
 
 - Paused (``mfa-enforcer pause``): every write is held with cause ``paused``. Each process reads the switch
   from the database at most every ``PAUSE_TTL`` seconds, so a pause stops every process within that time.
@@ -15,17 +20,37 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
 from service import metrics
+from service.policy import Protection, UserFacts
+from service.policy.evaluation import protected_reason
 from service.settings import ChangeBudget
 from service.store import budget as budget_store
 from service.store import holds
+from service.vocabulary import Action
 
 PAUSE_TTL = 2.0
 """Seconds a process trusts the pause switch it read."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the gate let no write through: ``action`` is ``held`` or ``protected``, ``reason`` the decision's."""
+
+    action: Action
+    reason: str
+
+
+def refuse_protected(protection: Protection | None, facts: UserFacts) -> Refusal | None:
+    """The refusal of a write to a protected user (None: not protected); needs no process state."""
+    reason = protected_reason(protection, facts)
+    if reason is None:
+        return None
+    metrics.BRAKE_CHECKS.labels(result="protected").inc()
+    return Refusal(Action.PROTECTED, f"{reason}: nothing written")
 
 
 class Brakes:
@@ -55,8 +80,12 @@ class Brakes:
                     self._pause = (now, budget_store.pause_state(connection))
             return self._pause[1]
 
-    def admit(self, entry: holds.Hold) -> str | None:
-        """None: write. Otherwise the hold is recorded and this is why (the decision's reason)."""
+    def admit(self, entry: holds.Hold, facts: UserFacts, protection: Protection | None) -> Refusal | None:
+        """None: write. Otherwise why not: the user is protected (a release does not change that), or the hold
+        is recorded and this is why (the decision's reason)."""
+        refused = refuse_protected(protection, facts)
+        if refused is not None:
+            return refused
         pause = self.pause_state()
         if pause.paused:
             return self._hold(entry, holds.PAUSED, f"held: writes are paused ({pause.reason or 'no reason given'})")
@@ -75,7 +104,7 @@ class Brakes:
             f"held: change budget {self.budget} spent ({slot.used} of {slot.limit} users written in the window)",
         )
 
-    def _hold(self, entry: holds.Hold, cause: str, reason: str) -> str:
+    def _hold(self, entry: holds.Hold, cause: str, reason: str) -> Refusal:
         holds.hold(self.engine, replace(entry, cause=cause, reason=reason), now=self.clock())
         metrics.BRAKE_CHECKS.labels(result=f"held_{cause}").inc()
-        return reason
+        return Refusal(Action.HELD, reason)

@@ -4,9 +4,11 @@ The worker calls ``Reconciler.reconcile`` with a ``Request`` (the user, the trig
 claimed job. It reads the user's current state from GenAuth (so the event that caused the job does not
 matter: level-triggered), evaluates the pure policy, works out each matching rule's outcome
 (``service.policy.outcomes``: fallbacks, exemptions, unsatisfiable factors), and writes ``set-mfa-status``
-only when an enforce-mode rule needs a factor the user lacks. Temporary GenAuth errors propagate to the
-worker, which retries; a user who no longer exists, or is archived, is a ``removed`` decision, not an error
-(a removal event is only a hint: this read is what confirms it).
+only when an enforce-mode rule needs a factor the user lacks. A user the policy's ``protected`` block names
+(a break-glass account) is decided ``protected`` as soon as their facts are read: their MFA data is not used
+and nothing is planned; the write gate refuses them again (``service.enforcement.brakes``). Temporary GenAuth
+errors propagate to the worker, which retries; a user who no longer exists, or is archived, is a ``removed``
+decision, not an error (a removal event is only a hint: this read is what confirms it).
 
 It reads what it needs in one round trip (``service.enforcement.facts.read_user``): ``get-user`` with the
 flags the rules need (or the record a listing returned), ``get-mfa-status`` alongside it whenever any rule
@@ -47,7 +49,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from service import metrics
-from service.enforcement.brakes import Brakes
+from service.enforcement.brakes import Brakes, Refusal, refuse_protected
 from service.enforcement.decisions import Decision
 from service.enforcement.effective import Gap, Layers, MfaLayers, custom_apps, gaps, read_views
 from service.enforcement.errors import WriteNotKeptError, WriteOutcomeUnknownError
@@ -67,7 +69,17 @@ from service.genauth import users
 from service.genauth.client import GenAuthClient, Json
 from service.genauth.errors import GenAuthAnswerLostError, GenAuthUserNotFoundError
 from service.logs import log_event
-from service.policy import Evaluation, Outcome, Policy, RuleResult, UserFacts, evaluate, factors_to_add, rule_outcomes
+from service.policy import (
+    Evaluation,
+    Outcome,
+    Policy,
+    Protection,
+    RuleResult,
+    UserFacts,
+    evaluate,
+    factors_to_add,
+    rule_outcomes,
+)
 from service.policy.conditions import TREE_EVENTS
 from service.policy.outcomes import action_of
 from service.store.holds import Hold
@@ -151,7 +163,24 @@ class Reconciler:
         if facts.status == ARCHIVED:
             return Plan(facts, evaluation, (), is_audit, removal="archived", policy_digest=policy.digest)
         matched = tuple(result for result in evaluation.results if result.matched)
-        base = Plan(facts, evaluation, matched, is_audit, layers=layers, policy_digest=policy.digest)
+        if evaluation.protected is not None:  # a break-glass account: nothing to plan, whatever the rules say
+            return Plan(
+                facts,
+                evaluation,
+                matched,
+                is_audit,
+                protected=f"{evaluation.protected}: nothing planned or written",
+                policy_digest=policy.digest,
+            )
+        base = Plan(
+            facts,
+            evaluation,
+            matched,
+            is_audit,
+            layers=layers,
+            policy_digest=policy.digest,
+            protection=policy.protected,
+        )
         if not matched:
             return base
         if reading.mfa is not None:
@@ -166,8 +195,13 @@ class Reconciler:
         try:
             plan = self.plan(request.user_id, dry_run=dry_run, user=user, removal=request.trigger in REMOVAL_TRIGGERS)
             if plan.merged is not None and plan.merged.is_changed:
-                held = self._held(request, plan)
-                plan = replace(plan, held=held) if held else self._enforce(request, plan)
+                refused = self._gate(request, plan)
+                if refused is None:
+                    plan = self._enforce(request, plan)
+                elif refused.action == Action.PROTECTED:
+                    plan = replace(plan, protected=refused.reason)
+                else:
+                    plan = replace(plan, held=refused.reason)
             plan = self.assess(plan)
         except GenAuthUserNotFoundError:
             return decision_of(None, request, is_audit=is_audit)
@@ -189,7 +223,13 @@ class Reconciler:
     def assess(self, plan: Plan) -> Plan:
         """The plan with the required factors GenAuth will not challenge (``Plan.gaps``): for apps with their
         own settings, the user's view in each is read now, after any write."""
-        if plan.layers is None or plan.merged is None or not plan.matched or plan.facts.status in INACTIVE_STATUSES:
+        if (
+            plan.layers is None
+            or plan.merged is None
+            or not plan.matched
+            or plan.protected
+            or plan.facts.status in INACTIVE_STATUSES
+        ):
             return plan  # an inactive account cannot sign in: the report counts it apart
         apps = custom_apps(plan.matched, plan.layers)
         views = read_views(self.client, plan.facts.user_id, apps)
@@ -200,10 +240,11 @@ class Reconciler:
         found = gaps(plan.matched, plan.outcomes, plan.layers, enabled=enabled, app_views=views, viewed=viewed)
         return replace(plan, gaps=found)
 
-    def _held(self, request: Request, plan: Plan) -> str | None:
-        """Why the brakes hold this write (None: it goes); the planned change is kept with the hold."""
+    def _gate(self, request: Request, plan: Plan) -> Refusal | None:
+        """Why the write gate lets this write not go (None: it goes): the user is protected, or the brakes hold
+        it (the planned change is kept with the hold). Without brakes, protection is still refused."""
         if self.brakes is None:
-            return None
+            return refuse_protected(plan.protection, plan.facts)
         assert plan.merged is not None
         decision = decision_of(plan, request, is_audit=False)
         return self.brakes.admit(
@@ -218,7 +259,9 @@ class Reconciler:
                 add=plan.merged.added,
                 outcomes=decision.outcomes,
                 username=decision.username,
-            )
+            ),
+            plan.facts,
+            plan.protection,
         )
 
     def _enforce(self, request: Request, plan: Plan) -> Plan:
@@ -325,6 +368,10 @@ class Plan:
     """Why the write was held instead (``service.enforcement.brakes``): nothing was written."""
     policy_digest: str | None = None
     """The digest of the policy this plan was made under (``Policy.digest``)."""
+    protection: Protection | None = None
+    """The policy's ``protected`` block this plan was made under: the write gate decides it again."""
+    protected: str | None = None
+    """Why the user is protected (a break-glass account): nothing was planned, or the gate refused the write."""
 
     def with_mfa(self, current: dict[str, Any]) -> Plan:
         """This plan completed (or re-made) from the user's MFA data as read."""
@@ -375,6 +422,16 @@ def decision_of(plan: Plan | None, request: Request, *, is_audit: bool) -> Decis
         return decide(Action.REMOVED, f"removed: {NOT_FOUND}")
     if plan.removal is not None:
         return decide(Action.REMOVED, f"removed: the user is {plan.removal} in GenAuth")
+    if plan.protected is not None:  # counted as protected under every rule they match
+        before = plan.merged.before if plan.merged is not None else None
+        return decide(
+            Action.PROTECTED,
+            plan.protected,
+            rules=tuple(result.rule for result in plan.matched),
+            before=before,
+            after=before,
+            outcomes={result.rule: str(Action.PROTECTED) for result in plan.matched},
+        )
     if not plan.matched or plan.merged is None:
         return decide(Action.NONE, "no rule matches this user; MFA not checked")
     matched, outcomes, merged, write = plan.matched, plan.outcomes, plan.merged, plan.write

@@ -24,6 +24,7 @@ from service.policy.rules import (
     Exemption,
     Match,
     Policy,
+    Protection,
     Rule,
     ValueTest,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "OutcomeKind",
     "Policy",
     "PolicyError",
+    "Protection",
     "Role",
     "Rule",
     "RuleResult",

@@ -9,6 +9,10 @@ A matching rule whose exception covers the user (listed by id, or a member of a 
 its ``expires`` date) is *exempt*: it counts as matched but contributes no factors. What each rule then does
 (which factors to enable, which fallback stands in) needs the user's current MFA data, so it is decided by
 ``outcomes.rule_outcomes``, not here: the evaluation only carries the declarations.
+
+Before any rule, the policy's ``protected`` block (``Protection``): a user it names (by id, username or email)
+or a member of a group it lists is ``Evaluation.protected``, and the enforcer writes nothing for them whatever
+the rules say.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from datetime import date
 
 from service.policy.conditions import CONDITIONS, judge
 from service.policy.errors import MissingFactError
-from service.policy.facts import UserFacts
-from service.policy.rules import Exemption, Policy, Rule
+from service.policy.facts import Fact, UserFacts
+from service.policy.rules import Exemption, Policy, Protection, Rule
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Evaluation:
 
     user_id: str
     results: tuple[RuleResult, ...]
+    protected: str | None = None
+    """``protected: <reason> (user <who>)`` when the policy's ``protected`` block names the user: nothing is written."""
 
 
 def evaluate(policy: Policy, facts: UserFacts, *, today: date, force_audit: bool = False) -> Evaluation:
@@ -67,7 +73,30 @@ def evaluate(policy: Policy, facts: UserFacts, *, today: date, force_audit: bool
     """
     _check_facts(policy, facts)
     results = tuple(_judge(rule, facts, today=today, force_audit=force_audit) for rule in policy.rules)
-    return Evaluation(user_id=facts.user_id, results=results)
+    protected = protected_reason(policy.protected, facts) if policy.rules else None  # no rules: nothing to write
+    return Evaluation(user_id=facts.user_id, results=results, protected=protected)
+
+
+def protected_reason(protection: Protection | None, facts: UserFacts) -> str | None:
+    """``protected: <reason> (user <entry>)`` or ``(group <code>)`` when ``protection`` names the user, else
+    None. Ids compare exactly; usernames, emails and group codes ignoring case. ``MissingFactError`` when the
+    block lists groups and ``facts`` carries none (``Policy.needs`` asks for them)."""
+    if protection is None:
+        return None
+    if facts.user_id in protection.users:
+        return f"protected: {protection.reason} (user {facts.user_id})"
+    names = {name.strip().casefold() for name in (facts.username, facts.email) if name}
+    for entry in protection.users:
+        if entry.strip().casefold() in names:
+            return f"protected: {protection.reason} (user {entry})"
+    if protection.groups:
+        if facts.groups is None:
+            raise MissingFactError(Fact.GROUPS, rule="protected", user_id=facts.user_id)
+        held = {code.strip().casefold() for code in facts.groups}
+        for code in protection.groups:
+            if code.strip().casefold() in held:
+                return f"protected: {protection.reason} (group {code})"
+    return None
 
 
 def _check_facts(policy: Policy, facts: UserFacts) -> None:

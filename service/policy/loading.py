@@ -36,4 +36,4 @@ def parse_policy(text: str, source: str = "<string>") -> Policy:
         error=PolicyError,
         empty=_EMPTY,
     )
-    return Policy(rules=tuple(loaded["policies"]), source=source)
+    return Policy(rules=tuple(loaded["policies"]), source=source, protected=loaded.get("protected"))

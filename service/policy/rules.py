@@ -147,6 +147,30 @@ class Exemption:
 
 
 @dataclass(frozen=True)
+class Protection:
+    """The break-glass accounts (the top-level ``protected`` block): no rule, release or revert ever writes them.
+
+    ``users`` are ids, usernames or emails (a username or email compares ignoring case); ``groups`` are group
+    codes, so only a block with groups makes the enforcer read the user's groups.
+    """
+
+    reason: str
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.reason.strip():
+            raise ValueError("the protected block needs a reason")
+        if not (self.users or self.groups):
+            raise ValueError("the protected block needs users or groups")
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """The facts beyond the user record deciding protection requires: groups, only when it names groups."""
+        return frozenset({Fact.GROUPS}) if self.groups else frozenset()
+
+
+@dataclass(frozen=True)
 class Rule:
     """One named rule: users it matches must have every factor in ``require_mfa``.
 
@@ -198,6 +222,8 @@ class Policy:
     source: str = "<string>"
     digest: str | None = field(default=None, compare=False)
     """SHA-256 of the file these rules were parsed from (``service.policy_source``); None: not from a file."""
+    protected: Protection | None = None
+    """The accounts nothing writes (``Protection``); None when the file declares none."""
 
     def __post_init__(self) -> None:
         names = [rule.name for rule in self.rules]
@@ -207,7 +233,8 @@ class Policy:
     @property
     def needs(self) -> frozenset[str]:
         """The facts the enforcer must gather before evaluating this policy for a user."""
-        return frozenset().union(*(rule.needs for rule in self.rules))
+        protected = self.protected.needs if self.protected is not None and self.rules else frozenset()
+        return frozenset().union(protected, *(rule.needs for rule in self.rules))
 
     @property
     def apps(self) -> frozenset[str]:

@@ -15,17 +15,19 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate, va
 
 from service.policy.conditions import CONDITION_KEYS, CONDITIONS, MATCH_KEYS
 from service.policy.fields import Choice, Day, Name, Text, Word, list_of, unique, unique_folded
-from service.policy.rules import FACTORS, MODES, VALUE_OPERATORS, Exemption, Match, Rule
+from service.policy.rules import FACTORS, MODES, VALUE_OPERATORS, Exemption, Match, Protection, Rule
 
 #: The only file format version this service reads; ``version`` may be omitted.
 FORMAT_VERSION = 1
 
 RULE_KEYS = ("name", "description", "mode", "match", "require_mfa", "fallback", "exceptions", "apps")
 EXCEPTION_KEYS = ("users", "groups", "reason", "expires")
+PROTECTED_KEYS = ("users", "groups", "reason")
 
 #: How problems are ordered within one rule: the file format's order, nested keys included.
 POLICY_KEY_ORDER: tuple[str, ...] = (
     "version",
+    "protected",
     "policies",
     *RULE_KEYS,
     *MATCH_KEYS,
@@ -147,8 +149,34 @@ class RuleSchema(Schema):
         )
 
 
+class ProtectedSchema(Schema):
+    """The top-level ``protected`` block: the break-glass accounts nothing writes."""
+
+    error_messages = {  # noqa: RUF012
+        "unknown": f"unknown key; expected {', '.join(PROTECTED_KEYS)}",
+        "type": "expected a mapping with users or groups, and a reason",
+    }
+
+    users = list_of(Word("a user id, username or email"), "user id, username or email")
+    groups = list_of(Word("a group code"), "group code")
+    reason = Word(
+        "a reason", required=True, error_messages={"required": "missing; say why these accounts are never written"}
+    )
+
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def _names_someone(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        if isinstance(original, Mapping) and "users" not in original and "groups" not in original:
+            raise ValidationError("give users or groups (or both) to protect")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> Protection:
+        return Protection(
+            reason=data["reason"], users=unique(data.get("users", [])), groups=unique_folded(data.get("groups", []))
+        )
+
+
 class PolicyFileSchema(Schema):
-    error_messages = {"unknown": "unknown key; expected policies (and optionally version)"}  # noqa: RUF012
+    error_messages = {"unknown": "unknown key; expected policies (and optionally version, protected)"}  # noqa: RUF012
 
     version = fields.Integer(
         load_default=FORMAT_VERSION,
@@ -165,3 +193,29 @@ class PolicyFileSchema(Schema):
             "invalid": "expected a list of rules",
         },
     )
+    protected = fields.Nested(
+        ProtectedSchema, error_messages={"null": "expected a mapping with users or groups, and a reason"}
+    )
+
+    @validates_schema(skip_on_field_errors=True)
+    def _protected_is_no_exception(self, data: dict[str, Any], **kwargs: Any) -> None:
+        protection = data.get("protected")
+        if protection is None:
+            return
+        contradictions = [
+            f"{kind} {entry} is also an exception of rule {rule.name}"
+            for rule in data.get("policies", [])
+            for exemption in rule.exceptions
+            for kind, entries, listed in (
+                ("user", protection.users, {user.casefold() for user in exemption.users}),
+                ("group", protection.groups, {group.casefold() for group in exemption.groups}),
+            )
+            for entry in entries
+            if entry.casefold() in listed
+        ]
+        if contradictions:
+            raise ValidationError(
+                f"{'; '.join(contradictions)}: a protected account is never written, so the exception contradicts "
+                "it; remove one",
+                field_name="protected",
+            )

@@ -1,5 +1,6 @@
 """The compliance report, from decision records: per rule, how many users are compliant, were enforced,
-would be enforced (audit), cannot be (unsatisfiable), are exempt, and since when the oldest open
+would be enforced (audit), cannot be (unsatisfiable), are exempt, are protected (break-glass accounts the
+policy's ``protected`` block names: never written), and since when the oldest open
 non-compliance has lasted; optionally the users behind each count.
 
 Each user counts once, by their latest decision, whatever user-pool key their decisions were recorded under
@@ -34,6 +35,7 @@ CATEGORIES = (
     Bucket.WOULD_ENFORCE,
     Bucket.UNSATISFIABLE,
     Bucket.EXEMPT,
+    Bucket.PROTECTED,
     Bucket.FAILED,
     Bucket.REMOVED,
 )

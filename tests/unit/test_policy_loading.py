@@ -439,7 +439,7 @@ def test_duplicate_rule_names_are_refused_ignoring_case():
             "polices: []\n",
             [
                 "policies: missing; the file needs a 'policies' list (write 'policies: []' to enforce nothing)",
-                "polices: unknown key; expected policies (and optionally version)",
+                "polices: unknown key; expected policies (and optionally version, protected)",
             ],
         ),
         (
