@@ -1,6 +1,8 @@
 """``mfa-enforcer policy check [FILE]`` and ``policy test SUITE [--policy FILE]``.
 
-``check`` validates a policy file and prints the rules as the service reads them; with ``--live`` it also
+``check`` validates a policy file and prints the rules as the service reads them, and the protected
+(break-glass) accounts, warning when it declares none (a protected entry that is also a rule's exception is a
+contradiction the loader refuses); with ``--live`` it also
 resolves every department, group and role the rules name against GenAuth and fails on unknown ones, naming
 close matches (``service.enforcement.references``). ``test`` runs a YAML test
 suite (fixture users and the outcome each rule should have; format in docs/policy.md) and exits 0 when
@@ -41,6 +43,16 @@ def check(path: Path | None, live: bool) -> None:
         click.echo(str(error), err=True)
         raise SystemExit(1) from error
     click.echo(f"{path}: {len(loaded.rules)} rule(s)")
+    protection = loaded.protected
+    if protection is None:
+        click.echo(
+            "warning: no protected (break-glass) account declared; add a top-level 'protected:' block with the "
+            "accounts no rule may ever write (docs/operations.md, Break-glass accounts)",
+            err=True,
+        )
+    else:
+        named = [*(f"user {user}" for user in protection.users), *(f"group {group}" for group in protection.groups)]
+        click.echo(f"protected (never written): {', '.join(named)} — {protection.reason}")
     today = date.today()
     for rule in loaded.rules:
         first, *rest = describe_rule(rule, today=today)

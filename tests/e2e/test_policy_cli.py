@@ -141,3 +141,46 @@ def test_check_prints_fallbacks_and_exceptions(runner):
     assert lines[1] == "- finance-sms (enforce): users with departments any of [finance] must have SMS"
     assert "finance-partners-sms (audit)" in lines[2] and "(fallback EMAIL)" in lines[2]
     assert lines[3].strip().startswith("except users [65a1f0c2e4b0a1b2c3d4e5f6] until 2027-01-31")
+
+
+PROTECTED_RULE = """\
+policies:
+  - name: finance-sms
+    match: {departments: [finance]}
+    require_mfa: [SMS]
+    exceptions:
+      - {users: [u-ceo], groups: [Board], reason: travelling}
+"""
+
+
+def test_check_warns_when_no_account_is_protected_and_lists_those_that_are(runner, tmp_path):
+    bare = runner.invoke(main, ["policy", "check", str(write(tmp_path / "bare.yaml", POLICY))])
+    assert bare.exit_code == 0
+    [warning] = [line for line in bare.stderr.splitlines() if line.startswith("warning:")]
+    assert "no protected (break-glass) account declared" in warning
+    guarded = write(
+        tmp_path / "guarded.yaml",
+        "protected: {users: [root@acme.example], groups: [sos], reason: break-glass}\n" + POLICY,
+    )
+    shown = runner.invoke(main, ["policy", "check", str(guarded)])
+    assert shown.exit_code == 0 and "warning" not in shown.stderr
+    assert "protected (never written): user root@acme.example, group sos — break-glass" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("protected", "message"),
+    [
+        ("{users: [U-CEO], reason: sos}", "protected: user U-CEO is also an exception of rule finance-sms"),
+        ("{groups: [board], reason: sos}", "protected: group board is also an exception of rule finance-sms"),
+        ("{users: [u1]}", "protected.reason: missing; say why these accounts are never written"),
+        ("{users: [u1], reason: sos, role: [x]}", "protected.role: unknown key; expected users, groups, reason"),
+        ("{reason: sos}", "protected: give users or groups (or both) to protect"),
+        ("{users: [], reason: sos}", "protected.users: must list at least one user id, username or email"),
+    ],
+)
+def test_a_contradiction_or_a_bad_protected_block_fails_in_one_line(runner, tmp_path, protected, message):
+    path = write(tmp_path / "p.yaml", f"protected: {protected}\n" + PROTECTED_RULE)
+    result = runner.invoke(main, ["policy", "check", str(path)])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert message in lines[-1] and len([line for line in lines if line.strip().startswith("protected")]) == 1, lines
