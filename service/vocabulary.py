@@ -20,6 +20,8 @@ class OutcomeKind(enum.StrEnum):
     COMPLIANT = "compliant"
     ENFORCE = "enforce"
     UNSATISFIABLE = "unsatisfiable"
+    PROTECTED = "protected"
+    """The rule matches, but the policy's ``protected`` block names the user: it adds nothing, ever."""
 
 
 class Action(enum.StrEnum):
@@ -91,7 +93,7 @@ def bucket(
     kind = label.split(" ", 1)[0]
     if kind == OutcomeKind.NOT_MATCHED:
         return Bucket.NOT_MATCHED
-    if action == Action.PROTECTED:
+    if action == Action.PROTECTED or kind == OutcomeKind.PROTECTED:
         return Bucket.PROTECTED
     if action in FAILED_ACTIONS:
         return Bucket.FAILED

@@ -43,6 +43,12 @@ def check(path: Path | None, live: bool) -> None:
         click.echo(str(error), err=True)
         raise SystemExit(1) from error
     click.echo(f"{path}: {len(loaded.rules)} rule(s)")
+    today = date.today()
+    for rule in loaded.rules:
+        first, *rest = describe_rule(rule, today=today)
+        click.echo(f"- {first}")
+        for line in rest:
+            click.echo(f"  {line}")
     protection = loaded.protected
     if protection is None:
         click.echo(
@@ -53,12 +59,6 @@ def check(path: Path | None, live: bool) -> None:
     else:
         named = [*(f"user {user}" for user in protection.users), *(f"group {group}" for group in protection.groups)]
         click.echo(f"protected (never written): {', '.join(named)} — {protection.reason}")
-    today = date.today()
-    for rule in loaded.rules:
-        first, *rest = describe_rule(rule, today=today)
-        click.echo(f"- {first}")
-        for line in rest:
-            click.echo(f"  {line}")
     if live:
         _check_live(loaded)
 

@@ -19,7 +19,17 @@ from service.enforcement.reconciling import Plan
 from service.policy.outcomes import factors_to_add
 from service.vocabulary import INACTIVE_STATUSES, Action, Bucket, bucket, worst
 
-OUTCOMES = ("compliant", "to_enforce", "unsatisfiable", "exempt", "failed", "not_matched", "inactive", "removed")
+OUTCOMES = (
+    "compliant",
+    "to_enforce",
+    "unsatisfiable",
+    "exempt",
+    "protected",
+    "failed",
+    "not_matched",
+    "inactive",
+    "removed",
+)
 
 
 def outcome_name(where: Bucket) -> str:
@@ -72,6 +82,15 @@ def verdict_of(user_id: str, plan: Plan | None, chosen: tuple[str, ...]) -> Verd
             username=facts.username,
             email=facts.email,
             reason=f"the user is {plan.removal} in GenAuth: counted as removed, nothing to enforce",
+        )
+    if plan.protected is not None:  # a break-glass account: the worker never writes them
+        return Verdict(
+            user_id,
+            {name: Bucket.PROTECTED if result.matched else Bucket.NOT_MATCHED for name, result in results.items()},
+            username=facts.username,
+            email=facts.email,
+            labels={name: str(Bucket.PROTECTED) for name, result in results.items() if result.matched},
+            reason=plan.protected,
         )
     inactive = facts.status in INACTIVE_STATUSES
     outcomes: dict[str, Bucket] = {}

@@ -169,6 +169,7 @@ class Reconciler:
                 evaluation,
                 matched,
                 is_audit,
+                outcomes=rule_outcomes(evaluation, facts, ()),  # ``protected`` under every rule that matches
                 protected=f"{evaluation.protected}: nothing planned or written",
                 policy_digest=policy.digest,
             )

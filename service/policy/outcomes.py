@@ -54,6 +54,8 @@ def action_of(outcomes: Iterable[Outcome], *, wrote: bool, would: bool) -> Actio
         return Action.ENFORCED
     if would:
         return Action.WOULD_ENFORCE
+    if kinds - {OutcomeKind.NOT_MATCHED} == {OutcomeKind.PROTECTED}:
+        return Action.PROTECTED
     if kinds - {OutcomeKind.NOT_MATCHED} == {OutcomeKind.EXEMPT}:
         return Action.EXEMPT
     return Action.NONE
@@ -126,11 +128,18 @@ def rule_outcomes(
 
     ``enabled`` holds the factors enabled now (``get-mfa-status``: entries with status 1); ``mfa_phone``,
     ``mfa_phone_country_code`` and ``mfa_email`` the MFA contacts stored there (the profile's
-    ``facts.phone``/``facts.email`` count when none is stored).
+    ``facts.phone``/``facts.email`` count when none is stored). A user the policy protects is ``protected``
+    under every rule that matches them, adding nothing.
     """
     current = {factor.upper() for factor in enabled}
     contacts = _Contacts(mfa_phone, mfa_email, mfa_phone_country_code)
-    return {result.rule: _outcome(result, facts, current, contacts) for result in evaluation.results}
+    protected = evaluation.protected
+    return {
+        result.rule: Outcome(result.rule, OutcomeKind.PROTECTED, mode=result.mode, exemption=protected)
+        if protected is not None and result.matched
+        else _outcome(result, facts, current, contacts)
+        for result in evaluation.results
+    }
 
 
 def factors_to_add(outcomes: Iterable[Outcome], mode: str = "enforce") -> tuple[str, ...]:

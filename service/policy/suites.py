@@ -7,6 +7,7 @@
         today: 2027-02-01          # optional, for this case only
         user:                      # the whole user; anything left out is empty (status: Activated)
           id: u1
+          username: a.wang           # matched only by the policy's protected block
           email: a@acme.example
           phone: "13800138000"
           phone_country_code: "+86" # or write the phone in E.164: "+8613800138000"
@@ -28,7 +29,8 @@
           finance-sms: enforce [SMS]
 
 Outcomes (see ``outcomes``): ``not-matched``, ``exempt``, ``compliant``, ``enforce [X, ...]``,
-``unsatisfiable`` or ``unsatisfiable [X]``. ``compliant`` and ``enforce`` may add ``(fallback)`` or
+``unsatisfiable`` or ``unsatisfiable [X]``, and ``protected`` (the policy's ``protected`` block names the
+user). ``compliant`` and ``enforce`` may add ``(fallback)`` or
 ``(fallback for SMS)`` to require that a fallback stood in; without it, only the factors are compared.
 """
 
@@ -60,6 +62,7 @@ _FIXTURES = sorted((c for c in CONDITIONS if c.fixture is not None), key=lambda 
 _FIXTURE_FIELDS = {c.fixture: c.fixture_field() for c in _FIXTURES if c.fixture is not None}
 USER_KEYS = (
     "id",
+    "username",
     "email",
     "phone",
     "phone_country_code",
@@ -76,7 +79,7 @@ _EXPECTATION = re.compile(
     r"(?P<kind>[a-z-]+)\s*(?:\[(?P<factors>[^\]]*)\])?\s*(?:\((?P<note>[^)]*)\))?",
     re.IGNORECASE,
 )
-_FORMS = "not-matched, exempt, compliant, enforce [FACTORS], unsatisfiable [FACTORS]"
+_FORMS = "not-matched, exempt, compliant, enforce [FACTORS], unsatisfiable [FACTORS], protected"
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,7 @@ class _UserSchema(Schema):
         include = _FIXTURE_FIELDS
 
     id = Word("a user id", load_default=DEFAULT_USER_ID)
+    username = Text()
     email = Text()
     phone = Text()
     phone_country_code = Text()
@@ -248,6 +252,7 @@ class _UserSchema(Schema):
         """The ``Case`` fields the user gives."""
         facts = UserFacts(
             user_id=data["id"],
+            username=data.get("username"),
             email=data.get("email"),
             phone=data.get("phone"),
             phone_country_code=data.get("phone_country_code"),

@@ -12,7 +12,9 @@ from datetime import date
 
 import pytest
 
+from service.cli.verdicts import verdict_of
 from service.enforcement.brakes import Brakes
+from service.enforcement.explaining import explain_user
 from service.policy import Policy, UserFacts, parse_policy
 from service.reports import build_report
 from service.services import Services
@@ -85,15 +87,21 @@ def test_a_protected_finance_user_is_never_written_while_the_others_are(
         worker.run_until_idle()
         enqueue(engine, alice)  # a second event changes nothing
         worker.run_until_idle()
+        groups_read = emulator.journal.count(USER_GROUPS)
+        explained = explain_user(worker.reconciler, alice)
+        dry = verdict_of(alice, worker.reconciler.plan(alice, dry_run=True), ("finance-sms",))
     finally:
         worker.reconciler.client.close()
     assert written(emulator) == [zed]
-    assert emulator.journal.count(USER_GROUPS) == (3 if "groups" in entry else 0)  # read only for a group block
+    assert groups_read == (3 if "groups" in entry else 0)  # read only for a group block
     latest = decisions_for_user(engine, alice)[0]
     assert latest["action"] == Action.PROTECTED == "protected"
     assert latest["reason"].startswith(f"protected: {REASON} ({why.format(alice=alice)})")
     assert latest["rules"] == ["finance-sms"] and latest["outcomes"] == {"finance-sms": "protected"}
     assert decisions_for_user(engine, zed)[0]["action"] == "enforced"
+    assert explained["decision"]["action"] == "protected" and explained["change"]["enable"] == []
+    assert [(r["outcome"], r["report"]) for r in explained["rules"]] == [("protected", "protected")]
+    assert dry.overall == "protected" and dry.reason.startswith(f"protected: {REASON}")
     report = build_report(engine, policy, today=date.today())
     assert report["totals"]["protected"] == 1 and report["rules"]["finance-sms"]["protected"] == 1
     assert report["rules"]["finance-sms"]["enforced"] == 1 and "protected" in report["categories"]

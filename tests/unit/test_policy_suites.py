@@ -191,13 +191,13 @@ def test_every_problem_of_a_suite_is_reported_with_its_case_and_path():
         "cases[0] (a): user.departments[0].cod: unknown key; expected code, name, id, ancestors",
         "cases[0] (a): user.mfa[0]: 'SMSS' is not one of SMS, EMAIL, OTP, FACE",
         "cases[0] (a): expect.admins-otp: expected an outcome (not-matched, exempt, compliant, enforce [FACTORS], "
-        "unsatisfiable [FACTORS]), got a number (3)",
+        "unsatisfiable [FACTORS], protected), got a number (3)",
         "cases[0] (a): expect.finance-sms: 'enforced [SMS]' is not an outcome; expected one of not-matched, "
-        "exempt, compliant, enforce [FACTORS], unsatisfiable [FACTORS]",
+        "exempt, compliant, enforce [FACTORS], unsatisfiable [FACTORS], protected",
         "cases[0] (a): extra: unknown key; expected name, today, user, expect",
         "cases[1] (A): user: missing; describe the user (email, departments, mfa, ...)",
         "cases[1] (A): expect: expected a mapping of rule names to outcomes (not-matched, exempt, compliant, "
-        "enforce [FACTORS], unsatisfiable [FACTORS])",
+        "enforce [FACTORS], unsatisfiable [FACTORS], protected)",
         "cases[1] (A): name: already used by cases[0]",
     ]
 
