@@ -262,6 +262,7 @@ def test_reconcile_wait_blocks_until_the_worker_decided_everyone_then_summarises
         "would-enforce": 0,
         "unsatisfiable": 1,
         "exempt": 0,
+        "protected": 0,
         "failed": 0,
         "removed": 0,
     }
