@@ -61,8 +61,9 @@ def test_a_delivery_wakes_the_idle_worker_long_before_its_poll(settings, emulato
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_a_dropped_listen_connection_falls_back_to_polling_and_recovers(settings, emulator, database_url):
     """pg_terminate_backend on the LISTEN connection: work is still done by polling while it is gone, and once
-    the listener is back a commit wakes the worker at once again."""
-    poll, reconnect = 2.0, 8.0
+    the listener is back a commit wakes the worker at once again. A wake-up must come well inside half a poll
+    interval (a loaded CI machine once took 1.0 s for the first one, so the interval is 3 s, not 2)."""
+    poll, reconnect = 3.0, 10.0
     app = create_app(settings, configure_logs=False)
     runtime = app.extensions[EXTENSION]
     engine = runtime.engine
@@ -84,7 +85,7 @@ def test_a_dropped_listen_connection_falls_back_to_polling_and_recovers(settings
         started = time.monotonic()
         enqueue(engine, alice, pool=pool)
         gap = _decided_after(engine, alice, started, timeout=poll * 5)
-        assert gap < poll / 4, f"picked up after {gap:.2f} s with a {poll:g} s poll interval"
+        assert gap < poll / 2, f"picked up after {gap:.2f} s with a {poll:g} s poll interval"
 
         with admin.connect() as connection:
             pid = listener.backend_pid
@@ -105,7 +106,7 @@ def test_a_dropped_listen_connection_falls_back_to_polling_and_recovers(settings
         started = time.monotonic()
         enqueue(engine, carol, pool=pool)
         gap = _decided_after(engine, carol, started, timeout=poll * 5)
-        assert gap < poll / 4, f"picked up after {gap:.2f} s once the listener was back"
+        assert gap < poll / 2, f"picked up after {gap:.2f} s once the listener was back"
     finally:
         worker.stop()
         thread.join(10)
