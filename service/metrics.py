@@ -53,6 +53,12 @@ GENAUTH_SECONDS = Histogram(
     ["endpoint"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+WEBHOOK_LOG_ENTRIES = Counter(
+    "mfa_enforcer_webhook_log_entries_total",
+    "Entries of GenAuth's webhook delivery log read by gap recovery, by result: recovered (recorded as a live "
+    "delivery would have been), duplicate (already recorded), invalid (did not validate; skipped), test.",
+    ["result"],
+)
 JOBS = Counter("mfa_enforcer_jobs_total", "Work rows processed, by result.", ["result"])
 POLICY_UNRESOLVED = Gauge(
     "mfa_enforcer_policy_unresolved_references",

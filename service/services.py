@@ -27,12 +27,14 @@ from service.genauth.access import GenAuthAccess
 from service.genauth.circuit import CircuitBreaker
 from service.genauth.client import GenAuthClient, ManagementToken
 from service.genauth.throttling import RateLimiter
+from service.intake.recovery import PeriodicRecovery, Recovery, recover_gap
 from service.logs import log_event
 from service.policy import Policy
 from service.policy_source import PolicySource
 from service.settings import Settings
 from service.store.effectiveness import latest_event_id, requeue_not_effective
 from service.store.engine import create_engine, create_read_engine
+from service.store.keys import deployment_key
 from service.store.migrating import ensure_schema
 from service.store.organisation_changes import generation
 from service.store.snapshots import PolicySnapshots
@@ -155,14 +157,37 @@ class Services:
         settings, engine = self.settings, self.database
         client = self.genauth()
         reconciler = self.reconciler(client, policy_getter)
-        sweeper = pruner = None
+        sweeper = pruner = recoverer = None
         if sweeps:
             interval = settings.worker.reconcile_interval
             sweeper = PeriodicSweep(engine, client, policy_getter, interval=interval, userpool_id=settings.pool_key)
             pruner = PeriodicPrune(engine, retention_days=settings.worker.retention_days)
+            recoverer = self._recovery(client, policy_getter).maybe_recover
         return Worker(
-            engine, reconciler, settings.worker, owner=owner, sweeper=sweeper, pruner=pruner, wakeup=self.wakeup
+            engine,
+            reconciler,
+            settings.worker,
+            owner=owner,
+            sweeper=sweeper,
+            pruner=pruner,
+            wakeup=self.wakeup,
+            recoverer=recoverer,
         )
+
+    def _recovery(self, client: GenAuthClient, policy_getter: PolicyGetter) -> PeriodicRecovery:
+        """Gap recovery from GenAuth's delivery log every ENFORCER_RECOVER_INTERVAL seconds, on the worker's
+        client; what it records wakes the process's idle workers."""
+        engine, wakeup = self.database, self.wakeup
+
+        def run() -> Recovery:
+            done = recover_gap(
+                engine, client, settings=self.settings, digest_key=deployment_key(engine), policy=policy_getter()
+            )
+            if done.recovered and wakeup is not None:
+                wakeup.committed()
+            return done
+
+        return PeriodicRecovery(run, interval=self.settings.worker.recover_interval)
 
     def workers(self, policy_getter: PolicyGetter) -> list[Worker]:
         """``ENFORCER_WORKER_THREADS`` workers: distinct lease owners, the sweeps and prune in the first only."""

@@ -193,6 +193,10 @@ class WorkerSettings:
     """Seconds between sweeps of every user in scope that the worker runs itself, as an alternative to the CronJob;
     0 turns them off. One worker per process starts them; their pages are work rows any worker reads, and the
     database keeps one sweep at a time across processes."""
+    recover_interval: float = 300.0
+    """Seconds between reads of GenAuth's webhook delivery log that take in the deliveries the service missed (gap
+    recovery, ``service.intake.recovery``); the first read is right after the process starts. 0 (or ``off``) turns
+    it off. One worker per process runs it; a lease in the database keeps one read of a log at a time."""
     threads: int = 16
     """Workers per process, in the web process (with ``ENFORCER_RUN_WORKER``) and in ``mfa-enforcer worker``; each
     reconciles one user at a time, and they share the process's ``GENAUTH_RATE_LIMIT``. A delivery wakes an idle one
@@ -417,6 +421,10 @@ def _non_negative_float(raw: str) -> float:
     return value
 
 
+def _seconds_or_off(raw: str) -> float:
+    return 0.0 if raw.strip().lower() == "off" else _non_negative_float(raw)
+
+
 def _port_or_off(raw: str) -> int:
     return 0 if raw == "0" else _port(raw)
 
@@ -553,6 +561,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, role: str = "all"
         backoff_max=read.parsed("ENFORCER_BACKOFF_MAX", defaults.backoff_max, _positive_float, "seconds"),
         heartbeat_file=read.text("ENFORCER_HEARTBEAT_FILE", defaults.heartbeat_file),
         reconcile_interval=read.parsed("ENFORCER_RECONCILE_INTERVAL", 0.0, _non_negative_float, "seconds"),
+        recover_interval=read.parsed(
+            "ENFORCER_RECOVER_INTERVAL", defaults.recover_interval, _seconds_or_off, "seconds, or 0/off"
+        ),
         threads=read.parsed("ENFORCER_WORKER_THREADS", defaults.threads, _worker_threads, "an integer from 1 to 32"),
         verify_writes=read.parsed("ENFORCER_VERIFY_WRITES", defaults.verify_writes, _boolean, "true or false"),
         retention_days=read.parsed(

@@ -27,9 +27,11 @@ from service.genauth.client import GenAuthClient
 from service.genauth.webhooks import (
     JSON_CONTENT_TYPE,
     WEBHOOK_NAME,
+    WEBHOOK_PATH,
     Webhook,
     delete_webhooks,
     deliveries,
+    is_managed,
     list_webhooks,
     subscribe,
     trigger_webhook,
@@ -43,7 +45,6 @@ from service.store.engine import create_engine, disposing
 from service.store.migrating import ensure_schema
 from service.store.tables import events
 
-WEBHOOK_PATH = "/webhooks/genauth"
 TEST_EVENT = "test"
 
 #: Events every policy needs: a user appears, signs in, changes, or goes away.
@@ -156,7 +157,7 @@ def list_command(show_all: bool, as_json: bool) -> None:
     policy = load_policy(settings.policy_file)
     with closing(Services(settings).genauth()) as client:
         found = list_webhooks(client)
-        shown = [webhook for webhook in found if show_all or _is_ours(webhook)]
+        shown = [webhook for webhook in found if show_all or is_managed(webhook)]
         described = [{**_describe(webhook, settings, policy), **_deliveries(client, webhook)} for webhook in shown]
     if as_json:
         click.echo(json.dumps({"webhooks": described}, indent=2))
@@ -218,7 +219,7 @@ def remove_command(webhook_id: str | None, url: str | None, name: str, as_json: 
             chosen = [webhook for webhook in found if webhook.webhook_id == webhook_id]
         elif url is not None:
             chosen = [
-                webhook for webhook in found if webhook.url == url and (_is_ours(webhook) or webhook.name == name)
+                webhook for webhook in found if webhook.url == url and (is_managed(webhook) or webhook.name == name)
             ]
         else:
             chosen = [webhook for webhook in found if webhook.name == name]
@@ -233,10 +234,6 @@ def remove_command(webhook_id: str | None, url: str | None, name: str, as_json: 
         click.echo(json.dumps({"removed": {"webhookId": removed.webhook_id, "name": removed.name, "url": removed.url}}))
         return
     click.echo(f"removed webhook {removed.webhook_id} ({removed.name}) -> {removed.url}: GenAuth no longer sends there")
-
-
-def _is_ours(webhook: Webhook) -> bool:
-    return webhook.name == WEBHOOK_NAME or urlsplit(webhook.url).path.rstrip("/") == WEBHOOK_PATH
 
 
 def _describe(webhook: Webhook, settings: Settings, policy: Policy) -> dict[str, Any]:
@@ -324,7 +321,7 @@ def test_command(url: str | None, wait: float, as_json: bool) -> None:
 
 
 def _choose(found: list[Webhook], url: str | None) -> Webhook:
-    candidates = [webhook for webhook in found if (webhook.url == url if url else _is_ours(webhook))]
+    candidates = [webhook for webhook in found if (webhook.url == url if url else is_managed(webhook))]
     if not candidates:
         where = f"with URL {url}" if url else "of ours"
         raise click.ClickException(f"no webhook {where}: run `mfa-enforcer webhooks subscribe --url …` first")

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from service.genauth.client import GenAuthClient, Json
 from service.genauth.errors import GenAuthNotFoundError, GenAuthUnavailableError, trim
-from service.genauth.paging import PAGE_LIMIT, get_all, page_of
+from service.genauth.paging import PAGE_LIMIT, Page, get_all, page_of
 
 WEBHOOK_NAME = "mfa-enforcer"
+WEBHOOK_PATH = "/webhooks/genauth"
+"""Where the service receives deliveries."""
+LOG_ENDPOINT = "/api/v3/get-webhook-logs"
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -51,6 +55,11 @@ class Webhook:
             created_at=data.get("createdAt") if isinstance(data.get("createdAt"), str) else None,
             updated_at=data.get("updatedAt") if isinstance(data.get("updatedAt"), str) else None,
         )
+
+
+def is_managed(webhook: Webhook) -> bool:
+    """One of ours: named ``WEBHOOK_NAME``, or sending to the service's path."""
+    return webhook.name == WEBHOOK_NAME or urlsplit(webhook.url).path.rstrip("/") == WEBHOOK_PATH
 
 
 def list_webhooks(client: GenAuthClient) -> list[Webhook]:
@@ -165,15 +174,20 @@ class DeliveryLog:
 
 def deliveries(client: GenAuthClient, webhook_id: str) -> DeliveryLog:
     """The newest page of ``get-webhook-logs`` (newest first), summed up."""
-    endpoint = "/api/v3/get-webhook-logs"
-    body = {"webhookId": webhook_id, "page": 1, "limit": PAGE_LIMIT}
-    page = page_of(client.call("POST", endpoint, json_body=body), endpoint)
+    page = log_page(client, webhook_id, 1)
     entries = [_delivery(item) for item in page.items]
     return DeliveryLog(
         logged=len(entries) if page.total is None else page.total,
         last_success=next((entry for entry in entries if entry.success), None),
         last_failure=next((entry for entry in entries if not entry.success), None),
     )
+
+
+def log_page(client: GenAuthClient, webhook_id: str, number: int) -> Page:
+    """Page ``number`` (from 1) of the webhook's delivery log, ``PAGE_LIMIT`` entries, newest first; each entry
+    is a ``WebhookLogDto`` (docs/genauth.md §3.14), request body and headers included: callers keep none of it."""
+    body = {"webhookId": webhook_id, "page": number, "limit": PAGE_LIMIT}
+    return page_of(client.call("POST", LOG_ENDPOINT, json_body=body), LOG_ENDPOINT)
 
 
 def _delivery(item: Json) -> Delivery:

@@ -10,11 +10,9 @@ departments (``webhooks subscribe``); delivered while no rule does, it is record
 the service does not act on: a department's members are not listed, and no process's tree is told (a tree no
 rule reads is not loaded).
 
-With GENAUTH_USERPOOL_ID set the pool check fails closed: a delivery is refused (403) when any pool header
-or any pool id in its body names another pool, and also when it names no pool at all. GenAuth sends
-``x-authing-userpool-id`` with every delivery, test deliveries included; ``test`` deliveries (which change
-nothing) are the one exception and are accepted without a pool, so a console or ``webhooks test`` check works
-through proxies that drop the header.
+The steps from parsing to the ``Delivery`` are ``service.intake.deliveries``, shared with gap recovery. With
+GENAUTH_USERPOOL_ID set the pool check fails closed (see there); GenAuth sends ``x-authing-userpool-id`` with
+every delivery, test deliveries included.
 """
 
 from __future__ import annotations
@@ -32,35 +30,26 @@ from service.enforcement.references import REFERENCES_EXTENSION
 from service.genauth.access import ACCESS_EXTENSION, readiness
 from service.intake.authentication import is_authentic
 from service.intake.context import runtime
+from service.intake.deliveries import accepted_delivery, interpret_body
 from service.intake.errors import (
-    ForbiddenPoolError,
-    InvalidDeliveryError,
-    MissingPoolError,
     StoreUnavailableError,
-    TooManySubjectsError,
     UnauthorizedError,
 )
-from service.intake.parsing import decode_body
-from service.intake.schemas import SUBJECT_SCHEMAS, TEST_EVENT, Interpretation, interpret
+from service.intake.schemas import SUBJECT_SCHEMAS
 from service.logs import log_event
 from service.policy.facts import Fact
-from service.settings import WebhookSettings
 from service.store.budget import brake_gauges, brake_readiness
 from service.store.effectiveness import not_effective_summary
 from service.store.effectiveness import readiness as effectiveness_readiness
 from service.store.engine import write_problem
 from service.store.errors import GroupCommitTimeoutError
-from service.store.inbox import Delivery
-from service.store.keys import body_digest
 from service.store.queue import queue_stats
 from service.store.sweeps import sweep_gauges
+from service.store.webhook_log import last_read, show_moment
 
 logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("intake", __name__)
-
-POOL_HEADERS = ("x-authing-userpool-id", "x-genauth-userpool-id")
-MAX_POOL_ID = 64
 
 
 @blueprint.post("/webhooks/genauth")
@@ -73,27 +62,19 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
     raw = request.get_data(cache=False)  # MAX_CONTENT_LENGTH (the limit + 1) bounds this read
     if len(raw) > settings.max_body_bytes:
         raise RequestEntityTooLarge()
-    body = decode_body(request.mimetype, raw, max_values=settings.max_values)
-    interpretation = interpret(body)
-    if interpretation.changes_tree and Fact.DEPARTMENTS not in state.policies.current().needs:
-        interpretation = interpretation.ignored()  # no rule reads departments: as if not subscribed
+    reads_departments = Fact.DEPARTMENTS in state.policies.current().needs
+    interpretation = interpret_body(request.mimetype, raw, settings=settings, reads_departments=reads_departments)
     g.event_name = interpretation.event_name
-    _check_pool(settings, interpretation)
-    count = len(interpretation.subjects)
-    if count > settings.max_subjects:
-        raise TooManySubjectsError(
-            f"the delivery names {count} subjects and at most {settings.max_subjects} are accepted "
-            "(ENFORCER_MAX_SUBJECTS); nothing was stored, and a reconcile will find these users"
-        )
-    delivery = Delivery(
-        event_name=interpretation.event_name,
-        userpool_id=state.settings.pool_key,
-        subjects=interpretation.subjects,
-        digest=body_digest(state.digest_key, raw),
-        content_type=request.mimetype,
-        outcome=interpretation.outcome,
-        changes_tree=interpretation.changes_tree,
+    delivery = accepted_delivery(
+        interpretation,
+        raw,
+        request.mimetype,
+        header=request.headers.get,
+        settings=settings,
+        pool_key=state.settings.pool_key,
+        digest_key=state.digest_key,
     )
+    count = len(delivery.subjects)
     try:
         event_id = state.inbox.record(delivery, now=time.time())
         g.outcome = delivery.outcome
@@ -123,26 +104,6 @@ def receive_webhook() -> tuple[dict[str, Any], int]:
         "outcome": delivery.outcome,
         "queued": users,
     }, 200
-
-
-def _check_pool(settings: WebhookSettings, interpretation: Interpretation) -> None:
-    """Refuse a delivery for another pool, or (with GENAUTH_USERPOOL_ID set) one that names no pool."""
-    # One value per name: the WSGI server joins a repeated header into one (a cheap lookup, where getlist walks
-    # every header of the request).
-    header_pools = [value for name in POOL_HEADERS if (value := request.headers.get(name))]
-    # Header values are only compared, never stored or logged, so any text is fine; only the length is bounded.
-    if any(len(value) > MAX_POOL_ID for value in header_pools):
-        raise InvalidDeliveryError("the user-pool header is too long", errors={"x-authing-userpool-id": ["Too long."]})
-    expected = settings.userpool_id
-    if not expected:
-        return
-    pools = {*header_pools, *interpretation.userpool_ids}
-    if pools - {expected}:
-        log_event(logger, "webhook_wrong_userpool", level=logging.WARNING, event_name=interpretation.event_name)
-        raise ForbiddenPoolError()
-    if not pools and interpretation.event_name != TEST_EVENT:
-        log_event(logger, "webhook_userpool_missing", level=logging.WARNING, event_name=interpretation.event_name)
-        raise MissingPoolError()
 
 
 @blueprint.before_request
@@ -234,5 +195,8 @@ def readyz() -> tuple[dict[str, Any], int]:
         checks.update(readiness(access.access, state.breaker))
     if problem is None:  # users GenAuth will not challenge for an enforced factor (still ready)
         checks.update(effectiveness_readiness(state.reader))
+        read = last_read(state.reader)  # when gap recovery last read GenAuth's delivery log (still ready)
+        checks["webhook_log_read_at"] = show_moment(read["webhook_log_read_at"])
+        checks["webhook_log_recovered"] = read["webhook_log_recovered"]
     ready = problem is None
     return {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503

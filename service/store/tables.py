@@ -147,3 +147,16 @@ audit = sa.Table(
 )
 """Append-only: one row per operator action or change of what the service enforces (``service.store.audit``).
 Nothing updates or deletes it, retention included."""
+
+webhook_log_reads = sa.Table(
+    "webhook_log_reads",
+    metadata,
+    sa.Column("webhook_id", sa.String(64), primary_key=True),
+    sa.Column("position", sa.Float, nullable=True),
+    sa.Column("read_at", sa.Float, nullable=True),
+    sa.Column("recovered", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_until", sa.Float, nullable=True),
+)
+"""How far gap recovery has read GenAuth's delivery log of one webhook (``service.store.webhook_log``): the time
+of the newest entry read (``position``), when the log was last read to the end, how many deliveries the last read
+recovered, and the lease of the process reading it now. Nothing of the log itself."""

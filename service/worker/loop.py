@@ -102,6 +102,7 @@ class Worker:
         sweeper: PeriodicSweep | None = None,
         pruner: PeriodicPrune | None = None,
         wakeup: Wakeup | None = None,
+        recoverer: Callable[[float], None] | None = None,
     ) -> None:
         self.engine = engine
         self.reconciler = reconciler
@@ -120,6 +121,9 @@ class Worker:
         """Running average of how long a job takes here (None until the first one)."""
         self.sweeper = sweeper
         """Starts a ``reconcile`` sweep every ENFORCER_RECONCILE_INTERVAL seconds; its pages are queue work."""
+        self.recoverer = recoverer
+        """Called with the time every round: gap recovery from GenAuth's delivery log, when it is due
+        (``service.intake.recovery.PeriodicRecovery``, ENFORCER_RECOVER_INTERVAL); one worker per process has one."""
 
     def run(self) -> None:
         """Work until ``stop()``; survives a database that goes away and comes back."""
@@ -133,6 +137,8 @@ class Worker:
                 self.sweeper.maybe_sweep(self.clock())
             if self.pruner is not None:
                 self.pruner.maybe_prune(self.clock())
+            if self.recoverer is not None:
+                self.recoverer(self.clock())
             self.reconciler.keep_fresh()  # the MFA settings above the users (service.enforcement.effective)
             try:
                 done = self.run_once()
