@@ -13,6 +13,7 @@ from service.errors import ReportFilterError
 from service.policy import Policy
 from service.store.budget import brake_readiness
 from service.store.reporting import CATEGORIES, compliance
+from service.store.webhook_log import last_read
 from service.vocabulary import INACTIVE_STATUSES, Bucket
 
 OUTCOMES = (*CATEGORIES, Bucket.INACTIVE)
@@ -58,6 +59,7 @@ def build_report(
         "expired_exceptions": expired,
         "as_of": today.isoformat(),
         "brakes": _brakes(engine),
+        "webhook_log": last_read(engine),
     }
 
 

@@ -171,6 +171,12 @@ def render_report(result: dict[str, Any]) -> list[str]:
         lines.append("Writes are PAUSED (mfa-enforcer pause): nothing is written until mfa-enforcer resume")
     if brakes.get("held"):
         lines.append(f"Held: {brakes['held']} user(s) whose write waits for an operator; see mfa-enforcer holds")
+    webhook_log = result.get("webhook_log") or {}
+    if "webhook_log_read_at" in webhook_log:  # gap recovery (service.intake.recovery)
+        lines.append(
+            f"GenAuth's delivery log last read: {show_time(webhook_log['webhook_log_read_at'])}"
+            f" ({webhook_log['webhook_log_recovered']} delivery(ies) recovered by that read)"
+        )
     for expired in result["expired_exceptions"]:
         names = ", ".join(expired["users"] + [f"group {g}" for g in expired["groups"]])
         lines.append(f"Expired exception in {expired['rule']} ({expired['expired']}): {names} — {expired['reason']}")

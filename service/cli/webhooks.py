@@ -1,10 +1,12 @@
-"""``mfa-enforcer webhooks subscribe | list | test | remove``: the GenAuth webhook that feeds this service.
+"""``mfa-enforcer webhooks subscribe | list | test | remove | recover``: the GenAuth webhook that feeds this service.
 
 ``subscribe`` creates our webhook (JSON, the first ``GENAUTH_WEBHOOK_SECRET``, exactly the events the loaded
 rules need: ``events_for``) or updates the one it manages (``--id``, else the one
 named ``--name``, else the one with the URL), so running it twice leaves one webhook and ``--url NEW`` moves
 it. ``list`` shows ours, whether each is in the state the service needs, and GenAuth's latest delivery
-results. ``remove`` deletes ours. ``test`` makes GenAuth send its test event (``trigger-webhook``) and reports
+results. ``remove`` deletes ours. ``recover`` reads GenAuth's delivery log and takes in what the service missed
+(``service.intake.recovery``, which the worker also runs every ENFORCER_RECOVER_INTERVAL seconds).
+``test`` makes GenAuth send its test event (``trigger-webhook``) and reports
 what the service answered and whether the event was recorded in the service's ``events`` table (so it needs
 the service's ``DATABASE_URL``).
 """
@@ -20,7 +22,7 @@ from urllib.parse import urlsplit
 import click
 import sqlalchemy as sa
 
-from service.cli.common import failure_message, settings_or_exit
+from service.cli.common import MOMENT, failure_message, services_or_exit, settings_or_exit, show_time
 from service.enforcement.effective import SETTINGS_EVENTS
 from service.errors import ServiceError
 from service.genauth.client import GenAuthClient
@@ -36,12 +38,14 @@ from service.genauth.webhooks import (
     subscribe,
     trigger_webhook,
 )
+from service.intake.recovery import recover_gap
 from service.policy.conditions import FACT_EVENTS
 from service.policy.loading import load_policy
 from service.policy.rules import Policy
 from service.services import Services
 from service.settings import Settings
 from service.store.engine import create_engine, disposing
+from service.store.keys import deployment_key
 from service.store.migrating import ensure_schema
 from service.store.tables import events
 
@@ -366,3 +370,40 @@ def _verdict(accepted: bool, answered: bool, response: Any) -> str:
     if response is None:
         return "DID NOT ARRIVE: GenAuth got no answer from the URL (unreachable from GenAuth, or timed out)"
     return "REJECTED: the service did not accept the test event (see its answer above)"
+
+
+@webhooks.command(name="recover")
+@click.option("--since", type=MOMENT, help="Read the log back to this time instead of where the last read stopped.")
+@click.option("--dry-run", is_flag=True, help="Count what would be recovered; record nothing, keep the position.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def recover_command(since: float | None, dry_run: bool, as_json: bool) -> None:
+    """Read GenAuth's delivery log of our webhook and take in the deliveries the service missed (what the worker
+    does every ENFORCER_RECOVER_INTERVAL seconds)."""
+    services = services_or_exit(role="worker")  # GenAuth and the service's database
+    engine = services.database
+    with closing(services.genauth()) as client, disposing(engine):
+        done = recover_gap(
+            engine,
+            client,
+            settings=services.settings,
+            digest_key=deployment_key(engine),
+            policy=load_policy(services.settings.policy_file),
+            since=since,
+            dry_run=dry_run,
+        )
+    if as_json:
+        click.echo(json.dumps({"dryRun": dry_run, **done.as_json()}, indent=2))
+    else:
+        if done.webhooks == 0:
+            click.echo("no webhook of ours in GenAuth: nothing to read (`mfa-enforcer webhooks subscribe --url …`)")
+            return
+        verb = "would recover" if dry_run else "recovered"
+        click.echo(
+            f"read {done.read} new log entr{'y' if done.read == 1 else 'ies'} of {done.webhooks} webhook(s): "
+            f"{verb} {done.recovered}, {done.duplicates} already recorded, {done.skipped_invalid} invalid (skipped)"
+        )
+        click.echo(f"  newest entry read: {show_time(done.last_position)}")
+    if done.capped:
+        click.echo(
+            "warning: the page cap stopped the read; older entries were not read (a reconcile finds them)", err=True
+        )
