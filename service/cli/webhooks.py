@@ -394,8 +394,11 @@ def recover_command(since: float | None, dry_run: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"dryRun": dry_run, **done.as_json()}, indent=2))
     else:
-        if done.webhooks == 0:
+        if done.busy:
+            click.echo(f"{done.busy} webhook log(s) skipped: another process is reading them now")
+        if done.webhooks == 0 and not done.busy:
             click.echo("no webhook of ours in GenAuth: nothing to read (`mfa-enforcer webhooks subscribe --url …`)")
+        if done.webhooks == 0:
             return
         verb = "would recover" if dry_run else "recovered"
         click.echo(

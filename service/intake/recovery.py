@@ -31,7 +31,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -67,7 +67,9 @@ class Recovery:
     """What one ``recover_gap`` did (or, in a dry run, would do)."""
 
     webhooks: int = 0
-    """Webhooks of ours whose log was read (0: the pool has no webhook of ours)."""
+    """Webhooks of ours whose log was read (0 and ``busy`` 0: the pool has no webhook of ours)."""
+    busy: int = 0
+    """Webhooks of ours whose log another process was reading (skipped: that read takes the gap in)."""
     read: int = 0
     """Log entries newer than the stored position."""
     recovered: int = 0
@@ -84,6 +86,7 @@ class Recovery:
     def as_json(self) -> dict[str, Any]:
         return {
             "webhooks": self.webhooks,
+            "busy": self.busy,
             "read": self.read,
             "recovered": self.recovered,
             "skippedInvalid": self.skipped_invalid,
@@ -114,7 +117,8 @@ def recover_gap(
     live); ``since``: read back to this time (epoch seconds) instead of the stored position; ``dry_run``: count
     what would be recovered, write nothing and take no lease; ``max_pages``: the page cap of each log.
 
-    Returns the sums over the webhooks. A webhook whose log another process is reading is skipped.
+    Returns the sums over the webhooks. A webhook whose log another process is reading is skipped and counted in
+    ``busy``; ``webhooks == busy == 0`` means the pool has no webhook of ours (a caller may sweep instead).
     """
     totals = Recovery()
     for webhook in (webhook for webhook in list_webhooks(client) if is_managed(webhook)):
@@ -131,10 +135,12 @@ def recover_gap(
             now=now,
         )
         if one is None:
+            totals = replace(totals, busy=totals.busy + 1)
             continue
         positions = [p for p in (totals.last_position, one.last_position) if p is not None]
         totals = Recovery(
             webhooks=totals.webhooks + 1,
+            busy=totals.busy,
             read=totals.read + one.read,
             recovered=totals.recovered + one.recovered,
             skipped_invalid=totals.skipped_invalid + one.skipped_invalid,
