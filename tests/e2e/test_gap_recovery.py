@@ -4,23 +4,18 @@ a delivery seen both live and in the log is recorded once. On SQLite and on Post
 
 from __future__ import annotations
 
-from contextlib import closing
 from dataclasses import replace
 
 import pytest
 import requests
 import sqlalchemy as sa
 
-from service.genauth.client import GenAuthClient
 from service.genauth.webhooks import WEBHOOK_NAME
-from service.intake.context import EXTENSION
-from service.intake.recovery import recover_gap
-from service.policy.loading import load_policy
-from service.store.keys import deployment_key
 from service.store.sweeps import sweeps
 from service.store.tables import events, webhook_log_reads
 from tests.support.live import serve_service
 from tests.support.processes import free_port
+from tests.support.recovery import recover_once
 from tests.support.store import wait_for_decision
 from tests.support.values import WEBHOOK_SECRET
 from tests.support.waiting import wait_until
@@ -44,20 +39,6 @@ def user_created_events(engine: sa.Engine) -> int:
 def count(engine: sa.Engine, table: sa.Table) -> int:
     with engine.connect() as connection:
         return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
-
-
-def recover_again(live, settings):
-    """One more read of the whole log (``--since`` the epoch) on the running service's database."""
-    engine = live.app.extensions[EXTENSION].engine
-    with closing(GenAuthClient(settings.genauth)) as client:
-        return recover_gap(
-            engine,
-            client,
-            settings=settings,
-            digest_key=deployment_key(engine),
-            policy=load_policy(settings.policy_file),
-            since=0.0,
-        )
 
 
 def test_users_created_while_the_service_was_down_are_enforced_from_the_log(settings, emulator, schema_template):
@@ -91,7 +72,7 @@ def test_users_created_while_the_service_was_down_are_enforced_from_the_log(sett
         ready = requests.get(f"{live.url}/readyz", timeout=5).json()["checks"]
         assert ready["webhook_log_read_at"] is not None and ready["webhook_log_recovered"] == FIVE
 
-        again = recover_again(live, settings)
+        again = recover_once(settings, live.engine, since=0.0)
         assert (again.read, again.recovered, again.duplicates, again.skipped_invalid) == (FIVE, 0, FIVE, 0)
         assert user_created_events(live.engine) == FIVE
 
@@ -114,7 +95,11 @@ def test_a_delivery_received_live_and_logged_is_recorded_once(settings, emulator
         assert user_created_events(live.engine) == 1
 
         # The worker may be reading the log at this moment (its lease keeps this read off until it is done).
-        again = wait_until(lambda: (done := recover_again(live, settings)).webhooks and done, what="a read of the log")
+        def read_whole_log():
+            done = recover_once(settings, live.engine, since=0.0)
+            return done if done.webhooks else None
+
+        again = wait_until(read_whole_log, what="a read of the log")
         assert (again.webhooks, again.read, again.recovered, again.duplicates) == (1, 1, 0, 1)
         assert user_created_events(live.engine) == 1
         with live.engine.connect() as connection:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import closing
 from dataclasses import replace
 
 import pytest
@@ -15,15 +14,12 @@ import sqlalchemy as sa
 
 from genauth_emulator.payloads import event_body
 from genauth_emulator.records import log_timestamp
-from service.genauth.client import GenAuthClient
 from service.genauth.errors import GenAuthAuthenticationError
 from service.genauth.webhooks import WEBHOOK_NAME
-from service.intake.recovery import recover_gap
-from service.policy.loading import load_policy
-from service.store.keys import deployment_key
 from service.store.tables import events, webhook_log_reads, work
 from service.store.webhook_log import stored_read
 from tests.support.processes import run_command, service_env
+from tests.support.recovery import recover_once
 from tests.support.values import WEBHOOK_SECRET
 
 
@@ -58,18 +54,6 @@ def log(emulator, hook, body, *, at, pool=None, success=False):
     )
 
 
-def recover(settings, engine, **options):
-    with closing(GenAuthClient(settings.genauth)) as client:
-        return recover_gap(
-            engine,
-            client,
-            settings=settings,
-            digest_key=deployment_key(engine),
-            policy=load_policy(settings.policy_file),
-            **options,
-        )
-
-
 def rows(engine, table):
     with engine.connect() as connection:
         return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
@@ -85,12 +69,12 @@ def test_an_entry_that_does_not_validate_is_counted_and_skipped_once(settings, e
     log(emulator, hook, event_body(emulator.state, "user:created", alice), at=now - 2, pool="another-pool")
     log(emulator, hook, event_body(emulator.state, "user:created", alice), at=now - 1)
 
-    first = recover(settings, engine)
+    first = recover_once(settings, engine)
     assert (first.read, first.recovered, first.skipped_invalid, first.duplicates) == (4, 1, 3, 0)
     assert rows(engine, events) == 1 and rows(engine, work) == 1
     assert first.last_position == pytest.approx(now - 1, abs=0.002)
 
-    second = recover(settings, engine)
+    second = recover_once(settings, engine)
     assert (second.read, second.recovered, second.skipped_invalid) == (0, 0, 0)
     assert rows(engine, events) == 1
 
@@ -101,7 +85,7 @@ def test_a_log_longer_than_the_page_cap_is_read_only_that_far(settings, engine, 
     bob = emulator.users["fin.bob"]
     for index in range(120):
         log(emulator, hook, event_body(emulator.state, "user:created", bob), at=now - 120 + index)
-    done = recover(settings, engine, max_pages=2)
+    done = recover_once(settings, engine, max_pages=2)
     assert done.capped and done.read == 100
     assert done.recovered + done.duplicates == 100  # equal bodies: the same delivery, recorded once
     assert rows(engine, events) == done.recovered
@@ -109,7 +93,7 @@ def test_a_log_longer_than_the_page_cap_is_read_only_that_far(settings, engine, 
 
 def test_a_dry_run_records_nothing_and_keeps_the_position(settings, engine, emulator, hook):
     log(emulator, hook, event_body(emulator.state, "user:created", emulator.users["fin.alice"]), at=time.time())
-    done = recover(settings, engine, dry_run=True)
+    done = recover_once(settings, engine, dry_run=True)
     assert (done.read, done.recovered) == (1, 1)
     assert rows(engine, events) == 0 and stored_read(engine, hook["webhookId"]) is None
 
@@ -117,7 +101,7 @@ def test_a_dry_run_records_nothing_and_keeps_the_position(settings, engine, emul
 def test_genauth_refusing_the_key_is_its_typed_error_and_leaves_no_lease(settings, engine, emulator, hook):
     wrong = replace(settings, genauth=replace(settings.genauth, access_key_secret="not-the-secret"))
     with pytest.raises(GenAuthAuthenticationError):
-        recover(wrong, engine)
+        recover_once(wrong, engine)
     with engine.connect() as connection:
         assert connection.execute(sa.select(webhook_log_reads.c.lease_until)).scalars().all() in ([], [None])
 
