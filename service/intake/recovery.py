@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from service import metrics
 from service.errors import ServiceError
 from service.genauth.client import GenAuthClient, Json
+from service.genauth.paging import MAX_PAGES, PAGE_LIMIT, Page
 from service.genauth.webhooks import is_managed, list_webhooks, log_page
 from service.intake.deliveries import accepted_delivery, interpret_body
 from service.intake.errors import HttpError, InvalidDeliveryError
@@ -228,21 +229,54 @@ def _entries_after(
     client: GenAuthClient, webhook_id: str, position: float | None, max_pages: int
 ) -> tuple[list[tuple[float | None, Json]], bool]:
     """The log entries newer than ``position`` (all with None), oldest first, and whether the page cap stopped
-    the read. A page none of whose entries is newer ends the read: newest first, nothing after it is newer. Once
-    a position is stored, an entry without a readable ``timestamp`` (required by GenAuth's schema) is passed over,
-    so it cannot make every read run to the cap."""
+    the read.
+
+    No source says in which order GenAuth pages its log (docs/genauth.md §5.5), so page 1 decides: newest first
+    (the emulator's order), the read goes forward and a page with nothing newer ends it; oldest first, it starts
+    at the last page (from ``totalCount``) and goes back the same way. Once a position is stored, an entry without
+    a readable ``timestamp`` (required by GenAuth's schema) is passed over, so it cannot make every read run to
+    the cap."""
     found: list[tuple[float | None, Json]] = []
-    for number in range(1, max_pages + 1):
+
+    def take(page: Page) -> int:
+        newer = [(at, item) for item in page.items if _is_newer(at := _moment(item), position)]
+        found.extend(newer)
+        return len(newer)
+
+    first = log_page(client, webhook_id, 1)
+    newer = take(first)
+    oldest_first = _oldest_first(first.items)
+    if first.is_last(1) or (not oldest_first and position is not None and not newer):
+        return _in_order(found), False
+    numbers: range = range(2, MAX_PAGES + 1)
+    if oldest_first and first.total is not None:
+        numbers = range(-(-first.total // PAGE_LIMIT), 1, -1)
+    for read, number in enumerate(numbers, start=2):
+        if read > max_pages:
+            return _in_order(found), True
         page = log_page(client, webhook_id, number)
-        newer = 0
-        for item in page.items:
-            at = _moment(item)
-            if position is None or (at is not None and at > position):
-                found.append((at, item))
-                newer += 1
-        if (position is not None and not newer) or page.is_last(number):
-            return found[::-1], False
-    return found[::-1], True
+        newer = take(page)
+        backwards = oldest_first and first.total is not None
+        if (position is not None and not newer and (backwards or not oldest_first)) or (
+            not backwards and page.is_last(number)
+        ):
+            return _in_order(found), False
+    return _in_order(found), False
+
+
+def _is_newer(at: float | None, position: float | None) -> bool:
+    return position is None or (at is not None and at > position)
+
+
+def _oldest_first(items: list[Json]) -> bool:
+    """Whether a page lists its entries oldest first (its first readable timestamp is the earlier)."""
+    moments = [at for at in (_moment(item) for item in items) if at is not None]
+    return len(moments) > 1 and moments[0] < moments[-1]
+
+
+def _in_order(found: list[tuple[float | None, Json]]) -> list[tuple[float | None, Json]]:
+    """Oldest first, as they were delivered (entries without a time last)."""
+    return sorted(found, key=lambda entry: (entry[0] is None, entry[0] or 0.0))
 
 
 def _sort_out(
