@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client import REGISTRY
 
 from genauth_emulator.payloads import event_body
 from genauth_emulator.records import log_timestamp
@@ -54,6 +55,10 @@ def log(emulator, hook, body, *, at, pool=None, success=False):
     )
 
 
+def counted(result):
+    return REGISTRY.get_sample_value("mfa_enforcer_webhook_log_entries_total", {"result": result}) or 0.0
+
+
 def rows(engine, table):
     with engine.connect() as connection:
         return int(connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
@@ -69,8 +74,10 @@ def test_an_entry_that_does_not_validate_is_counted_and_skipped_once(settings, e
     log(emulator, hook, event_body(emulator.state, "user:created", alice), at=now - 2, pool="another-pool")
     log(emulator, hook, event_body(emulator.state, "user:created", alice), at=now - 1)
 
+    before = {result: counted(result) for result in ("recovered", "invalid")}
     first = recover_once(settings, engine)
     assert (first.read, first.recovered, first.skipped_invalid, first.duplicates) == (4, 1, 3, 0)
+    assert {result: counted(result) - before[result] for result in before} == {"recovered": 1, "invalid": 3}
     assert rows(engine, events) == 1 and rows(engine, work) == 1
     assert first.last_position == pytest.approx(now - 1, abs=0.002)
 
