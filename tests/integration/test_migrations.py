@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 import service.store.budget  # registers the brake tables on the shared metadata
 import service.store.holds  # and the holds table
@@ -84,6 +85,20 @@ def test_an_empty_database_is_reported_with_what_to_run(bare_engine):
     """check_schema on an empty database says there are no tables and names the command."""
     with pytest.raises(SchemaOutOfDateError, match=r"has no tables yet.*mfa-enforcer db upgrade"):
         check_schema(bare_engine)
+
+
+def test_the_head_read_from_the_version_files_is_alembics():
+    """The start-up check reads the chain without Alembic; Alembic's own reading finds the same head."""
+    assert head_revision() == ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def test_the_stored_revision_read_without_alembic_is_alembics(bare_engine):
+    """current_revision reads alembic_version with one query; Alembic reads the same, at every step."""
+    for revision in ("0001", head_revision()):
+        upgrade(bare_engine, revision)
+        with bare_engine.connect() as connection:  # the SQLite engine has one connection: read, then compare
+            alembics = MigrationContext.configure(connection).get_current_revision()
+        assert current_revision(bare_engine) == alembics == revision
 
 
 def test_upgrading_twice_is_harmless(bare_engine):
