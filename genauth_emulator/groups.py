@@ -3,13 +3,16 @@
 
 An aggregate of its own because a group changes on its own (members join and leave) and is read whole; a
 user's groups are found by asking each group, which stays cheap because pools have few groups.
-`state.EmulatorState` owns one and calls it with its lock held.
+`state.EmulatorState` owns one and calls it with its lock held; the store's shape is
+`memberships.Memberships`, shared with roles.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from genauth_emulator.memberships import Memberships
 
 
 class UnknownGroupError(LookupError):
@@ -28,38 +31,29 @@ class GroupRecord:
     members: list[str] = field(default_factory=list)
 
 
-class GroupStore:
+class GroupStore(Memberships[str, GroupRecord]):
     """Groups by code, oldest first."""
 
-    def __init__(self) -> None:
-        self._groups: dict[str, GroupRecord] = {}
+    def key(self, record: GroupRecord) -> str:
+        return record.code
 
-    def add(self, record: GroupRecord) -> None:
-        """Add a new group; its code must be unused."""
-        if record.code in self._groups:
-            raise ValueError(f"group {record.code!r} exists")
-        self._groups[record.code] = record
+    def taken(self, record: GroupRecord) -> str:
+        return f"group {record.code!r} exists"
+
+    def unknown(self, key: str) -> LookupError:
+        return UnknownGroupError(key)
 
     def get(self, code: str) -> GroupRecord:
         """The group with this code; `UnknownGroupError` if none."""
-        group = self._groups.get(code)
-        if group is None:
-            raise UnknownGroupError(code)
-        return group
+        return self.lookup(code)
 
     def all(self) -> list[GroupRecord]:
         """Every group, oldest first."""
-        return list(self._groups.values())
+        return self.records()
 
     def of_user(self, user_id: str) -> list[GroupRecord]:
         """The groups the user belongs to, oldest group first."""
-        return [group for group in self._groups.values() if user_id in group.members]
-
-    def forget_user(self, user_id: str) -> None:
-        """Take a deleted user out of every group."""
-        for group in self._groups.values():
-            if user_id in group.members:
-                group.members.remove(user_id)
+        return self.with_member(user_id)
 
 
 def group_dto(group: GroupRecord) -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """`RoleStore`: roles per namespace (permission group) and who holds them (`get-user-roles`, `role:*` webhooks).
 
 Separate from groups because roles are keyed by namespace and code, and `get-user-roles` without a namespace
-shows only the `default` one. `state.EmulatorState` owns one and calls it with its lock held.
+shows only the `default` one. `state.EmulatorState` owns one and calls it with its lock held; the
+store's shape is `memberships.Memberships`, shared with groups.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from genauth_emulator.memberships import Memberships
 
 #: The permission group (namespace) roles belong to unless another is named.
 DEFAULT_NAMESPACE = "default"
@@ -30,39 +33,30 @@ class RoleRecord:
     members: list[str] = field(default_factory=list)
 
 
-class RoleStore:
+class RoleStore(Memberships[tuple[str, str], RoleRecord]):
     """Roles by `(namespace, code)`, oldest first."""
 
-    def __init__(self) -> None:
-        self._roles: dict[tuple[str, str], RoleRecord] = {}
+    def key(self, record: RoleRecord) -> tuple[str, str]:
+        return (record.namespace, record.code)
 
-    def add(self, record: RoleRecord) -> None:
-        """Add a new role; its code must be unused in its namespace."""
-        key = (record.namespace, record.code)
-        if key in self._roles:
-            raise ValueError(f"role {record.code!r} exists in namespace {record.namespace!r}")
-        self._roles[key] = record
+    def taken(self, record: RoleRecord) -> str:
+        return f"role {record.code!r} exists in namespace {record.namespace!r}"
+
+    def unknown(self, key: tuple[str, str]) -> LookupError:
+        namespace, code = key
+        return UnknownRoleError(f"{namespace}:{code}")
 
     def get(self, code: str, namespace: str) -> RoleRecord:
         """The role with this code in this namespace; `UnknownRoleError` if none."""
-        role = self._roles.get((namespace, code))
-        if role is None:
-            raise UnknownRoleError(f"{namespace}:{code}")
-        return role
+        return self.lookup((namespace, code))
 
     def of_user(self, user_id: str, namespace: str) -> list[RoleRecord]:
         """The user's roles in one namespace, oldest role first."""
-        return [role for role in self._roles.values() if role.namespace == namespace and user_id in role.members]
+        return [role for role in self.with_member(user_id) if role.namespace == namespace]
 
     def in_namespace(self, namespace: str) -> list[RoleRecord]:
         """Every role of one namespace, oldest first."""
-        return [role for role in self._roles.values() if role.namespace == namespace]
-
-    def forget_user(self, user_id: str) -> None:
-        """Take a deleted user's roles away."""
-        for role in self._roles.values():
-            if user_id in role.members:
-                role.members.remove(user_id)
+        return [role for role in self.records() if role.namespace == namespace]
 
 
 def role_dto(role: RoleRecord) -> dict[str, Any]:
