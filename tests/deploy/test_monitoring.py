@@ -245,299 +245,160 @@ def test_configuration_tables_list_exactly_what_the_service_reads():
 # One scenario per alert where it must fire, and one where it must not. `series` are promtool input series
 # (https://prometheus.io/docs/prometheus/latest/configuration/unit_testing_rules/); promtool's clock starts at
 # 0, so time() is the evaluation time in seconds. `labels` are the series labels the alert keeps.
-TOKEN = 'endpoint="/api/v3/get-management-token"'
+Series = dict[str, str]
+
+
+def scenarios(
+    alert: str,
+    at: str,
+    *,
+    fires: Series | list[Series],
+    silent: Series | list[Series],
+    interval: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> list[dict]:
+    """The alert's scenarios evaluated at ``at``: each of ``fires`` must raise it, each of ``silent`` must not."""
+    common: dict = {"alert": alert, "at": at}
+    if interval is not None:
+        common["interval"] = interval
+    made = []
+    for outcome, series_list in ((True, fires), (False, silent)):
+        for series in series_list if isinstance(series_list, list) else [series_list]:
+            scenario = {**common, "fires": outcome, "series": series}
+            if outcome and labels is not None:
+                scenario["labels"] = labels
+            made.append(scenario)
+    return made
+
+
+def calls(status_rates: dict[str, str], endpoint: str = "/api/v3/get-user") -> Series:
+    """``mfa_enforcer_genauth_calls_total`` of one endpoint, one series per status."""
+    return {
+        f'mfa_enforcer_genauth_calls_total{{endpoint="{endpoint}",status="{status}"}}': values
+        for status, values in status_rates.items()
+    }
+
+
+TOKEN = "/api/v3/get-management-token"
+QUEUED = 'mfa_enforcer_deliveries_total{event="login",outcome="queued"}'
+OLDEST_DUE = 'mfa_enforcer_queue_oldest_due_age_seconds{instance="web-1"}'
+DATABASE_UP = 'mfa_enforcer_database_up{instance="web-1"}'
+DEAD_LETTERS = 'mfa_enforcer_dead_letters{instance="web-1"}'
+UNAUTHORIZED = 'mfa_enforcer_deliveries_total{event="-",outcome="unauthorized"}'
+FAILED = 'mfa_enforcer_decisions_total{rule="-",action="failed"}'
+DECIDED = 'mfa_enforcer_decisions_total{rule="finance-sms",action="none"}'
+RECONCILED = 'mfa_enforcer_reconcile_last_success_timestamp_seconds{instance="web-1"}'
+CRONJOB = 'kube_cronjob_status_last_successful_time{namespace="mfa-enforcer",cronjob="mfa-enforcer-reconcile"}'
 SCENARIOS: list[dict] = [
-    {
-        "alert": "MfaEnforcerWritesHeld",
-        "fires": True,
-        "at": "30m",
-        "series": {'mfa_enforcer_held_users{instance="web-1"}': "0 0 495x40"},
-    },
-    {
-        "alert": "MfaEnforcerWritesHeld",
-        "fires": False,
-        "at": "30m",
-        "series": {'mfa_enforcer_held_users{instance="web-1"}': "12x10 0x30"},  # released within 15 minutes
-    },
-    {
-        "alert": "MfaEnforcerWritesPaused",
-        "fires": True,
-        "at": "90m",
-        "series": {'mfa_enforcer_writes_paused{instance="web-1"}': "0 1x100"},
-    },
-    {
-        "alert": "MfaEnforcerWritesPaused",
-        "fires": False,
-        "at": "90m",
-        "series": {'mfa_enforcer_writes_paused{instance="web-1"}': "1x30 0x70"},  # resumed after half an hour
-    },
-    {
-        "alert": "MfaEnforcerPolicyNamesUnknown",
-        "fires": True,
-        "at": "30m",
-        "series": {'mfa_enforcer_policy_unresolved_references{instance="worker-1"}': "0 0 1x40"},
-    },
-    {
-        "alert": "MfaEnforcerPolicyNamesUnknown",
-        "fires": False,
-        "at": "30m",
-        "series": {  # fixed within 15 minutes: a bad edit corrected before anyone needs paging
+    *scenarios(
+        "MfaEnforcerWritesHeld",
+        "30m",
+        fires={'mfa_enforcer_held_users{instance="web-1"}': "0 0 495x40"},
+        silent={'mfa_enforcer_held_users{instance="web-1"}': "12x10 0x30"},  # released within 15 minutes
+    ),
+    *scenarios(
+        "MfaEnforcerWritesPaused",
+        "90m",
+        fires={'mfa_enforcer_writes_paused{instance="web-1"}': "0 1x100"},
+        silent={'mfa_enforcer_writes_paused{instance="web-1"}': "1x30 0x70"},  # resumed after half an hour
+    ),
+    *scenarios(
+        "MfaEnforcerPolicyNamesUnknown",
+        "30m",
+        fires={'mfa_enforcer_policy_unresolved_references{instance="worker-1"}': "0 0 1x40"},
+        silent={  # fixed within 15 minutes: a bad edit corrected before anyone needs paging
             'mfa_enforcer_policy_unresolved_references{instance="worker-1"}': "1x10 0x30",
         },
-    },
-    {"alert": "MfaEnforcerMetricsAbsent", "fires": True, "at": "15m", "series": {'up{job="other"}': "1x30"}},
-    {
-        "alert": "MfaEnforcerMetricsAbsent",
-        "fires": False,
-        "at": "15m",
-        "series": {'mfa_enforcer_database_up{instance="web-1"}': "1x30"},
-    },
-    {
-        "alert": "MfaEnforcerDatabaseDown",
-        "fires": True,
-        "at": "10m",
-        "series": {'mfa_enforcer_database_up{instance="web-1"}': "1 1 0x20"},
-        "labels": {"instance": "web-1"},
-    },
-    {
-        "alert": "MfaEnforcerDatabaseDown",
-        "fires": False,
-        "at": "10m",
-        "series": {'mfa_enforcer_database_up{instance="web-1"}': "1x20"},
-    },
-    {
-        "alert": "MfaEnforcerDeliveriesNotRecorded",
-        "fires": True,
-        "at": "12m",
-        "series": {'mfa_enforcer_deliveries_total{event="login",outcome="store_unavailable"}': "0+3x20"},
-    },
-    {
-        "alert": "MfaEnforcerDeliveriesNotRecorded",
-        "fires": False,
-        "at": "12m",
-        "series": {'mfa_enforcer_deliveries_total{event="login",outcome="queued"}': "0+3x20"},
-    },
-    {
-        "alert": "MfaEnforcerWebhookUnauthorized",
-        "fires": True,
-        "at": "30m",
-        "series": {
-            'mfa_enforcer_deliveries_total{event="-",outcome="unauthorized"}': "0+10x40",
-            'mfa_enforcer_deliveries_total{event="login",outcome="queued"}': "0+2x40",
-        },
-    },
-    {
-        "alert": "MfaEnforcerWebhookUnauthorized",
-        "fires": False,
-        "at": "30m",
-        "series": {  # a few probes on a quiet pool: a high share, but fewer than 5 in 10 minutes
-            'mfa_enforcer_deliveries_total{event="-",outcome="unauthorized"}': "0+0.2x40",
-            'mfa_enforcer_deliveries_total{event="login",outcome="queued"}': "0+0.2x40",
-        },
-    },
-    {
-        "alert": "MfaEnforcerDeliveriesStopped",
-        "fires": True,
-        "at": "172h",
-        "interval": "30m",
-        "series": {'mfa_enforcer_deliveries_total{event="login",outcome="queued"}': "0+300x336 100800x10"},
-    },
-    {
-        "alert": "MfaEnforcerDeliveriesStopped",
-        "fires": True,
-        "at": "172h",
-        "interval": "30m",
-        "series": {'mfa_enforcer_deliveries_total{event="login",outcome="queued"}': "0+300x336 stale"},
-    },
-    {
-        "alert": "MfaEnforcerDeliveriesStopped",
-        "fires": False,
-        "at": "172h",
-        "interval": "30m",
-        "series": {'mfa_enforcer_deliveries_total{event="login",outcome="queued"}': "0+300x345"},
-    },
-    {
-        "alert": "MfaEnforcerQueueBacklog",
-        "fires": True,
-        "at": "50m",
-        "series": {
-            'mfa_enforcer_queue_oldest_due_age_seconds{instance="web-1"}': "0+60x60",
-            'mfa_enforcer_queue_oldest_due_age_seconds{instance="web-2"}': "0+60x60",
-        },
-    },
-    {
-        "alert": "MfaEnforcerQueueBacklog",
-        "fires": False,
-        "at": "50m",
-        "series": {'mfa_enforcer_queue_oldest_due_age_seconds{instance="web-1"}': "0+10x60"},
-    },
-    {
-        "alert": "MfaEnforcerQueueStalled",
-        "fires": True,
-        "at": "20m",
-        "series": {
-            'mfa_enforcer_queue_oldest_due_age_seconds{instance="web-1"}': "0+60x30",
-            'mfa_enforcer_queue_leased{instance="web-1"}': "0x30",
-        },
-    },
-    {
-        "alert": "MfaEnforcerQueueStalled",
-        "fires": False,
-        "at": "20m",
-        "series": {
-            'mfa_enforcer_queue_oldest_due_age_seconds{instance="web-1"}': "0+60x30",
-            'mfa_enforcer_queue_leased{instance="web-1"}': "3x30",
-        },
-    },
-    {
-        "alert": "MfaEnforcerDeadLetters",
-        "fires": True,
-        "at": "20m",
-        "series": {'mfa_enforcer_dead_letters{instance="web-1"}': "0 0 2x30"},
-    },
-    {
-        "alert": "MfaEnforcerDeadLetters",
-        "fires": False,
-        "at": "20m",
-        "series": {'mfa_enforcer_dead_letters{instance="web-1"}': "0x30"},
-    },
-    {
-        "alert": "MfaEnforcerDeadLettersGrowing",
-        "fires": True,
-        "at": "80m",
-        "series": {'mfa_enforcer_dead_letters{instance="web-1"}': "0x60 1+1x30"},
-    },
-    {
-        "alert": "MfaEnforcerDeadLettersGrowing",
-        "fires": False,
-        "at": "80m",
-        "series": {'mfa_enforcer_dead_letters{instance="web-1"}': "3x90"},
-    },
-    {
-        "alert": "MfaEnforcerNotEffective",
-        "fires": True,
-        "at": "45m",
-        "series": {'mfa_enforcer_not_effective_users{instance="web-1"}': "0 0 3x60"},
-    },
-    {
-        "alert": "MfaEnforcerNotEffective",
-        "fires": False,
-        "at": "45m",
-        "series": {'mfa_enforcer_not_effective_users{instance="web-1"}': "0 3x20 0x40"},
-    },
-    {
-        "alert": "MfaEnforcerGenAuthErrors",
-        "fires": True,
-        "at": "30m",
-        "series": {
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="200"}': "0+80x40",
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="error"}': "0+30x40",
-        },
-    },
-    {
-        "alert": "MfaEnforcerGenAuthErrors",
-        "fires": False,
-        "at": "30m",
-        "series": {
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="200"}': "0+80x40",
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="404"}': "0+1x40",
-        },
-    },
-    {
-        "alert": "MfaEnforcerGenAuthThrottled",
-        "fires": True,
-        "at": "35m",
-        "series": {
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="200"}': "0+90x40",
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="429"}': "0+10x40",
-        },
-    },
-    {
-        "alert": "MfaEnforcerGenAuthThrottled",
-        "fires": False,
-        "at": "35m",
-        "series": {
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="200"}': "0+90x40",
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="429"}': "0+1x40",
-        },
-    },
-    {
-        "alert": "MfaEnforcerGenAuthAccessKeyRejected",
-        "fires": True,
-        "at": "15m",
-        "series": {f'mfa_enforcer_genauth_calls_total{{{TOKEN},status="401"}}': "0+1x20"},
-    },
-    {
-        "alert": "MfaEnforcerGenAuthAccessKeyRejected",
-        "fires": False,
-        "at": "15m",
-        "series": {
-            f'mfa_enforcer_genauth_calls_total{{{TOKEN},status="200"}}': "0+1x20",
-            f'mfa_enforcer_genauth_calls_total{{{TOKEN},status="429"}}': "0+1x20",
-        },
-    },
-    {
-        "alert": "MfaEnforcerGenAuthAccessKeyRejected",
-        "fires": True,
-        "at": "15m",
-        "series": {  # GENAUTH_AUTH=signature: no token call, every signed call refused
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/list-organizations",status="401"}': "0+1x20",
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="401"}': "0+2x20",
-        },
-    },
-    {
-        "alert": "MfaEnforcerGenAuthAccessKeyRejected",
-        "fires": False,
-        "at": "15m",
-        "series": {  # a revoked token: one 401, then a fresh token and successes
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="401"}': "0 1x20",
-            'mfa_enforcer_genauth_calls_total{endpoint="/api/v3/get-user",status="200"}': "0+5x20",
-            f'mfa_enforcer_genauth_calls_total{{{TOKEN},status="200"}}': "0 1 2x19",
-        },
-    },
-    {
-        "alert": "MfaEnforcerDecisionsFailing",
-        "fires": True,
-        "at": "35m",
-        "series": {
-            'mfa_enforcer_decisions_total{rule="-",action="failed"}': "0+2x40",
-            'mfa_enforcer_decisions_total{rule="finance-sms",action="none"}': "0+10x40",
-        },
-    },
-    {
-        "alert": "MfaEnforcerDecisionsFailing",
-        "fires": False,
-        "at": "35m",
-        "series": {
-            'mfa_enforcer_decisions_total{rule="-",action="failed"}': "0+0.1x40",
-            'mfa_enforcer_decisions_total{rule="finance-sms",action="none"}': "0+10x40",
-        },
-    },
-    {
-        "alert": "MfaEnforcerReconcileStale",
-        "fires": True,
-        "at": "40h",
-        "interval": "1h",
-        "series": {'mfa_enforcer_reconcile_last_success_timestamp_seconds{instance="web-1"}': "0x48"},
-    },
-    {
-        "alert": "MfaEnforcerReconcileStale",
-        "fires": True,
-        "at": "40h",
-        "interval": "1h",
-        "series": {
-            'kube_cronjob_status_last_successful_time{namespace="mfa-enforcer",cronjob="mfa-enforcer-reconcile"}': (
-                "0x48"
-            )
-        },
-    },
-    {
-        "alert": "MfaEnforcerReconcileStale",
-        "fires": False,
-        "at": "40h",
-        "interval": "1h",
-        "series": {'mfa_enforcer_reconcile_last_success_timestamp_seconds{instance="web-1"}': "0+3600x48"},
-    },
+    ),
+    *scenarios("MfaEnforcerMetricsAbsent", "15m", fires={'up{job="other"}': "1x30"}, silent={DATABASE_UP: "1x30"}),
+    *scenarios(
+        "MfaEnforcerDatabaseDown",
+        "10m",
+        fires={DATABASE_UP: "1 1 0x20"},
+        silent={DATABASE_UP: "1x20"},
+        labels={"instance": "web-1"},
+    ),
+    *scenarios(
+        "MfaEnforcerDeliveriesNotRecorded",
+        "12m",
+        fires={'mfa_enforcer_deliveries_total{event="login",outcome="store_unavailable"}': "0+3x20"},
+        silent={QUEUED: "0+3x20"},
+    ),
+    *scenarios(
+        "MfaEnforcerWebhookUnauthorized",
+        "30m",
+        fires={UNAUTHORIZED: "0+10x40", QUEUED: "0+2x40"},
+        # a few probes on a quiet pool: a high share, but fewer than 5 in 10 minutes
+        silent={UNAUTHORIZED: "0+0.2x40", QUEUED: "0+0.2x40"},
+    ),
+    *scenarios(
+        "MfaEnforcerDeliveriesStopped",
+        "172h",
+        interval="30m",
+        fires=[{QUEUED: "0+300x336 100800x10"}, {QUEUED: "0+300x336 stale"}],
+        silent={QUEUED: "0+300x345"},
+    ),
+    *scenarios(
+        "MfaEnforcerQueueBacklog",
+        "50m",
+        fires={OLDEST_DUE: "0+60x60", 'mfa_enforcer_queue_oldest_due_age_seconds{instance="web-2"}': "0+60x60"},
+        silent={OLDEST_DUE: "0+10x60"},
+    ),
+    *scenarios(
+        "MfaEnforcerQueueStalled",
+        "20m",
+        fires={OLDEST_DUE: "0+60x30", 'mfa_enforcer_queue_leased{instance="web-1"}': "0x30"},
+        silent={OLDEST_DUE: "0+60x30", 'mfa_enforcer_queue_leased{instance="web-1"}': "3x30"},
+    ),
+    *scenarios("MfaEnforcerDeadLetters", "20m", fires={DEAD_LETTERS: "0 0 2x30"}, silent={DEAD_LETTERS: "0x30"}),
+    *scenarios(
+        "MfaEnforcerDeadLettersGrowing", "80m", fires={DEAD_LETTERS: "0x60 1+1x30"}, silent={DEAD_LETTERS: "3x90"}
+    ),
+    *scenarios(
+        "MfaEnforcerNotEffective",
+        "45m",
+        fires={'mfa_enforcer_not_effective_users{instance="web-1"}': "0 0 3x60"},
+        silent={'mfa_enforcer_not_effective_users{instance="web-1"}': "0 3x20 0x40"},
+    ),
+    *scenarios(
+        "MfaEnforcerGenAuthErrors",
+        "30m",
+        fires=calls({"200": "0+80x40", "error": "0+30x40"}),
+        silent=calls({"200": "0+80x40", "404": "0+1x40"}),
+    ),
+    *scenarios(
+        "MfaEnforcerGenAuthThrottled",
+        "35m",
+        fires=calls({"200": "0+90x40", "429": "0+10x40"}),
+        silent=calls({"200": "0+90x40", "429": "0+1x40"}),
+    ),
+    *scenarios(
+        "MfaEnforcerGenAuthAccessKeyRejected",
+        "15m",
+        fires=[
+            calls({"401": "0+1x20"}, TOKEN),
+            # GENAUTH_AUTH=signature: no token call, every signed call refused
+            {**calls({"401": "0+1x20"}, "/api/v3/list-organizations"), **calls({"401": "0+2x20"})},
+        ],
+        silent=[
+            calls({"200": "0+1x20", "429": "0+1x20"}, TOKEN),
+            # a revoked token: one 401, then a fresh token and successes
+            {**calls({"401": "0 1x20", "200": "0+5x20"}), **calls({"200": "0 1 2x19"}, TOKEN)},
+        ],
+    ),
+    *scenarios(
+        "MfaEnforcerDecisionsFailing",
+        "35m",
+        fires={FAILED: "0+2x40", DECIDED: "0+10x40"},
+        silent={FAILED: "0+0.1x40", DECIDED: "0+10x40"},
+    ),
+    *scenarios(
+        "MfaEnforcerReconcileStale",
+        "40h",
+        interval="1h",
+        fires=[{RECONCILED: "0x48"}, {CRONJOB: "0x48"}],
+        silent={RECONCILED: "0+3600x48"},
+    ),
 ]
 
 
