@@ -24,11 +24,10 @@ from common import (
     BIN,
     ROOT,
     database,
-    free_port,
+    emulator_env,
     log,
     print_header,
     print_table,
-    service_env,
     start_emulator,
     upgrade_database,
     verdict,
@@ -70,13 +69,9 @@ def main() -> int:
     rows: list[list[object]] = []
     ok = True
     with database(args.database, workdir, name="brakes") as database_url:
-        env = service_env(
-            port=free_port(),
-            database_url=database_url,
-            genauth_url=emulator.url,
-            access_key_id=state.access_key_id,
-            access_key_secret=state.access_key_secret,
-            userpool_id=state.userpool_id,
+        env = emulator_env(
+            emulator,
+            database_url,
             POLICY_FILE=str(policy),
             GENAUTH_RATE_LIMIT="0",
             ENFORCER_CHANGE_BUDGET="5/hour",

@@ -53,29 +53,28 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa
 
 from bench.common import (
     BIN,
-    DEFAULT_PG_URL,
     LOOPBACK,
     ROOT,
     WEBHOOK_PATH,
     WEBHOOK_SECRET,
     Gunicorn,
     Request,
+    Tables,
+    add_database_arguments,
     calls_by_user,
     closed_loop,
     code_revision,
     command_line,
     database,
+    emulator_env,
     entry_user_id,
-    free_port,
     has_sms,
     log,
     machine,
     print_table,
-    service_env,
     start_emulator,
     upgrade_database,
     webhook_request,
@@ -281,41 +280,13 @@ class Scenario:
 # -- the service -------------------------------------------------------------------------------------------
 
 
-class Database:
-    """Read-only looks at the service's tables, for waiting."""
-
-    def __init__(self, url: str) -> None:
-        self.engine = sa.create_engine(url)
-
-    def scalar(self, sql: str, **params: object) -> int:
-        try:
-            with self.engine.connect() as connection:
-                return int(connection.execute(sa.text(sql), params).scalar_one() or 0)
-        except sa.exc.OperationalError:
-            return -1  # busy or not there yet: ask again
-
-    def pending(self) -> int:
-        return self.scalar("SELECT count(*) FROM work WHERE state = 'pending'")
-
-    def dead(self) -> int:
-        return self.scalar("SELECT count(*) FROM work WHERE state = 'dead'")
-
-    def decisions(self, user_id: str | None = None) -> int:
-        if user_id is None:
-            return self.scalar("SELECT count(*) FROM decisions")
-        return self.scalar("SELECT count(*) FROM decisions WHERE user_id = :user", user=user_id)
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
 @dataclass
 class World:
     emulator: EmulatorServer
     pool: Pool
     web: Gunicorn
     env: dict[str, str]
-    db: Database
+    db: Tables
     quiet: float
 
     def wait_idle(self, *, timeout: float, what: str) -> None:
@@ -362,19 +333,15 @@ def world(arguments: argparse.Namespace, folder: Path, name: str) -> Iterator[Wo
         pool = seed_pool(emulator.state, arguments.scale)
         emulator.faults.latency = arguments.latency
         with database(arguments.db, folder, name=name, pg_url=arguments.pg_url) as database_url:
-            env = service_env(
-                port=free_port(),
-                database_url=database_url,
-                genauth_url=emulator.url,
-                access_key_id=emulator.state.access_key_id,
-                access_key_secret=emulator.state.access_key_secret,
-                userpool_id=emulator.state.userpool_id,
+            env = emulator_env(
+                emulator,
+                database_url,
                 ENFORCER_RUN_WORKER="true",
                 GENAUTH_RATE_LIMIT="0",
                 ENFORCER_VERIFY_WRITES="false" if arguments.no_verify else "true",
             )
             upgrade_database(env)
-            db = Database(database_url)
+            db = Tables(database_url)
             try:
                 with Gunicorn("service.app:create_app()", env, folder / f"{name}.log") as web:
                     ready = World(emulator, pool, web, env, db, quiet=max(0.5, 3 * arguments.latency))
@@ -594,8 +561,7 @@ def report_human(header: dict[str, Any], scenarios: list[Scenario]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    add_database_arguments(parser)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each GenAuth API request")
     parser.add_argument("--probes", type=int, default=10, help="logins per login scenario")
     parser.add_argument("--concurrency", type=int, default=4, help="connections posting the move deliveries")

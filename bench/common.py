@@ -337,6 +337,22 @@ def service_env(
     return env
 
 
+def emulator_env(
+    emulator: EmulatorServer, database_url: str, *, port: int | None = None, **extra: str
+) -> dict[str, str]:
+    """``service_env`` pointed at ``emulator`` with its keys and user pool, on ``port`` or a free one."""
+    state = emulator.state
+    return service_env(
+        port=free_port() if port is None else port,
+        database_url=database_url,
+        genauth_url=emulator.url,
+        access_key_id=state.access_key_id,
+        access_key_secret=state.access_key_secret,
+        userpool_id=state.userpool_id,
+        **extra,
+    )
+
+
 def upgrade_database(env: Mapping[str, str], *, timeout: float = 180.0) -> None:
     """``mfa-enforcer db upgrade`` on ``env``'s DATABASE_URL, as an operator does before starting the service.
 
@@ -449,6 +465,12 @@ class Gunicorn:
 # -- databases ---------------------------------------------------------------------------------------------
 
 
+def add_database_arguments(parser: Any) -> None:
+    """``--db`` (sqlite or postgres) and ``--pg-url``, which ``database`` takes."""
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite", help="the service's database")
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL server to create the bench database on")
+
+
 @contextlib.contextmanager
 def database(kind: str, directory: Path, *, name: str, pg_url: str = DEFAULT_PG_URL) -> Iterator[str]:
     """A fresh, empty database URL: a SQLite file in ``directory``, or a PostgreSQL database made for the run and
@@ -471,6 +493,49 @@ def database(kind: str, directory: Path, *, name: str, pg_url: str = DEFAULT_PG_
         with admin.connect() as connection:
             connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)'))
         admin.dispose()
+
+
+class Tables:
+    """Read-only counts on the service's tables, for waiting; -1 while the database is busy or not there yet."""
+
+    def __init__(self, url: str) -> None:
+        import sqlalchemy as sa
+
+        self.engine = sa.create_engine(url)
+
+    def scalar(self, sql: str, **params: object) -> int:
+        import sqlalchemy as sa
+
+        try:
+            with self.engine.connect() as connection:
+                return int(connection.execute(sa.text(sql), params).scalar_one() or 0)
+        except sa.exc.OperationalError:
+            return -1  # the table does not exist yet, or the file is busy: ask again later
+
+    def pending(self) -> int:
+        return self.scalar("SELECT count(*) FROM work WHERE state = 'pending'")
+
+    def dead(self) -> int:
+        return self.scalar("SELECT count(*) FROM work WHERE state = 'dead'")
+
+    def decisions(self, user_id: str | None = None) -> int:
+        if user_id is None:
+            return self.scalar("SELECT count(*) FROM decisions")
+        return self.scalar("SELECT count(*) FROM decisions WHERE user_id = :user", user=user_id)
+
+    def last_action(self, user_id: str) -> str:
+        """The action of the user's latest decision, or "-" when there is none."""
+        import sqlalchemy as sa
+
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.text("SELECT action FROM decisions WHERE user_id = :user ORDER BY id DESC LIMIT 1"),
+                {"user": user_id},
+            ).first()
+        return str(row[0]) if row else "-"
+
+    def close(self) -> None:
+        self.engine.dispose()
 
 
 def count_rows(database_url: str, table: str, where: str = "") -> int:

@@ -30,24 +30,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy as sa
 
 from bench.common import (
     BIN,
-    DEFAULT_PG_URL,
     ROOT,
     Gunicorn,
+    Tables,
+    add_database_arguments,
     calls_by_user,
     closed_loop,
     database,
-    free_port,
+    emulator_env,
     has_sms,
     log,
     print_header,
     print_table,
     reads_and_writes,
     seed_population,
-    service_env,
     start_emulator,
     upgrade_database,
     verdict,
@@ -59,8 +58,7 @@ CALLS_FOR_A_WRITE = 4  # get-user with get-mfa-status (sent together), set-mfa-s
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    add_database_arguments(parser)
     parser.add_argument("--users", type=int, default=1000, help="non-compliant Finance users in the bulk run")
     parser.add_argument("--deliveries", type=int, default=10000, help="bulk deliveries, round-robin over users")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to each GenAuth API request")
@@ -79,37 +77,6 @@ def parse_arguments() -> argparse.Namespace:
     if arguments.users < 1 or arguments.deliveries < arguments.users or arguments.drain_timeout > 3600:
         parser.error("need --users >= 1, --deliveries >= --users and --drain-timeout <= 3600")
     return arguments
-
-
-class Database:
-    """Read-only views of the service's tables, for waiting and counting."""
-
-    def __init__(self, url: str) -> None:
-        self.engine = sa.create_engine(url)
-
-    def scalar(self, sql: str, **params: object) -> int:
-        try:
-            with self.engine.connect() as connection:
-                return int(connection.execute(sa.text(sql), params).scalar_one() or 0)
-        except sa.exc.OperationalError:
-            return -1  # the table does not exist yet, or the file is busy: ask again later
-
-    def decisions(self, user_id: str) -> int:
-        return self.scalar("SELECT count(*) FROM decisions WHERE user_id = :user", user=user_id)
-
-    def last_action(self, user_id: str) -> str:
-        with self.engine.connect() as connection:
-            row = connection.execute(
-                sa.text("SELECT action FROM decisions WHERE user_id = :user ORDER BY id DESC LIMIT 1"),
-                {"user": user_id},
-            ).first()
-        return str(row[0]) if row else "-"
-
-    def pending_work(self) -> int:
-        return self.scalar("SELECT count(*) FROM work WHERE state = 'pending'")
-
-    def close(self) -> None:
-        self.engine.dispose()
 
 
 def measure_call_latency(emulator, samples: int = 20) -> float:  # type: ignore[no-untyped-def]
@@ -157,13 +124,9 @@ def main() -> int:
             folder = arguments.logs or Path(scratch)
             folder.mkdir(parents=True, exist_ok=True)
             with database(arguments.db, Path(scratch), name="e2e", pg_url=arguments.pg_url) as database_url:
-                env = service_env(
-                    port=free_port(),
-                    database_url=database_url,
-                    genauth_url=emulator.url,
-                    access_key_id=state.access_key_id,
-                    access_key_secret=state.access_key_secret,
-                    userpool_id=state.userpool_id,
+                env = emulator_env(
+                    emulator,
+                    database_url,
                     ENFORCER_RUN_WORKER="false" if scale_out else "true",
                     WEB_CONCURRENCY=str(arguments.web_concurrency),
                 )
@@ -172,7 +135,7 @@ def main() -> int:
                 with web:
                     for number in range(arguments.extra_workers):
                         processes.append(start_worker(env, folder / f"worker-{number}.log"))
-                    db = Database(database_url)
+                    db = Tables(database_url)
                     try:
                         probe_rows, probe_checks = run_probes(web, emulator, probes, db)
                         bulk = run_bulk(arguments, web, emulator, bulk_users, bulk_requests, db)
@@ -251,7 +214,7 @@ def run_probes(web, emulator, probes, db):  # type: ignore[no-untyped-def]
 def run_bulk(arguments, web, emulator, users, requests, db):  # type: ignore[no-untyped-def]
     state = emulator.state
     mark = len(emulator.journal.entries())
-    decisions_before = db.scalar("SELECT count(*) FROM decisions")
+    decisions_before = db.decisions()
     log(f"bulk: {arguments.deliveries} deliveries over {len(users)} users, {arguments.concurrency} connections")
     started_wall = time.perf_counter()
     intake = closed_loop(
@@ -273,11 +236,11 @@ def run_bulk(arguments, web, emulator, users, requests, db):  # type: ignore[no-
         now = time.perf_counter()
         if not remaining and enforced_at is None:
             enforced_at = now
-        if enforced_at is not None and db.pending_work() == 0:
+        if enforced_at is not None and db.pending() == 0:
             drained_at = time.perf_counter()
             break
         if time.monotonic() - last_report > 15:
-            log(f"bulk: {len(users) - len(remaining)}/{len(users)} enforced, {db.pending_work()} rows pending")
+            log(f"bulk: {len(users) - len(remaining)}/{len(users)} enforced, {db.pending()} rows pending")
             last_report = time.monotonic()
         time.sleep(0.25)
     time.sleep(0.3)
@@ -289,7 +252,7 @@ def run_bulk(arguments, web, emulator, users, requests, db):  # type: ignore[no-
     for user, counts in per_user.items():
         if user in bulk_set:
             totals.update(counts)
-    reconciles = db.scalar("SELECT count(*) FROM decisions") - decisions_before
+    reconciles = db.decisions() - decisions_before
     return {
         "intake": intake,
         "started": started_wall,
@@ -300,7 +263,7 @@ def run_bulk(arguments, web, emulator, users, requests, db):  # type: ignore[no-
         "totals": totals,
         "token_requests": sum(1 for e in entries if e.path.endswith("get-management-token")),
         "reconciles": reconciles,
-        "pending_left": db.pending_work(),
+        "pending_left": db.pending(),
     }
 
 

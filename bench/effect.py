@@ -48,13 +48,12 @@ from bench.common import (
     code_revision,
     command_line,
     database,
+    emulator_env,
     entry_user_id,
-    free_port,
     log,
     machine,
     percentile,
     print_table,
-    service_env,
     start_emulator,
     upgrade_database,
     webhook_request,
@@ -185,13 +184,9 @@ def run_system(
         hires = Hires(emulator)
         tag = f"{key}-{int(latency * 1000)}ms"
         with database("sqlite", folder, name=tag) as database_url:
-            env = service_env(
-                port=free_port(),
-                database_url=database_url,
-                genauth_url=emulator.url,
-                access_key_id=emulator.state.access_key_id,
-                access_key_secret=emulator.state.access_key_secret,
-                userpool_id=emulator.state.userpool_id,
+            env = emulator_env(
+                emulator,
+                database_url,
                 ENFORCER_RUN_WORKER="true",
             )
             upgrade_database(env)

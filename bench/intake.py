@@ -40,9 +40,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    DEFAULT_PG_URL,
     Gunicorn,
     LoadResult,
+    add_database_arguments,
     closed_loop,
     count_rows,
     cpu_meter,
@@ -72,8 +72,7 @@ P99_TARGET_MS = 20.0
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite", help="the service's database")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL server to create the bench database on")
+    add_database_arguments(parser)
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop connections (default 16)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per closed-loop measurement")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load before each")
@@ -181,26 +180,24 @@ def main() -> int:
 def run_measurements(arguments, servers, request_for, keepalive):  # type: ignore[no-untyped-def]
     closed: dict[str, list[LoadResult]] = {name: [] for name in servers}
     acked_by_service = 0
+
+    def closed_round(server, duration: float) -> LoadResult:  # type: ignore[no-untyped-def]
+        """One closed loop at the run's concurrency, its connections spread over the server's workers."""
+        return closed_loop(
+            server.port,
+            request_for,
+            concurrency=arguments.concurrency,
+            duration=duration,
+            keepalive=keepalive,
+            spread_over=server.worker_pids(),
+        )
+
     for round_number in range(1, arguments.rounds + 1):
         for name, server in servers.items():
             log(f"round {round_number}: {name}, closed loop x{arguments.concurrency}, {arguments.duration:.0f}s")
-            warm = closed_loop(
-                server.port,
-                request_for,
-                concurrency=arguments.concurrency,
-                duration=arguments.warmup,
-                keepalive=keepalive,
-                spread_over=server.worker_pids(),
-            )
+            warm = closed_round(server, arguments.warmup)
             with cpu_meter(server.pids) as cpu:
-                result = closed_loop(
-                    server.port,
-                    request_for,
-                    concurrency=arguments.concurrency,
-                    duration=arguments.duration,
-                    keepalive=keepalive,
-                    spread_over=server.worker_pids(),
-                )
+                result = closed_round(server, arguments.duration)
             server.check_alive()
             result.cpu = cpu[0]  # type: ignore[attr-defined]
             closed[name].append(result)
@@ -213,27 +210,13 @@ def run_measurements(arguments, servers, request_for, keepalive):  # type: ignor
             samples_folder = arguments.logs / "samples" if arguments.logs else Path(scratch)
             for name, server in servers.items():
                 log(f"sampled round: {name}, closed loop x{arguments.concurrency}, {arguments.duration:.0f}s, py-spy")
-                warm = closed_loop(
-                    server.port,
-                    request_for,
-                    concurrency=arguments.concurrency,
-                    duration=arguments.warmup,
-                    keepalive=keepalive,
-                    spread_over=server.worker_pids(),
-                )
+                warm = closed_round(server, arguments.warmup)
                 label = name.replace(" ", "_").replace(":", "").replace(",", "")
                 with (
                     sampled(arguments.py_spy, server.worker_pids(), arguments.duration, samples_folder, label) as files,
                     cpu_meter(server.pids) as cpu,
                 ):
-                    result = closed_loop(
-                        server.port,
-                        request_for,
-                        concurrency=arguments.concurrency,
-                        duration=arguments.duration,
-                        keepalive=keepalive,
-                        spread_over=server.worker_pids(),
-                    )
+                    result = closed_round(server, arguments.duration)
                 if name.startswith("mfa-enforcer"):
                     acked_by_service += warm.acked + result.acked
                 shares, samples = stage_shares(files)

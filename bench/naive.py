@@ -35,8 +35,8 @@ from bench.common import (
     Gunicorn,
     LoadResult,
     database,
+    emulator_env,
     entry_user_id,
-    free_port,
     has_sms,
     log,
     paced,
@@ -44,7 +44,6 @@ from bench.common import (
     print_header,
     print_table,
     seed_population,
-    service_env,
     start_emulator,
     upgrade_database,
     webhook_request,
@@ -86,13 +85,9 @@ def run_one(arguments, system: str, app: str, scenario: str, folder: Path) -> di
     tag = f"{scenario}-{'naive' if 'naive' in app else 'service'}"
     try:
         with database("sqlite", folder, name=tag) as database_url:
-            env = service_env(
-                port=free_port(),
-                database_url=database_url,
-                genauth_url=emulator.url,
-                access_key_id=state.access_key_id,
-                access_key_secret=state.access_key_secret,
-                userpool_id=state.userpool_id,
+            env = emulator_env(
+                emulator,
+                database_url,
                 ENFORCER_RUN_WORKER="true",
                 ENFORCER_WORKER_THREADS=str(arguments.worker_threads),
             )

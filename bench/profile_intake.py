@@ -44,9 +44,9 @@ _METRICS_DIR = tempfile.mkdtemp(prefix="bench-profile-metrics-")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _METRICS_DIR  # before prometheus_client is imported, as under gunicorn
 
 from bench.common import (  # noqa: E402
-    DEFAULT_PG_URL,
     ROOT,
     WEBHOOK_SECRET,
+    add_database_arguments,
     database,
     print_header,
     print_table,
@@ -60,8 +60,7 @@ from genauth_emulator.state import EmulatorState  # noqa: E402
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    add_database_arguments(parser)
     parser.add_argument("--requests", type=int, default=2000, help="deliveries per stage and repeat (default 2000)")
     parser.add_argument("--repeats", type=int, default=5, help="repeats of each stage; the median is shown")
     parser.add_argument("--profile", type=int, default=0, help="also print the top N cProfile lines of a request")

@@ -34,11 +34,11 @@ from common import (
     ROOT,
     Gunicorn,
     database,
+    emulator_env,
     free_port,
     log,
     print_header,
     print_table,
-    service_env,
     start_emulator,
     upgrade_database,
 )
@@ -151,13 +151,10 @@ def main() -> int:
     policy.write_text(POLICY)
     with database(args.database, workdir, name="sweep_scale") as database_url:
         web_port = free_port()
-        env = service_env(
+        env = emulator_env(
+            emulator,
+            database_url,
             port=web_port,
-            database_url=database_url,
-            genauth_url=emulator.url,
-            access_key_id=state.access_key_id,
-            access_key_secret=state.access_key_secret,
-            userpool_id=state.userpool_id,
             POLICY_FILE=str(policy),
             GENAUTH_RATE_LIMIT="0",
             ENFORCER_RUN_WORKER="false",
