@@ -45,6 +45,8 @@ class Action(enum.StrEnum):
     PROTECTED = "protected"
     """The policy's ``protected`` block names the user (a break-glass account): nothing is planned or written,
     whatever the rules say, and the write gate refuses them too (``service.enforcement.brakes``)."""
+    REVERTED = "reverted"
+    """An operator's ``revert`` undid what earlier writes of the service changed (``service.enforcement.reverting``)."""
 
 
 class Bucket(enum.StrEnum):

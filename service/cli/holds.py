@@ -22,6 +22,7 @@ from service.cli.common import engine_from_environment, show_time, who
 from service.enforcement.brakes import PAUSE_TTL
 from service.store import audit, budget, holds, operator_actions
 from service.store.engine import disposing
+from service.store.subjects import REVERT
 
 CAUSES = {holds.BUDGET: "change budget", holds.PAUSED: "pause"}
 REASON_HELP = "Why (required; kept with the action for the audit trail)."
@@ -68,6 +69,8 @@ def holds_command(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"Sample ({len(summary.sample)}):")
     for entry in summary.sample:
         change = f"enable {', '.join(entry['add'])}" if entry["add"] else "no change"
+        if entry["trigger"] == REVERT:
+            change = "revert the service's writes"
         click.echo(f"  {entry['user_id']}  {who(entry['username'], None)}  {change} ({', '.join(entry['rules'])})")
     click.echo("Let them through with: mfa-enforcer holds release --all --reason TEXT (or drop them: holds discard)")
 

@@ -17,6 +17,8 @@ instead (the decision says ``held`` with the reason, and the plan is kept in ``s
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 import time
 from collections.abc import Callable
@@ -30,8 +32,11 @@ from service.policy.evaluation import protected_reason
 from service.settings import ChangeBudget
 from service.store import budget as budget_store
 from service.store import holds
+from service.store.keys import deployment_key
 from service.vocabulary import Action
 
+CONTACT_KEY = "contact-digest"
+"""The deployment key of the digests a write's ``changes`` keep of the contacts it filled."""
 PAUSE_TTL = 2.0
 """Seconds a process trusts the pause switch it read."""
 
@@ -53,6 +58,11 @@ def refuse_protected(protection: Protection | None, facts: UserFacts) -> Refusal
     return Refusal(Action.PROTECTED, f"{reason}: nothing written")
 
 
+def unkeyed_digest(value: str) -> str:
+    """The contact digest of a process with no database (tests, dry runs): nothing it records is kept."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
 class Brakes:
     """The write gate of one process (its workers share it)."""
 
@@ -70,6 +80,15 @@ class Brakes:
         self.pause_ttl = pause_ttl
         self._lock = threading.Lock()
         self._pause: tuple[float, budget_store.PauseState] | None = None
+        self._contact_key: bytes | None = None
+
+    def contact_digest(self, value: str) -> str:
+        """A keyed digest of a contact the service filled (HMAC-SHA-256 under the deployment's key, as
+        ``service.store.keys`` explains): ``revert`` can tell whether GenAuth still holds what was written,
+        and the decisions table never holds the phone number or address."""
+        if self._contact_key is None:
+            self._contact_key = deployment_key(self.engine, CONTACT_KEY)
+        return hmac.digest(self._contact_key, value.encode(), hashlib.sha256).hex()
 
     def pause_state(self) -> budget_store.PauseState:
         """The pause switch, read at most every ``pause_ttl`` seconds."""

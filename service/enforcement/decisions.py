@@ -49,6 +49,9 @@ class Decision:
     service_version: str | None = __version__
     """The version of mfa-enforcer that made the decision (``mfa-enforcer --version``); None: recorded before
     decisions said (revision 0013)."""
+    changes: dict[str, Any] | None = None
+    """Exactly what a write changed in the user's trigger data (``merging.write_changes``), so ``revert`` can
+    undo it and nothing else; None: nothing written (or written before revision 0014)."""
 
 
 def with_last_known_status(decision: Decision, previous: Decision | None) -> Decision:

@@ -10,13 +10,16 @@ than written half-way.
 
 GenAuth offers no compare-and-set, so the reconciler reads the data back after a write: ``check_write`` says
 whether GenAuth kept what was written (the factors enabled, and everything the service does not own), and
-``restoration`` rebuilds the object that puts back what another writer lost.
+``restoration`` rebuilds the object that puts back what another writer lost. ``write_changes`` records exactly
+what a write changed, so that an operator's ``revert`` can undo that and nothing else
+(``service.enforcement.reverting``).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,7 +129,7 @@ def merge_factors(current: dict[str, Any], required: tuple[str, ...], facts: Use
         wanted.append(factor)
     if not wanted:
         return MergeResult(trigger_data=current, before=before, after=before, unsatisfiable=unsatisfiable)
-    entries = _all_entries(merged)
+    entries = all_entries(merged)
     for factor in wanted:
         _enable(entries, factor)
     merged["applicationMfa"] = entries
@@ -158,7 +161,7 @@ def restoration(read: dict[str, Any], verified: dict[str, Any], lost: tuple[str,
     """``verified`` with what was ``lost`` since ``read`` put back: factor entries as they were read, fields
     with their read value. Everything else in ``verified`` (a new token, a factor someone added) stays."""
     restored = copy.deepcopy(verified)
-    entries = _all_entries(restored)
+    entries = all_entries(restored)
     for name in lost:
         if name in KEPT_FIELDS:
             restored[name] = copy.deepcopy(read.get(name))
@@ -175,7 +178,28 @@ def restoration(read: dict[str, Any], verified: dict[str, Any], lost: tuple[str,
     return restored
 
 
-def _all_entries(data: dict[str, Any]) -> list[Any]:
+def write_changes(read: dict[str, Any], written: dict[str, Any], digest: Callable[[str], str]) -> dict[str, Any]:
+    """Exactly what writing ``written`` over ``read`` changed, as ``decisions.changes`` keeps it:
+    ``entries``, one per factor enabled, ``{"factor": F}`` for an entry added, or with ``"was"``: the status it
+    had; ``fields``, per contact filled, the ``digest`` of the value written (never the value), and what was
+    there before (``present``, ``was``: a blank value, or nothing)."""
+    already = set(enabled_factors(read))
+    old = {str(entry.get("mfaPolicy", "")).upper(): entry for entry in factor_entries(read)}
+    entries: list[dict[str, Any]] = []
+    for factor in enabled_factors(written):
+        if factor in already:
+            continue
+        was = {"was": old[factor].get("status")} if factor in old else {}
+        entries.append({"factor": factor, **was})
+    fields: dict[str, Any] = {}
+    for key in CONTACT_FIELDS:
+        value = stored_contact(written, key)
+        if value is not None and stored_contact(read, key) is None:
+            fields[key] = {"digest": digest(value), "present": key in read, "was": read.get(key)}
+    return {"entries": entries, "fields": fields}
+
+
+def all_entries(data: dict[str, Any]) -> list[Any]:
     """Every ``applicationMfa`` entry as read, objects or not, in a list the caller may append to."""
     entries = data.get("applicationMfa")
     if entries is None:

@@ -49,7 +49,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from service import metrics
-from service.enforcement.brakes import Brakes, Refusal, refuse_protected
+from service.enforcement.brakes import Brakes, Refusal, refuse_protected, unkeyed_digest
 from service.enforcement.decisions import Decision
 from service.enforcement.effective import Gap, Layers, MfaLayers, custom_apps, gaps, read_views
 from service.enforcement.errors import WriteNotKeptError, WriteOutcomeUnknownError
@@ -62,6 +62,7 @@ from service.enforcement.merging import (
     ordered_factors,
     restoration,
     stored_contact,
+    write_changes,
 )
 from service.enforcement.organisation import OrganisationTree
 from service.errors import ServiceError
@@ -136,6 +137,8 @@ class Reconciler:
         """The applications of the rules of the last plan with rules (None: none yet), for ``keep_fresh``."""
         self.today = today
         """Today's date (UTC) for exception expiry; tests pass a fixed one."""
+        self.contact_digest = brakes.contact_digest if brakes is not None else unkeyed_digest
+        """The digest a write's recorded ``changes`` keep of a contact it filled (``Brakes.contact_digest``)."""
 
     def plan(self, user_id: str, *, dry_run: bool = False, user: Json | None = None, removal: bool = False) -> Plan:
         """Everything reconciling the user would read and decide, without writing anything. ``user``: the
@@ -279,7 +282,7 @@ class Reconciler:
             return self._verify(request, plan, merged, answer_lost=str(error))
         log_event(logger, "mfa_enforced", user_id=user_id, factors=list(merged.added))
         if not self.verify_writes:
-            return replace(plan, write=Write(after=merged.after, verified=False))
+            return replace(plan, write=Write(after=merged.after, verified=False, changes=self._changes(plan)))
         return self._verify(request, plan, merged)
 
     def _verify(self, request: Request, plan: Plan, merged: MergeResult, *, answer_lost: str | None = None) -> Plan:
@@ -291,7 +294,8 @@ class Reconciler:
             metrics.WRITE_CHECKS.labels(result="kept").inc()
             if answer_lost:
                 log_event(logger, "mfa_enforced", user_id=user_id, factors=list(merged.added), answer_lost=True)
-            return replace(plan, write=Write(after=enabled_factors(verified), answer_lost=bool(answer_lost)))
+            written = Write(after=enabled_factors(verified), answer_lost=bool(answer_lost), changes=self._changes(plan))
+            return replace(plan, write=written)
         if answer_lost:
             metrics.WRITE_CHECKS.labels(result="unknown").inc()
             raise self._unknown(request, plan, answer_lost)
@@ -317,7 +321,14 @@ class Reconciler:
             )
         metrics.WRITE_CHECKS.labels(result="restored").inc()
         log_event(logger, "mfa_restored", level=logging.WARNING, user_id=user_id, restored=list(check.lost))
-        return replace(plan, write=Write(after=enabled_factors(again), restored=check.lost))
+        written = Write(after=enabled_factors(again), restored=check.lost, changes=self._changes(plan))
+        return replace(plan, write=written)
+
+    def _changes(self, plan: Plan) -> dict[str, Any]:
+        """What the plan's write changed, as the decision records it for ``revert`` (``merging.write_changes``):
+        the merge over what was read, whatever else a restoration put back for another writer."""
+        assert plan.current is not None and plan.merged is not None
+        return write_changes(plan.current, plan.merged.trigger_data, self.contact_digest)
 
     def _unknown(self, request: Request, plan: Plan, why: str) -> WriteOutcomeUnknownError:
         decision = replace(
@@ -341,6 +352,8 @@ class Write:
     """GenAuth's answer never came; the read after it showed the change applied."""
     restored: tuple[str, ...] = ()
     """What another writer lost and the service put back (factors, fields)."""
+    changes: dict[str, Any] | None = None
+    """Exactly what the write changed (``merging.write_changes``): what ``revert`` may undo."""
 
 
 @dataclass(frozen=True)
@@ -416,6 +429,7 @@ def decision_of(plan: Plan | None, request: Request, *, is_audit: bool) -> Decis
             outcomes=values.get("outcomes", {}),
             not_effective=values.get("not_effective", ()),
             policy_digest=plan.policy_digest if plan is not None else None,
+            changes=values.get("changes"),
             **_who(plan),
         )
 
@@ -453,6 +467,7 @@ def decision_of(plan: Plan | None, request: Request, *, is_audit: bool) -> Decis
         after=write.after if write is not None else merged.before if plan.held else merged.after,
         outcomes={result.rule: outcomes[result.rule].label for result in matched},
         not_effective=tuple(gap.as_json() for gap in plan.gaps),
+        changes=write.changes if write is not None else None,
     )
 
 

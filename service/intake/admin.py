@@ -1,5 +1,5 @@
 """The admin API behind a bearer token (``ENFORCER_ADMIN_TOKEN``): the report, a user's decisions, a live
-explanation, and the brakes (holds, release, discard, pause, resume) with the audit trail. With no token
+explanation, and the brakes (holds, release, discard, pause, resume, revert) with the audit trail. With no token
 configured every route answers 404, as if it did not exist. A user is named by id, username, email or phone
 (explain asks GenAuth; decisions go by what the service recorded). A route that acts records itself in the
 audit trail as ``audit_actor()``: ``admin-api`` and a fingerprint of the token.
@@ -35,12 +35,13 @@ from service.intake.errors import (
     ExplainUnavailableError,
     InvalidActionError,
     MalformedBodyError,
+    RevertRefusedError,
     UnauthorizedError,
     UnknownRuleError,
     UnknownUserError,
 )
 from service.reports import build_report
-from service.store import operator_actions
+from service.store import operator_actions, reverts
 from service.store.audit import admin_api_actor
 from service.store.decisions import decisions_for_user
 from service.store.people import recorded_user_id
@@ -164,6 +165,56 @@ def resume_writes() -> dict[str, Any]:
         runtime().engine, reason=_reason(body), actor=audit_actor(), now=time.time(), settle=PAUSE_TTL
     )
     return {"paused": False, "changed": requeued is not None, "requeued": requeued or 0}
+
+
+@blueprint.post("/revert")
+def revert_writes() -> dict[str, Any]:
+    """``{reason, since | until | rule | user | sweep, dry_run, force}``: as ``revert`` does; times as
+    ``?since=`` takes them. A revert refused while an enforce-mode rule covers users in scope answers 409
+    (``revert_refused``)."""
+    body = _action_body()
+    reason = _reason(body)
+    moments: dict[str, float | None] = {}
+    for key in ("since", "until"):
+        value = body.get(key)
+        if isinstance(value, bool) or (value is not None and not isinstance(value, str | int | float)):
+            raise InvalidActionError(f"{key}: expected a time")
+        try:
+            moments[key] = None if value is None else operator_actions.parse_moment(str(value))
+        except ValueError as error:
+            raise InvalidActionError(f"{key}: {error}") from error
+    texts: dict[str, str | None] = {}
+    for key in ("rule", "user"):
+        value = body.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 320):
+            raise InvalidActionError(f"{key}: expected a name")
+        texts[key] = value
+    sweep = body.get("sweep")
+    if sweep is not None and (isinstance(sweep, bool) or not isinstance(sweep, int) or sweep < 1):
+        raise InvalidActionError("sweep: expected a sweep id")
+    state = runtime()
+    user = texts["user"]
+    scope = reverts.RevertScope(
+        since=moments["since"],
+        until=moments["until"],
+        rule=texts["rule"],
+        user_id=None if user is None else recorded_user_id(state.engine, user) or user,
+        sweep=sweep,
+    )
+    problem = operator_actions.revert_problem(scope)
+    if problem:
+        raise InvalidActionError(problem.replace("--", "").replace(" TIME", "").replace(" R", "").replace(" U", ""))
+    force = body.get("force") is True
+    enforcing = frozenset() if state.settings.is_audit else state.policies.current().enforcing
+    plan = operator_actions.plan_revert(state.engine, scope, enforcing=enforcing, force=force)
+    if plan.refused:
+        raise RevertRefusedError(plan.refused)
+    if body.get("dry_run") is True:
+        return {**plan.as_json(), "dry_run": True}
+    claimed = operator_actions.revert(
+        state.engine, scope, plan, reason=reason, actor=audit_actor(), now=time.time(), force=force
+    )
+    return {**plan.as_json(), "claimed": len(claimed)}
 
 
 @blueprint.get("/audit")

@@ -15,7 +15,8 @@ ServiceError
     ├── ExplainUnavailableError     503 the admin API cannot explain users here
     ├── UnknownUserError            404 the admin API was asked about a user GenAuth does not know
     ├── UnknownRuleError            404 the admin API was asked for a rule or outcome that does not exist
-    └── InvalidActionError          400 an admin API action without a reason, or with a scope it cannot use
+    ├── InvalidActionError          400 an admin API action without a reason, or with a scope it cannot use
+    └── RevertRefusedError          409 a revert while an enforce-mode rule still covers users in scope
 """
 
 from __future__ import annotations
@@ -99,3 +100,7 @@ class UnknownRuleError(HttpError, reason="unknown_rule", status=404):
 
 class InvalidActionError(HttpError, reason="invalid_action"):
     """An admin API action (pause, release …) gave no reason, or a scope or time it cannot use."""
+
+
+class RevertRefusedError(HttpError, reason="revert_refused", status=409):
+    """A revert whose users an enforce-mode rule would write again: switch the rule to audit, or force it."""

@@ -242,6 +242,11 @@ class Policy:
         return frozenset(app for rule in self.rules for app in rule.apps)
 
     @property
+    def enforcing(self) -> frozenset[str]:
+        """The rules in ``mode: enforce`` (what ``revert`` refuses to undo while they cover a user)."""
+        return frozenset(rule.name for rule in self.rules if rule.mode == "enforce")
+
+    @property
     def role_namespaces(self) -> frozenset[str]:
         """The namespaces to read the user's roles in (``get-user-roles`` once per namespace).
 

@@ -37,6 +37,8 @@ RESUME = "resume"
 RELEASE = "release"
 DISCARD = "discard"
 """The brakes' operator actions (``service.cli.holds``)."""
+REVERT = "revert"
+"""An operator undid writes of the service (``service.cli.revert``)."""
 
 ADMIN_API = "admin-api"
 POLICY_FILE = "policy-file"

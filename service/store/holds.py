@@ -8,6 +8,10 @@ GenAuth as it is now, and the gate lets a released user's write through outside 
 once release each user once: the rows are locked as they are chosen (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL; SQLite's write lock on SQLite) and each is flipped only while still ``held``. A user's row goes
 when a decision other than ``held`` is recorded for them (``clear``, in the worker's transaction).
+
+A held ``revert`` (trigger ``revert``: ``service.store.reverts``) is released, resumed and cleared as a revert:
+it goes back on the queue as a ``revert`` row, only the revert's own decision clears it, and a reconcile held
+after it does not replace it (the revert would otherwise wait for nobody).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from service.store.queue import enqueue
-from service.store.subjects import Subject
+from service.store.subjects import REVERT, Subject
 from service.store.tables import metadata
 
 holds = sa.Table(
@@ -87,7 +91,12 @@ def hold(engine: sa.Engine, entry: Hold, *, now: float) -> None:
     with engine.begin() as connection:
         insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
         statement = insert(holds).values(**values)
-        connection.execute(statement.on_conflict_do_update(index_elements=["userpool_id", "user_id"], set_=refreshed))
+        keeps_revert = None if entry.trigger == REVERT else holds.c.trigger != REVERT
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["userpool_id", "user_id"], set_=refreshed, where=keeps_revert
+            )
+        )
 
 
 def is_released(engine: sa.Engine, userpool_id: str, user_id: str) -> bool:
@@ -99,9 +108,11 @@ def is_released(engine: sa.Engine, userpool_id: str, user_id: str) -> bool:
     return state == RELEASED
 
 
-def clear(connection: sa.Connection, userpool_id: str, user_id: str) -> None:
-    """The user's hold is over: a decision other than ``held`` was recorded for them."""
-    connection.execute(sa.delete(holds).where(holds.c.userpool_id == userpool_id, holds.c.user_id == user_id))
+def clear(connection: sa.Connection, userpool_id: str, user_id: str, *, revert: bool = False) -> None:
+    """The user's hold is over: a decision other than ``held`` was recorded for them (by a revert or not:
+    each clears only its own kind of hold)."""
+    kind = holds.c.trigger == REVERT if revert else holds.c.trigger != REVERT
+    connection.execute(sa.delete(holds).where(holds.c.userpool_id == userpool_id, holds.c.user_id == user_id, kind))
 
 
 @dataclass(frozen=True)
@@ -141,26 +152,26 @@ def release(
     """Mark held users released and enqueue them (see the module docstring); the ids this call released."""
     with engine.begin() as connection:
         chosen = _chosen(connection, rule=rule, limit=limit)
-        released: list[tuple[str, str]] = []
-        for userpool_id, user_id in chosen:
+        released: list[tuple[str, str, str]] = []
+        for userpool_id, user_id, trigger in chosen:
             flipped = connection.execute(
                 sa.update(holds)
                 .where(holds.c.userpool_id == userpool_id, holds.c.user_id == user_id, holds.c.state == HELD)
                 .values(state=RELEASED, released_at=now, release_reason=reason[:500])
             )
             if flipped.rowcount == 1:
-                released.append((userpool_id, user_id))
+                released.append((userpool_id, user_id, trigger))
         _enqueue(connection, released, now=now)
-    return [user_id for _, user_id in released]
+    return [user_id for _, user_id, _ in released]
 
 
 def discard(engine: sa.Engine, *, rule: str | None = None) -> list[str]:
     """Drop held users' holds (the next event or sweep plans them again); the ids dropped."""
     with engine.begin() as connection:
         chosen = _chosen(connection, rule=rule, limit=None)
-        for userpool_id, user_id in chosen:
-            clear(connection, userpool_id, user_id)
-    return [user_id for _, user_id in chosen]
+        for userpool_id, user_id, trigger in chosen:
+            clear(connection, userpool_id, user_id, revert=trigger == REVERT)
+    return [user_id for _, user_id, _ in chosen]
 
 
 def requeue_paused(engine: sa.Engine, *, now: float) -> int:
@@ -168,31 +179,34 @@ def requeue_paused(engine: sa.Engine, *, now: float) -> int:
     budget decides again."""
     with engine.begin() as connection:
         rows = connection.execute(
-            sa.select(holds.c.userpool_id, holds.c.user_id).where(
+            sa.select(holds.c.userpool_id, holds.c.user_id, holds.c.trigger).where(
                 sa.or_(holds.c.cause == PAUSED, holds.c.state == RELEASED)
             )
         )
-        chosen = [(row.userpool_id, row.user_id) for row in rows]
+        chosen = [(row.userpool_id, row.user_id, row.trigger) for row in rows]
         _enqueue(connection, chosen, now=now)
     return len(chosen)
 
 
-def _chosen(connection: sa.Connection, *, rule: str | None, limit: int | None) -> list[tuple[str, str]]:
-    """Held rows, oldest first, locked for this transaction (rows another release holds are skipped)."""
+def _chosen(connection: sa.Connection, *, rule: str | None, limit: int | None) -> list[tuple[str, str, str]]:
+    """Held rows (pool, user, trigger), oldest first, locked for this transaction (rows another release holds
+    are skipped)."""
     query = (
-        sa.select(holds.c.userpool_id, holds.c.user_id, holds.c.rules)
+        sa.select(holds.c.userpool_id, holds.c.user_id, holds.c.rules, holds.c.trigger)
         .where(holds.c.state == HELD)
         .order_by(holds.c.held_at, holds.c.user_id)
         .with_for_update(skip_locked=True)
     )
     rows = [row for row in connection.execute(query) if rule is None or rule in row.rules]
-    return [(row.userpool_id, row.user_id) for row in rows[:limit]]
+    return [(row.userpool_id, row.user_id, row.trigger) for row in rows[:limit]]
 
 
-def _enqueue(connection: sa.Connection, users: Sequence[tuple[str, str]], *, now: float) -> None:
+def _enqueue(connection: sa.Connection, users: Sequence[tuple[str, str, str]], *, now: float) -> None:
+    """Put the users back on the queue: a held revert as a revert, anything else to be reconciled."""
     pools: dict[str, list[Subject]] = {}
-    for userpool_id, user_id in users:
-        pools.setdefault(userpool_id, []).append(Subject.user(user_id))
+    for userpool_id, user_id, trigger in users:
+        subject = Subject(REVERT, user_id) if trigger == REVERT else Subject.user(user_id)
+        pools.setdefault(userpool_id, []).append(subject)
     for userpool_id, subjects in pools.items():
         enqueue(connection, userpool_id, subjects, reason=RELEASE_REASON, now=now, reset=True)
 
@@ -203,6 +217,7 @@ def _shown(row: Any) -> dict[str, Any]:
         "user_id": row.user_id,
         "username": row.username,
         "held_at": row.held_at,
+        "trigger": row.trigger,
         "cause": row.cause,
         "reason": row.reason,
         "rules": list(row.rules),

@@ -1,7 +1,8 @@
 """The brakes an operator works by hand, and what they read, in one place for the two ways to reach them: the
-commands (``service.cli.holds``, ``service.cli.audit``) and the admin API (``service.intake.admin``).
+commands (``service.cli.holds``, ``service.cli.audit``, ``service.cli.revert``) and the admin API
+(``service.intake.admin``).
 
-Each action (release, discard, pause, resume) changes the store and appends its audit record
+Each action (release, discard, pause, resume, revert) changes the store and appends its audit record
 (``service.store.audit``) naming who acted: the ``--actor`` or OS user of a command, ``admin-api:<fingerprint>``
 for the API. The shapes ``holds --json`` and ``audit --json`` print are made here too, so the API answers with
 the same fields. Checking the request (a reason is given, a release says which users) is here as well; each
@@ -18,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from service.store import audit, budget, holds
+from service.store import audit, budget, holds, reverts
 
 REASON_REQUIRED = "a reason is required: say why (it is kept with the action)"
 
@@ -134,6 +135,117 @@ def resume(engine: sa.Engine, *, reason: str, actor: str, now: float, settle: fl
     requeued = holds.requeue_paused(engine, now=now + settle)
     _record(engine, audit.RESUME, actor=actor, reason=reason, scope={}, count=requeued)
     return requeued
+
+
+@dataclass(frozen=True)
+class RevertPlan:
+    """What a revert covers: per user, the writes it undoes (with what undoing each does), the writes in scope
+    it cannot undo, and, when refused, why."""
+
+    users: dict[str, dict[str, Any]]
+    not_revertible: list[dict[str, Any]]
+    already: int
+    """Writes in scope an earlier revert already claimed (each write is undone once)."""
+    refused: str | None = None
+
+    @property
+    def writes(self) -> int:
+        return sum(len(user["writes"]) for user in self.users.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "users": len(self.users),
+            "writes": self.writes,
+            "already_reverted": self.already,
+            "not_revertible": self.not_revertible,
+            "plan": list(self.users.values()),
+        }
+
+
+def revert_problem(scope: reverts.RevertScope) -> str | None:
+    """Why a revert of ``scope`` is refused before looking (in the CLI's option names), or None."""
+    if scope.is_empty:
+        return "say which writes: --since TIME, --until TIME, --rule R, --user U and/or --sweep ID"
+    return None
+
+
+def plan_revert(engine: sa.Engine, scope: reverts.RevertScope, *, enforcing: frozenset[str], force: bool) -> RevertPlan:
+    """The revert of ``scope`` (nothing claimed yet). Refused while a rule in ``enforcing`` (the policy's
+    enforce-mode rules) still covers a user in scope, unless ``force``: it would write them again. A rule
+    covers a user when it matched them at their latest decision, or at the write being undone."""
+    found = reverts.writes_in_scope(engine, scope)
+    users: dict[str, dict[str, Any]] = {}
+    not_revertible: list[dict[str, Any]] = []
+    already = 0
+    for write in found:
+        if write.claimed is not None:
+            already += 1
+            continue
+        if write.changes is None:
+            not_revertible.append(
+                {
+                    "user_id": write.user_id,
+                    "decision_id": write.decision_id,
+                    "why": "written before revision 0014: what it changed was not recorded",
+                }
+            )
+            continue
+        user = users.setdefault(
+            write.user_id, {"user_id": write.user_id, "username": write.username, "rules": [], "writes": []}
+        )
+        user["rules"] = list(dict.fromkeys([*user["rules"], *write.rules]))
+        at, undo = iso_time(write.decided_at), reverts.describe(write.changes)
+        user["writes"].append({"decision_id": write.decision_id, "decided_at": at, "undo": undo})
+    refused = None
+    if users and not force:
+        latest = reverts.latest_rules(engine, users)
+        covering: dict[str, int] = {}
+        for user_id, user in users.items():
+            for rule in dict.fromkeys([*user["rules"], *latest.get(user_id, ())]):
+                if rule in enforcing:
+                    covering[rule] = covering.get(rule, 0) + 1
+        if covering:
+            named = ", ".join(f"{rule} ({count} user(s))" for rule, count in sorted(covering.items()))
+            refused = (
+                f"refused: enforce-mode rule(s) still cover users in scope and would enforce them again: {named}; "
+                "set `mode: audit` on them first (or --force)"
+            )
+    return RevertPlan(users=users, not_revertible=not_revertible, already=already, refused=refused)
+
+
+def revert(
+    engine: sa.Engine,
+    scope: reverts.RevertScope,
+    plan: RevertPlan,
+    *,
+    reason: str,
+    actor: str,
+    now: float,
+    force: bool,
+) -> list[int]:
+    """Claim the writes of ``plan`` and queue their users (``reverts.claim``), and record it; the decision ids
+    this call claimed (a write a concurrent revert claimed first is not among them)."""
+    wanted = [
+        write
+        for write in reverts.writes_in_scope(engine, scope)
+        if write.user_id in plan.users and write.claimed is None and write.changes is not None
+    ]
+    claimed = reverts.claim(engine, wanted, reason=reason, now=now)
+    users = {write.user_id for write in claimed}
+    audit.record(
+        engine,
+        audit.REVERT,
+        reason=reason,
+        actor=actor,
+        scope={**scope.as_scope(), "force": force},
+        counts={
+            "users": len(users),
+            "writes": len(claimed),
+            "not_revertible": len(plan.not_revertible),
+            "already_reverted": plan.already + len(wanted) - len(claimed),
+        },
+    )
+    return [write.decision_id for write in claimed]
 
 
 def _record(engine: sa.Engine, action: str, *, actor: str, reason: str, scope: dict[str, Any], count: int) -> None:

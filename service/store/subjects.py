@@ -16,6 +16,8 @@ DEPARTMENT = "department"
 GROUP = "group"
 PAGE = "page"
 """A page of a reconcile sweep's listing, ``<sweep>:<listing>:<page>`` (``service.store.sweeps``)."""
+REVERT = "revert"
+"""A user whose writes an operator's ``revert`` asked to undo (``service.store.reverts``)."""
 EXPANSIONS = (DEPARTMENT, GROUP)
 """The kinds whose members the worker lists and enqueues as users (``service.enforcement.expansion``)."""
 _LISTED = (*EXPANSIONS, PAGE)

@@ -91,6 +91,7 @@ decisions = sa.Table(
     sa.Column("not_effective", sa.JSON(none_as_null=True), nullable=True),
     sa.Column("policy_digest", sa.String(64), nullable=True),
     sa.Column("service_version", sa.String(50), nullable=True),
+    sa.Column("changes", sa.JSON(none_as_null=True), nullable=True),
     sa.Index("decisions_user", "userpool_id", "user_id", "decided_at"),
     sa.Index("decisions_user_latest", "user_id", "id"),
 )
@@ -103,7 +104,9 @@ the name next to the id, and the report counts removed and inactive accounts apa
 the required factors GenAuth will not challenge the user for (factor, rules, app, why, fix); NULL: none.
 ``policy_digest`` (SHA-256 of the policy file) and ``service_version`` say which policy and which release of
 the service made the decision; NULL in rows recorded before revision 0013 (and the digest when no policy was
-read).
+read). ``changes`` is the exact diff a write made (entries added, statuses changed with their old value,
+contacts filled, as keyed digests: never the phone or email), what ``revert`` undoes; NULL when nothing was
+written, and in writes recorded before revision 0014 (which ``revert`` lists as not revertible).
 """
 
 policy_snapshots = sa.Table(

@@ -33,13 +33,14 @@ from service.enforcement.decisions import Decision, confirm_lost_write, with_las
 from service.enforcement.errors import WriteOutcomeUnknownError
 from service.enforcement.expansion import department_members, group_members
 from service.enforcement.reconciling import Reconciler, Request
+from service.enforcement.reverting import revert_user
 from service.errors import PermanentError, TemporaryError
 from service.genauth.client import Json
 from service.logs import bind, log_event
 from service.settings import WorkerSettings
-from service.store import holds, queue, sweeps
+from service.store import holds, queue, reverts, sweeps
 from service.store.decisions import latest_decision, record_decision
-from service.store.subjects import DEPARTMENT, PAGE, Subject
+from service.store.subjects import DEPARTMENT, PAGE, REVERT, Subject
 from service.store.wakeup import Wakeup
 from service.vocabulary import Action
 from service.worker.leasing import LeaseKeeper
@@ -239,6 +240,9 @@ class Worker:
         if job.subject.kind == PAGE:
             self._sweep_page(job)
             return
+        if job.subject.kind == REVERT:
+            self._revert(job, started)
+            return
         if not job.subject.is_user:
             self._expand(job)
             return
@@ -250,13 +254,20 @@ class Worker:
                 assert attempt.decision is not None
                 self._finish(job, attempt.decision, started)
 
-    def _attempt(self, job: queue.Job, request: Request, *, user: Json | None = None) -> Attempt:
-        """Reconcile one user (a user row's, or one of a sweep page's) and sort out how it ended, the one way
-        both need: a decision to record, an error to retry the user for, or both (a write whose answer was
-        lost). A permanent error is a ``failed`` decision; a bug or an unexpected answer is logged loudly and
-        retried with backoff."""
+    def _attempt(
+        self,
+        job: queue.Job,
+        request: Request,
+        *,
+        user: Json | None = None,
+        run: Callable[[], Decision] | None = None,
+    ) -> Attempt:
+        """Reconcile one user (a user row's, or one of a sweep page's), or ``run`` (a revert), and sort out how
+        it ended, the one way all need: a decision to record, an error to retry the user for, or both (a write
+        whose answer was lost). A permanent error is a ``failed`` decision; a bug or an unexpected answer is
+        logged loudly and retried with backoff."""
         try:
-            return Attempt(self.reconciler.reconcile(request, user=user))
+            return Attempt(run() if run is not None else self.reconciler.reconcile(request, user=user))
         except WriteOutcomeUnknownError as error:
             return Attempt(error.decision, error, error.retry_after)
         except TemporaryError as error:
@@ -266,6 +277,22 @@ class Worker:
         except Exception as error:
             logger.exception("job_crashed", extra={"fields": {}})
             return Attempt(None, error)
+
+    def _revert(self, job: queue.Job, started: float) -> None:
+        """Undo the user's writes an operator's revert claimed (``service.enforcement.reverting``)."""
+        with bind(job_id=job.id, user_id=job.subject.id, attempt=job.attempts):
+            claimed = reverts.pending(self.engine, job.userpool_id, job.subject.id)
+            if not claimed:  # another worker, or an earlier attempt, settled them
+                with self.engine.begin() as connection:
+                    queue.complete(connection, job, owner=self.owner, now=self.clock())
+                return
+            request = _request(job)
+            attempt = self._attempt(job, request, run=lambda: revert_user(self.reconciler, request, claimed))
+            if attempt.error is not None:
+                self._retry(job, attempt.error, attempt.retry_after, decision=attempt.decision)
+                return
+            assert attempt.decision is not None
+            self._finish(job, attempt.decision, started, reverting=[write.decision_id for write in claimed])
 
     def _expand(self, job: queue.Job) -> None:
         """Enqueue every member of a department or group subject, then finish the subject's row."""
@@ -349,18 +376,29 @@ class Worker:
                 log_event(logger, "sweep_finished", sweep_id=finished.id, in_scope=finished.in_scope)
 
     def _record(
-        self, connection: sa.Connection, job: queue.Job, decision: Decision, *, started: float | None, now: float
+        self,
+        connection: sa.Connection,
+        job: queue.Job,
+        decision: Decision,
+        *,
+        started: float | None,
+        now: float,
+        reverting: list[int] | None = None,
     ) -> Decision:
         decision = _settled(connection, job.userpool_id, decision)
         record_decision(connection, decision, now=now, started_at=started)
         if decision.action != Action.HELD:  # the user's hold, if any, is over (service.store.holds)
-            holds.clear(connection, decision.userpool_id, decision.user_id)
+            holds.clear(connection, decision.userpool_id, decision.user_id, revert=reverting is not None)
+            if reverting is not None:  # a held revert stays claimed, for its release or the resume
+                _settle_revert(connection, decision, reverting, now=now)
         return decision
 
-    def _finish(self, job: queue.Job, decision: Decision, started: float | None = None) -> None:
+    def _finish(
+        self, job: queue.Job, decision: Decision, started: float | None = None, *, reverting: list[int] | None = None
+    ) -> None:
         now = self.clock()
         with self.engine.begin() as connection:
-            decision = self._record(connection, job, decision, started=started, now=now)
+            decision = self._record(connection, job, decision, started=started, now=now, reverting=reverting)
             deleted = queue.complete(connection, job, owner=self.owner, now=now)
         metrics.record_decision(decision.rules, decision.action)
         metrics.JOBS.labels(result="done" if deleted else "requeued").inc()
@@ -450,6 +488,16 @@ def _settled(connection: sa.Connection, userpool_id: str, decision: Decision) ->
     if decision.action == "removed":
         return with_last_known_status(decision, previous)
     return confirm_lost_write(decision, previous)
+
+
+def _settle_revert(connection: sa.Connection, decision: Decision, claimed: list[int], *, now: float) -> None:
+    """The claimed writes of a revert are done with: undone, or left (protected, gone, changed since)."""
+    changes = decision.changes or {}
+    if decision.action == Action.REVERTED and changes.get("undone"):
+        reverts.settle(connection, claimed, state=reverts.REVERTED, left_alone=changes.get("left", ()), now=now)
+    else:
+        why = changes.get("left") or [decision.reason]
+        reverts.settle(connection, claimed, state=reverts.LEFT, left_alone=why, now=now)
 
 
 def _request(job: queue.Job) -> Request:

@@ -9,31 +9,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from service.enforcement.brakes import PAUSE_TTL
-from service.policy.loading import load_policy
-from service.services import Services
-from service.settings import parse_change_budget
 from service.store.decisions import decisions_for_user
 from service.store.engine import create_engine, prepare_database
-from service.worker.loop import Worker, start_in_thread
+from tests.support.brakes import BIN, SET_MFA, add_finance_people, held_json, run_cli, workers, written_users
 from tests.support.factories import enqueue
 from tests.support.metrics import sample
 from tests.support.processes import service_env
 from tests.support.store import wait_for_empty_queue
 from tests.support.waiting import wait_until
 
-BIN = Path(sys.executable).parent
-SET_MFA = "/api/v3/set-mfa-status"
 FINANCE_POLICY = "policies:\n  - name: finance-sms\n    match: {departments: [finance]}\n    require_mfa: [SMS]\n"
 PEOPLE = 40
 
@@ -45,57 +34,12 @@ def finance_policy(tmp_path):
     return path
 
 
-def run_cli(env, *args, timeout=120):
-    return subprocess.run(
-        [str(BIN / "mfa-enforcer"), *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
-def held_json(env) -> dict:
-    result = run_cli(env, "holds", "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-@contextmanager
-def workers(settings, policy_file, *, processes=2, threads=2, budget="5/hour") -> Iterator[list[Worker]]:
-    """``processes`` sets of services (each its own brakes and engine), ``threads`` workers each, all running."""
-    policy = load_policy(policy_file)
-    braked = replace(
-        settings,
-        genauth=replace(settings.genauth, rate_limit=0),
-        worker=replace(settings.worker, threads=threads, change_budget=parse_change_budget(budget)),
-    )
-    running: list[Worker] = []
-    with ExitStack() as stack:
-        for _ in range(processes):
-            engine = create_engine(settings.database_url)
-            prepare_database(engine)
-            stack.callback(engine.dispose)
-            for worker in Services(braked, engine).workers(lambda: policy):
-                thread = start_in_thread(worker)
-                stack.callback(worker.reconciler.client.close)
-                stack.callback(thread.join, 30)
-                stack.callback(worker.stop)
-                running.append(worker)
-        yield running
-
-
 def prepared(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
         prepare_database(engine)
     finally:
         engine.dispose()
-
-
-def add_finance_people(state, count):
-    for i in range(count):
-        state.add_user(username=f"f{i}", email=f"f{i}@acme.example", phone=f"138{i:08d}", departments=["finance"])
-
-
-def written_users(emulator) -> Counter[str]:
-    return Counter(entry.body["userId"] for entry in emulator.journal.entries(SET_MFA))
 
 
 def test_a_sweep_writes_exactly_the_budget_and_release_writes_the_rest_once(
