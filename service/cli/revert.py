@@ -28,8 +28,8 @@ from service.store.people import recorded_user_id
 
 
 @click.command()
-@click.option("--since", type=MOMENT, metavar="TIME", help="Writes made at or after this time (ISO 8601, UNIX s, 2h).")
-@click.option("--until", type=MOMENT, metavar="TIME", help="Writes made before this time.")
+@click.option("--since", "since_text", metavar="TIME", help="Writes made at or after this time (ISO 8601, UNIX s, 2h).")
+@click.option("--until", "until_text", metavar="TIME", help="Writes made before this time.")
 @click.option("--rule", help="Writes made under this rule.")
 @click.option("--user", "user", metavar="U", help="Writes to this user (id, or a recorded username or email).")
 @click.option("--sweep", type=click.IntRange(1), metavar="ID", help="Writes of this reconcile sweep.")
@@ -47,8 +47,8 @@ from service.store.people import recorded_user_id
 @actor_option()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def revert(
-    since: float | None,
-    until: float | None,
+    since_text: str | None,
+    until_text: str | None,
     rule: str | None,
     user: str | None,
     sweep: int | None,
@@ -60,6 +60,7 @@ def revert(
     as_json: bool,
 ) -> None:
     """Undo exactly what the service's writes in scope changed, where GenAuth still holds what it wrote."""
+    since, until = _moment("--since", since_text), _moment("--until", until_text)
     scope = reverts.RevertScope(since=since, until=until, rule=rule, user_id=user, sweep=sweep)
     problem = operator_actions.revert_problem(scope)
     if problem:
@@ -85,6 +86,14 @@ def revert(
         if wait is not None and claimed:
             result["outcome"] = _waited(engine, claimed, wait)
     _show(result, as_json, dry_run=False)
+
+
+def _moment(option: str, text: str | None) -> float | None:
+    """The time an option names, or a one-line refusal (exit 2)."""
+    try:
+        return None if text is None else MOMENT.convert(text, None, None)
+    except click.BadParameter as error:
+        raise RefusedError(f"revert: {option}: {error.message}") from error
 
 
 def _waited(engine: Any, claimed: list[int], seconds: float) -> list[dict[str, Any]]:
