@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 import click
+import sqlalchemy as sa
 
 from service.cli.common import engine_from_environment, show_time, who
 from service.enforcement.brakes import PAUSE_TTL
@@ -24,6 +26,7 @@ from service.store import audit, budget, holds, operator_actions
 from service.store.engine import disposing
 from service.store.subjects import REVERT
 
+T = TypeVar("T")
 CAUSES = {holds.BUDGET: "change budget", holds.PAUSED: "pause"}
 REASON_HELP = "Why (required; kept with the action for the audit trail)."
 ACTOR_HELP = "Who acts (default: the OS user and host)."
@@ -39,6 +42,13 @@ def _reason_or_refuse(command: str, reason: str | None) -> str:
     if reason is None or operator_actions.reason_problem(reason):
         _refuse(command, "--reason TEXT is required: say why (it is kept with the action)")
     return reason.strip()
+
+
+def _act(command: str, reason: str | None, actor: str | None, action: Callable[[sa.Engine, str, str], T]) -> T:
+    """The one shape of every action here: refuse a missing reason, then ``action(engine, reason, actor)``."""
+    why = _reason_or_refuse(command, reason)
+    with disposing(engine_from_environment()) as engine:
+        return action(engine, why, audit.operator(actor))
 
 
 @click.group(invoke_without_command=True)
@@ -86,13 +96,16 @@ def release(
     reason: str | None, release_all: bool, most: int | None, rule: str | None, actor: str | None, as_json: bool
 ) -> None:
     """Let held users through outside the budget: each is re-planned against GenAuth's current state first."""
-    why = _reason_or_refuse("holds release", reason)
     scope = operator_actions.ReleaseScope(release_all=release_all, most=most, rule=rule)
     problem = scope.problem()
-    if problem:
+    if problem and not operator_actions.reason_problem(reason):
         _refuse("holds release", problem)
-    with disposing(engine_from_environment()) as engine:
-        released = operator_actions.release(engine, scope, reason=why, actor=audit.operator(actor), now=time.time())
+    released = _act(
+        "holds release",
+        reason,
+        actor,
+        lambda engine, why, who: operator_actions.release(engine, scope, reason=why, actor=who, now=time.time()),
+    )
     if as_json:
         click.echo(json.dumps({"released": len(released), "users": released}, indent=2))
     elif not released:
@@ -107,9 +120,12 @@ def release(
 @click.option("--actor", help=ACTOR_HELP)
 def discard(reason: str | None, rule: str | None, actor: str | None) -> None:
     """Drop held users' planned changes; the next event or sweep plans them again."""
-    why = _reason_or_refuse("holds discard", reason)
-    with disposing(engine_from_environment()) as engine:
-        dropped = operator_actions.discard(engine, reason=why, actor=audit.operator(actor), rule=rule)
+    dropped = _act(
+        "holds discard",
+        reason,
+        actor,
+        lambda engine, why, who: operator_actions.discard(engine, reason=why, actor=who, rule=rule),
+    )
     click.echo(f"discarded {len(dropped)} held user(s)" if dropped else "no held users to discard")
 
 
@@ -118,9 +134,12 @@ def discard(reason: str | None, rule: str | None, actor: str | None) -> None:
 @click.option("--actor", help=ACTOR_HELP)
 def pause(reason: str | None, actor: str | None) -> None:
     """Stop every GenAuth write on every process within seconds; work keeps being accepted and is held."""
-    why = _reason_or_refuse("pause", reason)
-    with disposing(engine_from_environment()) as engine:
-        changed = operator_actions.pause(engine, reason=why, actor=audit.operator(actor), now=time.time())
+    changed = _act(
+        "pause",
+        reason,
+        actor,
+        lambda engine, why, who: operator_actions.pause(engine, reason=why, actor=who, now=time.time()),
+    )
     click.echo("writes paused: every process stops writing within seconds" if changed else "writes were already paused")
 
 
@@ -129,10 +148,14 @@ def pause(reason: str | None, actor: str | None) -> None:
 @click.option("--actor", help=ACTOR_HELP)
 def resume(reason: str | None, actor: str | None) -> None:
     """Let writes flow again (within the change budget); the users the pause held go back on the queue."""
-    why = _reason_or_refuse("resume", reason)
-    with disposing(engine_from_environment()) as engine:
-        who_acts = audit.operator(actor)
-        requeued = operator_actions.resume(engine, reason=why, actor=who_acts, now=time.time(), settle=PAUSE_TTL)
+    requeued = _act(
+        "resume",
+        reason,
+        actor,
+        lambda engine, why, who: operator_actions.resume(
+            engine, reason=why, actor=who, now=time.time(), settle=PAUSE_TTL
+        ),
+    )
     if requeued is not None:
         click.echo(f"writes resumed; {requeued} held user(s) back on the queue")
     else:

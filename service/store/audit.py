@@ -13,6 +13,7 @@ API is ``admin-api`` with a short fingerprint of the bearer token it was given, 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import logging
@@ -92,29 +93,10 @@ def record(
     scope: dict[str, Any] | None = None,
     counts: dict[str, Any] | None = None,
     at: float | None = None,
+    log: bool = True,
 ) -> AuditRecord:
     """Append one record and log it. On an engine it commits on its own; on a connection it joins the caller's
-    transaction and is logged at once (``insert`` plus ``log_record`` let a caller log after its commit)."""
-    if isinstance(target, sa.Connection):
-        entry = insert(target, action, reason=reason, actor=actor, scope=scope, counts=counts, at=at)
-    else:
-        with target.begin() as connection:
-            entry = insert(connection, action, reason=reason, actor=actor, scope=scope, counts=counts, at=at)
-    log_record(entry)
-    return entry
-
-
-def insert(
-    connection: sa.Connection,
-    action: str,
-    *,
-    reason: str,
-    actor: str,
-    scope: dict[str, Any] | None = None,
-    counts: dict[str, Any] | None = None,
-    at: float | None = None,
-) -> AuditRecord:
-    """Append one record in the caller's transaction, without logging it."""
+    transaction; ``log=False`` leaves the log line to the caller, after its commit (``log_record``)."""
     entry = AuditRecord(
         id=0,
         at=time.time() if at is None else at,
@@ -126,9 +108,13 @@ def insert(
     )
     values = entry.as_dict()
     del values["id"]
-    key = connection.execute(sa.insert(audit).values(**values)).inserted_primary_key
+    with contextlib.nullcontext(target) if isinstance(target, sa.Connection) else target.begin() as connection:
+        key = connection.execute(sa.insert(audit).values(**values)).inserted_primary_key
     assert key is not None
-    return replace(entry, id=int(key[0]))
+    entry = replace(entry, id=int(key[0]))
+    if log:
+        log_record(entry)
+    return entry
 
 
 def log_record(entry: AuditRecord) -> None:

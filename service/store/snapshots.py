@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from service.store.audit import POLICY_FILE, POLICY_RELOAD, AuditRecord, insert, log_record
+from service.store.audit import POLICY_FILE, POLICY_RELOAD, AuditRecord, log_record, record
 from service.store.tables import policy_snapshots
 
 SNAPSHOT_NAME = "last-good"
@@ -88,7 +88,9 @@ class PolicySnapshots:
                 return False  # another process replaced it first, and audited the change
             if describe is not None:
                 reason, scope, counts = describe(previous)
-                entry = insert(connection, POLICY_RELOAD, reason=reason, actor=POLICY_FILE, scope=scope, counts=counts)
+                entry = record(
+                    connection, POLICY_RELOAD, reason=reason, actor=POLICY_FILE, scope=scope, counts=counts, log=False
+                )
         if entry is not None:
             log_record(entry)
         return True

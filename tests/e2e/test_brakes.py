@@ -8,7 +8,6 @@ emulator, on SQLite and PostgreSQL; the commands run as subprocesses, as an oper
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from service.enforcement.brakes import PAUSE_TTL
 from service.store.decisions import decisions_for_user
 from service.store.engine import create_engine, prepare_database
-from tests.support.brakes import BIN, SET_MFA, add_finance_people, held_json, run_cli, workers, written_users
+from tests.support.brakes import SET_MFA, add_finance_people, held_json, run_at_once, run_cli, workers, written_users
 from tests.support.factories import enqueue
 from tests.support.metrics import sample
 from tests.support.processes import service_env
@@ -81,14 +80,8 @@ def test_a_sweep_writes_exactly_the_budget_and_release_writes_the_rest_once(
             assert json.loads(partial.stdout)["released"] == 3
             wait_until(lambda: emulator.journal.count(SET_MFA) == 8, timeout=30, what="3 released writes")
 
-            command = [str(BIN / "mfa-enforcer"), "holds", "release", "--all", "--reason", "ticket 42", "--json"]
-            both = [
-                subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for _ in range(2)
-            ]
-            answers = [process.communicate(timeout=120) for process in both]
-            assert [process.returncode for process in both] == [0, 0], answers
-            counts = [json.loads(out)["released"] for out, _ in answers]
+            answers = run_at_once(env, "holds", "release", "--all", "--reason", "ticket 42")
+            counts = [answer["released"] for answer in answers]
             assert sum(counts) == needing - 8
             wait_until(lambda: emulator.journal.count(SET_MFA) == needing, timeout=60, what="every released write")
             wait_for_empty_queue(engine, timeout=60)

@@ -12,7 +12,6 @@ and PostgreSQL; the commands run as subprocesses.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from service.enforcement.brakes import PAUSE_TTL
 from service.policy.loading import load_policy
 from service.store.decisions import decisions_for_user
 from service.store.engine import create_engine, prepare_database
-from tests.support.brakes import BIN, SET_MFA, add_finance_people, held_json, invoke, workers, written_users
+from tests.support.brakes import SET_MFA, add_finance_people, held_json, invoke, run_at_once, workers, written_users
 from tests.support.factories import enqueue
 from tests.support.processes import service_env
 from tests.support.store import wait_for_empty_queue
@@ -190,14 +189,8 @@ def test_two_reverts_at_once_undo_each_write_once(emulator, database_url, settin
             wait_for_empty_queue(engine, timeout=30)
             enforced = emulator.journal.count(SET_MFA)
             policy_file.switch("audit")
-            command = [str(BIN / "mfa-enforcer"), "revert", "--rule", "finance-sms", "--reason", "twice", "--json"]
-            both = [
-                subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for _ in range(2)
-            ]
-            answers = [process.communicate(timeout=60) for process in both]
-            assert [process.returncode for process in both] == [0, 0], answers
-            claimed = [json.loads(out)["claimed"] for out, _ in answers]
+            answers = run_at_once(env, "revert", "--rule", "finance-sms", "--reason", "twice")
+            claimed = [answer["claimed"] for answer in answers]
             assert sum(claimed) == enforced
             wait_until(
                 lambda: emulator.journal.count(SET_MFA) == 2 * enforced, timeout=30, what="one revert write per user"

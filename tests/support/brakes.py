@@ -33,6 +33,18 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess
     )
 
 
+def run_at_once(env: dict[str, str], *args: str, times: int = 2, timeout: float = 120) -> list[dict[str, Any]]:
+    """``mfa-enforcer ARGS --json`` started ``times`` times at once (separate processes); each one's JSON answer."""
+    command = [str(BIN / "mfa-enforcer"), *args, "--json"]
+    started = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(times)
+    ]
+    answers = [process.communicate(timeout=timeout) for process in started]
+    assert [process.returncode for process in started] == [0] * times, answers
+    return [json.loads(out) for out, _ in answers]
+
+
 def invoke(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``mfa-enforcer ARGS`` run in this process with ``env`` as its environment (the same code an operator runs,
     without a process start each time: on a loaded machine that start costs seconds)."""
