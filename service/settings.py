@@ -452,6 +452,11 @@ def policy_file_from(environ: Mapping[str, str] | None = None) -> Path:
     return Path(_Reader(environ).text("POLICY_FILE", "config/policies.yaml"))
 
 
+def is_audit_from(environ: Mapping[str, str] | None = None) -> bool:
+    """``ENFORCER_MODE=audit`` alone, for commands that read no other setting (``revert``)."""
+    return _Reader(environ).choice("ENFORCER_MODE", "enforce", MODES) == "audit"
+
+
 def pool_key_from(environ: Mapping[str, str] | None = None) -> str:
     """``Settings.pool_key`` for commands that read no other GenAuth setting (``replay``)."""
     return _Reader(environ).text("GENAUTH_USERPOOL_ID", "")

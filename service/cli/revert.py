@@ -12,7 +12,6 @@ do, and writes nothing, not even the audit record.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -21,7 +20,7 @@ import click
 
 from service.cli.common import MOMENT, RefusedError, actor_option, engine_from_environment, reason_option, who
 from service.policy import load_policy
-from service.settings import policy_file_from
+from service.settings import is_audit_from, policy_file_from
 from service.store import audit, operator_actions, reverts
 from service.store.engine import disposing
 from service.store.people import recorded_user_id
@@ -69,7 +68,7 @@ def revert(
     if why or reason is None:
         raise RefusedError("revert needs --reason TEXT: say why, it is kept in the audit trail")
     policy = load_policy(policy_file_from())
-    enforcing = frozenset() if os.environ.get("ENFORCER_MODE") == "audit" else policy.enforcing
+    enforcing = frozenset() if is_audit_from() else policy.enforcing
     with disposing(engine_from_environment()) as engine:
         if user is not None:
             scope = replace(scope, user_id=recorded_user_id(engine, user) or user)
