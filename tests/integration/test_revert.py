@@ -12,19 +12,21 @@ from dataclasses import replace
 
 import pytest
 
+from service.enforcement.brakes import PAUSE_TTL
 from service.enforcement.decisions import Decision
 from service.enforcement.merging import write_changes
 from service.enforcement.reverting import undo
 from service.policy import Policy, parse_policy
 from service.services import Services
 from service.settings import parse_change_budget
-from service.store import reverts
+from service.store import operator_actions, reverts
 from service.store.audit import admin_api_actor, audit_records
 from service.store.decisions import decisions_for_user, record_decision
 from tests.support.brakes import SET_MFA, invoke
 from tests.support.factories import enqueue
 from tests.support.processes import service_env
 from tests.support.values import ADMIN_TOKEN
+from tests.support.waiting import wait_until
 
 RULE = (
     "policies:\n  - name: finance-sms\n    mode: {mode}\n    match: {{departments: [finance]}}\n"
@@ -242,3 +244,28 @@ def _record(engine, decision: Decision) -> None:
 
 def _enforced(engine, *user_ids: str) -> list[dict]:
     return [d for user_id in user_ids for d in decisions_for_user(engine, user_id) if d["action"] == "enforced"]
+
+
+def test_a_pause_holds_a_revert_and_resume_lets_it_through(world, engine, emulator):
+    """The revert passes the same gate as every write: paused, it is held (a revert hold, which a reconcile of
+    the same user does not clear); ``resume`` puts it back on the queue as a revert, and it is written."""
+    zed = world["people"][0]
+    worker = world["worker"]
+    world["to_audit"]()
+    operator_actions.pause(engine, reason="incident", actor="ops", now=time.time())
+    wait_until(lambda: worker.reconciler.brakes.pause_state().paused, timeout=PAUSE_TTL + 1, what="the pause seen")
+    assert invoke(world["env"], "revert", "--user", zed, "--reason", "r").returncode == 0
+    emulator.journal.clear()
+    worker.run_until_idle()
+    enqueue(engine, zed, pool=emulator.state.userpool_id)  # a delivery about Zed while the revert is held
+    worker.run_until_idle()
+    shown = operator_actions.holds_view(engine)
+    assert (shown["held"], shown["sample"][0]["trigger"], shown["per_cause"]) == (1, "revert", {"paused": 1})
+    assert emulator.journal.count(SET_MFA) == 0
+    assert operator_actions.resume(engine, reason="over", actor="ops", now=time.time(), settle=PAUSE_TTL) == 1
+    wait_until(
+        lambda: worker.run_once() and emulator.journal.count(SET_MFA) == 1, timeout=PAUSE_TTL + 10, what="revert"
+    )
+    assert emulator.state.get_mfa(zed) == world["before"][zed]
+    assert operator_actions.holds_view(engine)["held"] == 0
+    assert decisions_for_user(engine, zed)[0]["action"] == "reverted"
