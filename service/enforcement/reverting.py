@@ -69,8 +69,14 @@ def undo(current: dict[str, Any], writes: Sequence[dict[str, Any]], digest: Call
     for changes in writes:
         for entry in changes.get("entries", ()):
             factor = str(entry["factor"])
-            same = [e for e in entries if isinstance(e, dict) and str(e.get("mfaPolicy", "")).upper() == factor]
-            if not same or factor not in enabled_factors({"applicationMfa": same}):
+            same = [
+                e
+                for e in entries
+                if isinstance(e, dict)
+                and str(e.get("mfaPolicy", "")).upper() == factor
+                and enabled_factors({"applicationMfa": [e]}) == (factor,)
+            ]
+            if not same:
                 left.append(f"{factor}: no longer enabled as the service wrote it (changed since)")
                 continue
             if "was" not in entry:
@@ -86,7 +92,7 @@ def undo(current: dict[str, Any], writes: Sequence[dict[str, Any]], digest: Call
             if value is None or digest(value) != written.get("digest"):
                 left.append(f"{key}: not what the service filled in (changed since)")
                 continue
-            restored[key] = written.get("was")  # null when it was unset: a merging write clears it too
+            restored[key] = written.get("was")  # null when it was unset
             undone.append(f"cleared {key}")
     if "applicationMfa" in restored or entries:
         restored["applicationMfa"] = entries
