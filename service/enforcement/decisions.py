@@ -51,7 +51,7 @@ class Decision:
     decisions said (revision 0013)."""
     changes: dict[str, Any] | None = None
     """Exactly what a write changed in the user's trigger data (``merging.write_changes``), so ``revert`` can
-    undo it and nothing else; None: nothing written (or written before revision 0014)."""
+    undo it and nothing else; None: nothing written (or written before revision 0015)."""
 
 
 def with_last_known_status(decision: Decision, previous: Decision | None) -> Decision:

@@ -186,7 +186,7 @@ def plan_revert(engine: sa.Engine, scope: reverts.RevertScope, *, enforcing: fro
                 {
                     "user_id": write.user_id,
                     "decision_id": write.decision_id,
-                    "why": "written before revision 0014: what it changed was not recorded",
+                    "why": "written before revision 0015: what it changed was not recorded",
                 }
             )
             continue

@@ -9,7 +9,7 @@ backoff and dead letters, through the write gate (``service.enforcement.revertin
 it settles the user's claimed rows (``settle``, in the transaction that records its decision): ``reverted``,
 or ``left`` with why (the account is protected, or nothing the service wrote is still as it wrote it).
 
-Only a decision with ``changes`` (revision 0014 on) says exactly what its write changed; an older write is
+Only a decision with ``changes`` (revision 0015 on) says exactly what its write changed; an older write is
 listed as not revertible and never claimed.
 """
 
@@ -79,7 +79,7 @@ class Write:
     rules: tuple[str, ...]
     outcomes: dict[str, str]
     changes: dict[str, Any] | None
-    """What the write changed (None: recorded before revision 0014, not revertible)."""
+    """What the write changed (None: recorded before revision 0015, not revertible)."""
     claimed: str | None = None
     """The state of an earlier revert's claim on it (None: none)."""
 

@@ -106,7 +106,7 @@ the required factors GenAuth will not challenge the user for (factor, rules, app
 the service made the decision; NULL in rows recorded before revision 0013 (and the digest when no policy was
 read). ``changes`` is the exact diff a write made (entries added, statuses changed with their old value,
 contacts filled, as keyed digests: never the phone or email), what ``revert`` undoes; NULL when nothing was
-written, and in writes recorded before revision 0014 (which ``revert`` lists as not revertible).
+written, and in writes recorded before revision 0015 (which ``revert`` lists as not revertible).
 """
 
 policy_snapshots = sa.Table(

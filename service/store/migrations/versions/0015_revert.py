@@ -2,8 +2,8 @@
 ``reverted_writes`` records which writes an operator's ``revert`` claimed and how each ended. Writes recorded
 before this revision have no ``changes`` and cannot be reverted (``revert`` lists them as such).
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
