@@ -1,12 +1,22 @@
 """One daemon-thread loop for the checks a process repeats while it runs (GenAuth's answer to the access key in
 ``service.genauth.access``, the policy's references in ``service.enforcement.references``), so that both start,
-stop and survive a crash the same way."""
+stop and survive a crash the same way; and the one backoff every retry waits by (``backoff_delay``: the worker's
+retries, the event listener's reconnects)."""
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
+from collections.abc import Callable
 from typing import ClassVar, Self
+
+
+def backoff_delay(attempt: int, base: float, maximum: float, *, rng: Callable[[], float] = random.random) -> float:
+    """Exponential backoff with equal jitter: attempt 1 waits between ``base / 2`` and ``base``, each further
+    attempt doubles that, up to ``maximum``; the random half keeps many clients from retrying in step."""
+    ceiling = min(maximum, base * 2.0 ** max(0, attempt - 1))
+    return ceiling / 2 + float(rng()) * ceiling / 2
 
 
 class Repeating:

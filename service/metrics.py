@@ -92,6 +92,26 @@ PRUNED_ROWS = Counter(
     ["table"],
 )
 
+LISTEN_MESSAGES = Counter(
+    "mfa_enforcer_listen_messages_total",
+    "Event WebSocket messages (mfa-enforcer listen), by event code and outcome: queued, ignored, test, unreadable, "
+    "or the intake's refusal (wrong_userpool, missing_userpool, too_many_subjects, store_unavailable).",
+    ["code", "outcome"],
+)
+LISTEN_CONNECTS = Counter(
+    "mfa_enforcer_listen_connects_total",
+    "Event WebSocket subscriptions, by event code and result: connected, failed (to be retried) or lost (an open "
+    "subscription that ended, an oversized frame included).",
+    ["code", "result"],
+)
+LISTEN_SILENCE = Gauge(
+    "mfa_enforcer_listen_silence_seconds",
+    "Seconds since mfa-enforcer listen last received a message for the event code (since it started, before the "
+    "first).",
+    ["code"],
+    multiprocess_mode="livemin",
+)
+
 
 def record_decision(rules: tuple[str, ...], action: str) -> None:
     for rule in rules or ("-",):

@@ -20,6 +20,8 @@ from service.errors import ConfigurationError
 T = TypeVar("T")
 
 DEFAULT_GENAUTH_HOST = "https://api.genauth.ai"
+DEFAULT_EVENTS_URL = "wss://events.genauth.ai"
+EVENT_BRANDS = ("authing", "genauth")
 DEFAULT_DATABASE_URL = "sqlite:///var/enforcer.db"
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a server binds every interface unless HOST says otherwise
 MAX_WORKER_THREADS = 32
@@ -223,6 +225,23 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True)
+class ListenSettings:
+    """How ``mfa-enforcer listen`` takes events over GenAuth's event WebSocket instead of a webhook."""
+
+    events_url: str = DEFAULT_EVENTS_URL
+    """Base URL of GenAuth's event WebSocket (``wss://`` or ``ws://``); the SDKs disagree on the host
+    (docs/genauth.md §5.2), so set the one your GenAuth deployment serves."""
+    brand: str = "authing"
+    """The scheme word of the subscription's ``authorization`` header: ``authing`` (the Authing Node and Java
+    SDKs) or ``genauth`` (the GenAuth Python SDK; its Node SDK writes ``GenAuth``)."""
+    backoff_base: float = 1.0
+    """Ceiling of the first reconnect delay, in seconds; it doubles with each failed attempt, and the delay is a
+    random value between half the ceiling and the ceiling."""
+    backoff_max: float = 60.0
+    """Largest reconnect delay, in seconds: the listener keeps trying at least this often, forever."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the service is configured with."""
 
@@ -266,6 +285,7 @@ class Settings:
     """gunicorn processes (config/gunicorn.conf.py); with ``run_in_web`` each one also runs the workers."""
     web_threads: int = 8
     """Threads per gunicorn process: the requests one process handles at once (they share commits)."""
+    listen: ListenSettings = field(default_factory=ListenSettings)
 
     @property
     def is_audit(self) -> bool:
@@ -330,6 +350,13 @@ class _Reader:
         except ValueError as error:
             self.problems.append(str(error))
             return DEFAULT_DATABASE_URL
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...], kind: str) -> str:
+        """A base URL (without a trailing slash) whose scheme is one of ``schemes``; ``kind`` names them."""
+        value = self.text(name, default).rstrip("/")
+        if not value.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+            self.problems.append(f"{name}={value!r} is not {kind} URL")
+        return value
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default).lower()
@@ -515,11 +542,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, role: str = "all"
     runs_worker = read.parsed("ENFORCER_RUN_WORKER", True, _boolean, "true or false")
     needs_genauth = role in ("all", "worker") or runs_worker
     needs_webhook = role in ("all", "web")
-    host = read.text("GENAUTH_HOST", DEFAULT_GENAUTH_HOST).rstrip("/")
-    if not host.startswith(("https://", "http://")):
-        read.problems.append(f"GENAUTH_HOST={host!r} is not an http(s) URL")
     genauth = GenAuthSettings(
-        host=host,
+        host=read.url("GENAUTH_HOST", DEFAULT_GENAUTH_HOST, ("https", "http"), "an http(s)"),
         access_key_id=read.required("GENAUTH_ACCESS_KEY_ID", "user-pool id or admin access key id", needs_genauth),
         access_key_secret=read.required("GENAUTH_ACCESS_KEY_SECRET", "the matching secret", needs_genauth),
         auth=read.choice("GENAUTH_AUTH", "token", AUTH_MODES),
@@ -581,6 +605,12 @@ def load_settings(environ: Mapping[str, str] | None = None, *, role: str = "all"
             "a budget: N/hour, N/day, P%/hour, P%/day or off",
         ),
     )
+    listen = ListenSettings(
+        events_url=read.url("GENAUTH_EVENTS_URL", DEFAULT_EVENTS_URL, ("wss", "ws"), "a ws(s)"),
+        brand=read.choice("GENAUTH_EVENTS_BRAND", "authing", EVENT_BRANDS),
+        backoff_base=read.parsed("ENFORCER_LISTEN_BACKOFF_BASE", 1.0, _positive_float, "seconds"),
+        backoff_max=read.parsed("ENFORCER_LISTEN_BACKOFF_MAX", 60.0, _positive_float, "seconds"),
+    )
     settings = Settings(
         genauth=genauth,
         webhook=webhook,
@@ -598,6 +628,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, role: str = "all"
         web_processes=read.parsed("WEB_CONCURRENCY", 2, _positive_int, "a positive integer"),
         web_threads=read.parsed("GUNICORN_THREADS", 8, _positive_int, "a positive integer"),
         migrate_on_start=read.parsed("ENFORCER_MIGRATE_ON_START", False, _boolean, "true or false"),
+        listen=listen,
     )
     if read.problems:
         lines = "\n".join(f"  - {problem}" for problem in read.problems)

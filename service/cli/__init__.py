@@ -18,6 +18,7 @@ from service.cli.common import failure_message
 from service.cli.database import db
 from service.cli.holds import holds_command, pause, resume
 from service.cli.insight import explain, report
+from service.cli.listening import listen
 from service.cli.policy import policy
 from service.cli.reconcile import reconcile
 from service.cli.replay import dead_letters, replay
@@ -48,7 +49,7 @@ def main() -> None:
     """Keep GenAuth user pools compliant with MFA policy."""
 
 
-for command in (serve, worker, worker_alive, db, policy, sandbox, replay, dead_letters, reconcile, webhooks):
+for command in (serve, worker, worker_alive, listen, db, policy, sandbox, replay, dead_letters, reconcile, webhooks):
     main.add_command(command)
 main.add_command(explain)
 main.add_command(report)

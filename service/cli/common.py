@@ -9,12 +9,15 @@ means a bug.
 from __future__ import annotations
 
 import errno
+import signal
 import socket
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
 import sqlalchemy as sa
+from prometheus_client import start_http_server
 
 from service.cli.errors import PortInUseError
 from service.errors import ConfigurationError, ServiceError
@@ -59,6 +62,27 @@ def check_port_free(host: str, port: int, variable: str) -> None:
             probe.bind((host, port))
         except OSError as error:
             raise port_error(error, host, port, variable) from error
+
+
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and Ctrl-C call ``stop``: a long-running command (``worker``, ``listen``) finishes what it holds and
+    returns. Set before the command's start, so a stop asked for meanwhile is not lost."""
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
+def serve_metrics(settings: Settings) -> None:
+    """Serve this process's /metrics on ``ENFORCER_METRICS_PORT`` (nothing when 0), naming the variable when the
+    port is taken."""
+    if settings.metrics_port:
+        try:
+            start_http_server(settings.metrics_port, addr=settings.host)
+        except OSError as error:
+            raise port_error(error, settings.host, settings.metrics_port, "ENFORCER_METRICS_PORT") from error
 
 
 def port_error(error: OSError, host: str, port: int, variable: str) -> ServiceError:

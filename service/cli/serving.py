@@ -15,18 +15,15 @@ starts anyway when GenAuth cannot be reached, to wait for it.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import threading
 import time
 from contextlib import closing
 from pathlib import Path
-from types import FrameType
 
 import click
-from prometheus_client import start_http_server
 
-from service.cli.common import check_port_free, port_error, settings_or_exit
+from service.cli.common import check_port_free, serve_metrics, settings_or_exit, stop_on_signals
 from service.genauth.access import OK, REFUSED, check_access, log_access
 from service.services import Services, open_engine
 from service.settings import heartbeat_file_from
@@ -68,13 +65,12 @@ def worker() -> None:
     stopping = threading.Event()
     running_workers: list[Worker] = []
 
-    def _stop(_signum: int, _frame: FrameType | None) -> None:
+    def _stop() -> None:
         stopping.set()
         for running in running_workers:
             running.stop()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop_on_signals(_stop)
     if settings.metrics_port:
         check_port_free(settings.host, settings.metrics_port, "ENFORCER_METRICS_PORT")
     services = Services.open(settings)
@@ -87,11 +83,7 @@ def worker() -> None:
     if stopping.is_set():
         for running in running_workers:
             running.stop()
-    if settings.metrics_port:
-        try:
-            start_http_server(settings.metrics_port, addr=settings.host)
-        except OSError as error:
-            raise port_error(error, settings.host, settings.metrics_port, "ENFORCER_METRICS_PORT") from error
+    serve_metrics(settings)
     threads = [start_in_thread(running) for running in others]  # ENFORCER_WORKER_THREADS > 1
     first.run()  # returns once stopped, after its current job
     for thread in threads:

@@ -29,6 +29,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from service import metrics
+from service.background import backoff_delay
 from service.enforcement.decisions import Decision, confirm_lost_write, with_last_known_status
 from service.enforcement.errors import WriteOutcomeUnknownError
 from service.enforcement.expansion import department_members, group_members
@@ -82,8 +83,7 @@ def retry_delay(
     rng: Callable[[], float] = random.random,
 ) -> float:
     """Exponential backoff with equal jitter, never less than GenAuth's advice."""
-    ceiling = min(settings.backoff_max, settings.backoff_base * 2.0 ** max(0, attempt - 1))
-    delay = ceiling / 2 + float(rng()) * ceiling / 2
+    delay = backoff_delay(attempt, settings.backoff_base, settings.backoff_max, rng=rng)
     if retry_after is not None:
         delay = max(delay, min(retry_after, settings.backoff_max))
     return delay

@@ -48,10 +48,10 @@ RESOURCE_FILES = sorted(path for path in _referenced("resources") if path.is_fil
 MANIFEST_FILES = [*RESOURCE_FILES, SECRET_TEMPLATE.resolve()]
 
 
-def test_the_tree_has_a_base_and_both_overlays():
-    """deploy/k8s holds the base and the single-node and production overlays, each a kustomization."""
+def test_the_tree_has_a_base_and_its_overlays():
+    """deploy/k8s holds the base and the single-node, production and listen overlays, each a kustomization."""
     directories = {path.parent.relative_to(K8S).as_posix() for path in KUSTOMIZATIONS}
-    assert directories == {"base", "overlays/single-node", "overlays/production"}
+    assert directories == {"base", "overlays/single-node", "overlays/production", "overlays/listen"}
 
 
 def test_every_yaml_file_is_a_kustomization_a_resource_a_patch_a_generator_input_or_the_secret_template():

@@ -339,6 +339,19 @@ SCENARIOS: list[dict] = [
         silent={QUEUED: "0+300x345"},
     ),
     *scenarios(
+        "MfaEnforcerListenerSilent",
+        "7h",
+        fires={
+            'mfa_enforcer_listen_silence_seconds{instance="listen-1",code="authing.user.login"}': "0+60x480",
+            'mfa_enforcer_listen_silence_seconds{instance="listen-1",code="authing.user.created"}': "0+60x100 0+60x380",
+        },
+        # a message every few hours keeps it quiet
+        silent={
+            'mfa_enforcer_listen_silence_seconds{instance="listen-1",code="authing.user.login"}': "0+60x200 0+60x280"
+        },
+        labels={"code": "authing.user.login"},
+    ),
+    *scenarios(
         "MfaEnforcerQueueBacklog",
         "50m",
         fires={OLDEST_DUE: "0+60x60", 'mfa_enforcer_queue_oldest_due_age_seconds{instance="web-2"}': "0+60x60"},

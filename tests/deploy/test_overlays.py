@@ -2,7 +2,8 @@
 
 Each overlay is rendered once by the real kustomize (``kubectl kustomize``, see ``tests/support/deploy.py``)
 and checked as a whole: the shape each overlay promises (single node: one web pod with the worker inside and
-SQLite on a volume; production: several web and worker pods on PostgreSQL), and what every workload must have
+SQLite on a volume; production: several web and worker pods on PostgreSQL; listen: production with an event
+WebSocket listener instead of an Ingress), and what every workload must have
 (the locked-down security context, resources, probes, metrics, the policy file, the Secret's keys, the image).
 """
 
@@ -36,6 +37,7 @@ from tests.support.deploy import (
 SQLITE_URL = "sqlite:////var/lib/mfa-enforcer/enforcer.db"
 WEB = "mfa-enforcer-web"
 WORKER = "mfa-enforcer-worker"
+LISTEN = "mfa-enforcer-listen"
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 STANDARD_LABELS = {"app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/instance"}
 CONTAINER_SECURITY = {
@@ -58,7 +60,12 @@ def production():
     return build(OVERLAYS / "production")
 
 
-@pytest.fixture(scope="module", params=["single-node", "production"])
+@pytest.fixture(scope="module")
+def listen_overlay():
+    return build(OVERLAYS / "listen")
+
+
+@pytest.fixture(scope="module", params=["single-node", "production", "listen"])
 def rendered(request):
     return build(OVERLAYS / request.param)
 
@@ -70,6 +77,10 @@ def objects_of(objects, kind):
 def named(objects, kind, name):
     (found,) = [obj for obj in objects_of(objects, kind) if obj["metadata"]["name"] == name]
     return found
+
+
+def named_or_none(objects, kind, name):
+    return next((obj for obj in objects_of(objects, kind) if obj["metadata"]["name"] == name), None)
 
 
 def workloads(objects):
@@ -193,7 +204,25 @@ def test_production_runs_migrations_and_the_nightly_reconcile(production):
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
 
 
-# --- both overlays -----------------------------------------------------------------------------------------
+# --- listen ------------------------------------------------------------------------------------------------
+
+
+def test_listen_runs_one_listener_beside_the_production_workers_and_no_ingress(listen_overlay, production):
+    """One `mfa-enforcer listen` pod (a second would receive every event twice), the production web and worker
+    pods, PostgreSQL from the Secret, and no Ingress: nothing outside the cluster calls in."""
+    listener = named(listen_overlay, "Deployment", LISTEN)
+    assert listener["spec"]["replicas"] == 1
+    container = only_container(listener)
+    assert container["command"] == ["mfa-enforcer", "listen"]
+    assert env_value(container, "GENAUTH_EVENTS_URL").startswith("wss://")
+    assert env_entry(container, "DATABASE_URL")["valueFrom"]["secretKeyRef"]["name"] == SECRET_NAME
+    assert env_entry_or_none(container, "GENAUTH_WEBHOOK_SECRET") is None  # the listener needs none
+    assert objects_of(listen_overlay, "Ingress") == []
+    others = {obj["metadata"]["name"] for obj in objects_of(listen_overlay, "Deployment")} - {LISTEN}
+    assert others == {obj["metadata"]["name"] for obj in objects_of(production, "Deployment")}
+
+
+# --- every overlay ----------------------------------------------------------------------------------------
 
 
 def test_every_rendered_object_validates_against_the_kubernetes_schema(rendered):
@@ -332,8 +361,8 @@ def admitted_ports(objects, obj):
 
 
 # Where each kind of pod serves, and so what may reach it: web pods their HTTP port (webhooks and /metrics),
-# worker pods their metrics port; the migration and reconcile pods serve nothing.
-INGRESS_BY_COMPONENT = {"web": {("TCP", 8000)}, "worker": {("TCP", 9102)}}
+# worker and listener pods their metrics port; the migration and reconcile pods serve nothing.
+INGRESS_BY_COMPONENT = {"web": {("TCP", 8000)}, "worker": {("TCP", 9102)}, "listen": {("TCP", 9102)}}
 
 
 def test_network_policies_admit_only_the_served_ports_and_the_needed_egress(rendered):
@@ -366,10 +395,11 @@ def test_every_pod_that_enforces_is_scraped_for_metrics(rendered):
         assert annotations["prometheus.io/path"] == "/metrics"
         port = int(annotations["prometheus.io/port"])
         container_ports = {entry["containerPort"]: entry["name"] for entry in container["ports"]}
-        if container.get("command") == ["mfa-enforcer", "worker"]:
+        if container.get("command") in (["mfa-enforcer", "worker"], ["mfa-enforcer", "listen"]):
             assert env_value(container, "ENFORCER_METRICS_PORT") == str(port)
             assert container_ports.get(port) == "metrics"  # the name the PodMonitor in deploy/monitoring uses
-            working.append(obj)
+            if container["command"][1] == "worker":
+                working.append(obj)
         else:
             assert env_value(container, "PORT") == str(port)
             assert container_ports.get(port) == "http"
@@ -387,11 +417,15 @@ def test_service_ingress_autoscaler_and_budgets_point_at_pods_that_exist(rendere
     assert selects(service["spec"]["selector"], pod_template_labels(web))
     (service_port,) = service["spec"]["ports"]
     assert service_port["targetPort"] in {port["name"] for port in only_container(web)["ports"]}
-    (ingress,) = objects_of(rendered, "Ingress")
-    (rule,) = ingress["spec"]["rules"]
-    (path,) = rule["http"]["paths"]
-    assert path["path"] == "/webhooks/genauth"
-    assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"name": service_port["name"]}}
+    for ingress in objects_of(rendered, "Ingress"):  # one, but for the listen overlay (no webhook, none)
+        (rule,) = ingress["spec"]["rules"]
+        (path,) = rule["http"]["paths"]
+        assert path["path"] == "/webhooks/genauth"
+        assert path["backend"]["service"] == {
+            "name": service["metadata"]["name"],
+            "port": {"name": service_port["name"]},
+        }
+    assert len(objects_of(rendered, "Ingress")) == (0 if named_or_none(rendered, "Deployment", LISTEN) else 1)
     deployments = {obj["metadata"]["name"]: obj for obj in objects_of(rendered, "Deployment")}
     for budget in objects_of(rendered, "PodDisruptionBudget"):
         selector = budget["spec"]["selector"]["matchLabels"]
@@ -406,6 +440,7 @@ def test_deploy_readme_walks_through_both_overlays():
     for needed in (
         "kubectl apply -k deploy/k8s/overlays/single-node",
         "kubectl apply -k deploy/k8s/overlays/production",
+        "kubectl apply -k deploy/k8s/overlays/listen",
         "deploy/k8s/secret.example.yaml",
         "/webhooks/genauth",
         "docker build -f deploy/Dockerfile",

@@ -103,12 +103,13 @@ def test_worker_command_enforces_and_stops_on_sigterm(emulator, database_url, tm
 
 
 def test_missing_settings_stop_startup_with_every_variable_named(tmp_path):
-    """With credentials half set, `serve` and `worker` refuse to start and list each missing variable."""
+    """With credentials half set, `serve`, `worker` and `listen` refuse to start and list each missing variable."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GENAUTH_", "ENFORCER_"))}
     env["GENAUTH_ACCESS_KEY_ID"] = "pool"
     expected = {
         "serve": ("GENAUTH_ACCESS_KEY_SECRET", "GENAUTH_WEBHOOK_SECRET"),
         "worker": ("GENAUTH_ACCESS_KEY_SECRET",),
+        "listen": ("GENAUTH_ACCESS_KEY_SECRET",),
     }
     for command, missing in expected.items():
         result = subprocess.run(
@@ -122,7 +123,7 @@ def test_missing_settings_stop_startup_with_every_variable_named(tmp_path):
         )
         assert result.returncode != 0
         assert all(name in result.stderr for name in missing)
-        assert f"{len(missing)} problem(s)" in result.stderr, "a worker is not asked for the webhook secret"
+        assert f"{len(missing)} problem(s)" in result.stderr, "a worker or listener is not asked for the webhook secret"
         assert "Traceback" not in result.stderr
 
 
