@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from service.errors import ReportFilterError
 from service.policy import Policy
+from service.store.audit import POLICY_RELOAD, audit_records
 from service.store.budget import brake_readiness
 from service.store.reporting import CATEGORIES, compliance
 from service.store.webhook_log import last_read
@@ -37,7 +38,12 @@ def build_report(
     if outcome is not None and outcome not in OUTCOMES:
         raise ReportFilterError(f"no outcome {outcome!r}; the outcomes are: {', '.join(OUTCOMES)}")
     report = compliance(
-        engine, {r.name: r.mode for r in policy.rules}, only_rule=rule, with_users=with_users, outcome=outcome
+        engine,
+        {r.name: r.mode for r in policy.rules},
+        only_rule=rule,
+        with_users=with_users,
+        outcome=outcome,
+        today=today,
     )
     expired = [
         {
@@ -60,7 +66,42 @@ def build_report(
         "as_of": today.isoformat(),
         "brakes": _brakes(engine),
         "webhook_log": last_read(engine),
+        "long_in_audit": _long_in_audit(engine, policy, today=today, rule=rule),
     }
+
+
+AUDIT_STEP_DAYS = 30
+"""A rule in ``mode: audit`` for longer than this is flagged: audit is a rollout step, not a destination."""
+
+
+def _long_in_audit(engine: sa.Engine, policy: Policy, *, today: date, rule: str | None) -> list[dict[str, Any]]:
+    """The audit-mode rules that have been in audit for more than ``AUDIT_STEP_DAYS``, with since when.
+
+    Since when comes from the audit trail's ``policy-reload`` records (``service.store.audit``), newest first:
+    the latest record in which the rule was added or switched to audit (``modes``: ``enforce->audit``); the
+    first policy loaded lists every rule as added. A rule no kept record mentions is in audit since at least
+    the oldest record (the trail is never pruned), or unknown when there is none."""
+    in_audit = [r.name for r in policy.rules if r.is_audit and rule in (None, r.name)]
+    if not in_audit:
+        return []
+    records = audit_records(engine, action=POLICY_RELOAD, limit=10000)
+    flagged = []
+    for name in in_audit:
+        since = next(
+            (
+                entry.at
+                for entry in reversed(records)
+                if name in entry.scope.get("added", ()) or entry.scope.get("modes", {}).get(name, "").endswith("audit")
+            ),
+            records[0].at if records else None,
+        )
+        if since is None:
+            continue
+        started = datetime.fromtimestamp(since, UTC).date()
+        days = (today - started).days
+        if days > AUDIT_STEP_DAYS:
+            flagged.append({"rule": name, "since": started.isoformat(), "days": days})
+    return flagged
 
 
 def _brakes(engine: sa.Engine) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from functools import partial
 import sqlalchemy as sa
 
 from service.enforcement.brakes import Brakes
+from service.enforcement.deadlines import DeadlineBook
 from service.enforcement.effective import SETTINGS_EVENTS, MfaLayers
 from service.enforcement.organisation import OrganisationTree
 from service.enforcement.reconciling import Reconciler
@@ -41,6 +42,7 @@ from service.store.snapshots import PolicySnapshots
 from service.store.wakeup import Wakeup
 from service.worker.loop import Worker, default_owner
 from service.worker.pruning import PeriodicPrune
+from service.worker.rollouts import PeriodicRollout
 from service.worker.sweeping import PeriodicSweep
 
 PolicyGetter = Callable[[], Policy]
@@ -134,6 +136,7 @@ class Services:
             tree=self.tree,
             brakes=self.brakes,
             layers=self.layers,
+            deadlines=DeadlineBook(self.engine) if self.engine is not None else None,
         )
 
     @staticmethod
@@ -157,8 +160,9 @@ class Services:
         settings, engine = self.settings, self.database
         client = self.genauth()
         reconciler = self.reconciler(client, policy_getter)
-        sweeper = pruner = recoverer = None
+        sweeper = pruner = recoverer = rollouts = None
         if sweeps:
+            rollouts = PeriodicRollout(engine, policy_getter)
             interval = settings.worker.reconcile_interval
             sweeper = PeriodicSweep(engine, client, policy_getter, interval=interval, userpool_id=settings.pool_key)
             pruner = PeriodicPrune(engine, retention_days=settings.worker.retention_days)
@@ -172,6 +176,7 @@ class Services:
             pruner=pruner,
             wakeup=self.wakeup,
             recoverer=recoverer,
+            rollouts=rollouts,
         )
 
     def _recovery(self, client: GenAuthClient, policy_getter: PolicyGetter) -> PeriodicRecovery:

@@ -8,7 +8,9 @@ It sits below the policy and the store (it imports nothing of the service), so b
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping
+from datetime import date
 from typing import Any
 
 
@@ -22,6 +24,8 @@ class OutcomeKind(enum.StrEnum):
     UNSATISFIABLE = "unsatisfiable"
     PROTECTED = "protected"
     """The rule matches, but the policy's ``protected`` block names the user: it adds nothing, ever."""
+    PENDING = "pending"
+    """The rule would enforce, but its rollout has not reached the user: nothing is written before the date."""
 
 
 class Action(enum.StrEnum):
@@ -47,6 +51,8 @@ class Action(enum.StrEnum):
     whatever the rules say, and the write gate refuses them too (``service.enforcement.brakes``)."""
     REVERTED = "reverted"
     """An operator's ``revert`` undid what earlier writes of the service changed (``service.enforcement.reverting``)."""
+    PENDING = "pending"
+    """A rule would enforce, but not before the user's deadline (its rollout): nothing was written."""
 
 
 class Bucket(enum.StrEnum):
@@ -62,17 +68,45 @@ class Bucket(enum.StrEnum):
     """A break-glass account (``Action.PROTECTED``): never written, counted apart under every rule it matches."""
     COMPLIANT = "compliant"
     ENFORCED = "enforced"
+    PENDING = "pending"
+    """The rule would enforce, but the user's deadline (its rollout) has not come: nothing written yet."""
     NOT_EFFECTIVE = "not-effective"
     """Compliant or enforced in the user's trigger data, but GenAuth will not challenge a factor the rule relies
     on (the pool or the rule's app does not enable it): what to switch on is in the decision."""
     WOULD_ENFORCE = "would-enforce"
+    HELD = "held"
+    """A write was due but the brakes hold it (``Action.HELD``): nothing written until it is released."""
     UNSATISFIABLE = "unsatisfiable"
+    OVERDUE = "overdue"
+    """Past the user's deadline under a rule with a rollout, and still not compliant (unsatisfiable)."""
     FAILED = "failed"
 
 
 #: GenAuth account states whose users cannot sign in. (``Archived`` is not one: GenAuth confirming it makes
 #: the worker record a ``removed`` decision.)
 INACTIVE_STATUSES = ("Suspended", "Deactivated", "Resigned")
+
+_PENDING_UNTIL = re.compile(r" until ([0-9]{4}-[0-9]{2}-[0-9]{2}) ")
+_OVERDUE = "overdue since"
+
+
+def pending_label(deadline: date, source: str) -> str:
+    """How a ``pending`` label says the deadline: ``until 2027-01-15 (enforce_from)``."""
+    return f"until {deadline.isoformat()} ({source})"
+
+
+def overdue_label(deadline: date) -> str:
+    """What an ``unsatisfiable`` label past the user's deadline adds: ``overdue since 2027-01-15``."""
+    return f"{_OVERDUE} {deadline.isoformat()}"
+
+
+def pending_until(label: str) -> date | None:
+    """The deadline a ``pending`` label names (None: not a pending label)."""
+    if not label.startswith(OutcomeKind.PENDING):
+        return None
+    found = _PENDING_UNTIL.search(label)
+    return date.fromisoformat(found.group(1)) if found else None
+
 
 #: Actions that leave the user's state unknown until the worker succeeds: counted as failed.
 FAILED_ACTIONS = (Action.FAILED, Action.UNKNOWN)
@@ -91,7 +125,9 @@ def bucket(
     protected under every rule they match; a failed, removed or inactive
     user counts as such whatever the rule said; ``enforce`` is ``enforced`` only when an enforce-mode rule's
     factors were written in an enforcing run, else ``would-enforce``; ``not_effective`` (a factor the rule
-    relies on GenAuth will not challenge) turns ``compliant`` and ``enforced`` into ``not-effective``."""
+    relies on GenAuth will not challenge) turns ``compliant`` and ``enforced`` into ``not-effective``. A
+    ``pending`` label counts as pending; a held write (``Action.HELD``) of an ``enforce`` as held; an
+    ``unsatisfiable`` past the user's rollout deadline (``overdue since``) as overdue."""
     kind = label.split(" ", 1)[0]
     if kind == OutcomeKind.NOT_MATCHED:
         return Bucket.NOT_MATCHED
@@ -103,11 +139,17 @@ def bucket(
         return Bucket.REMOVED
     if status in INACTIVE_STATUSES:
         return Bucket.INACTIVE
+    if kind == OutcomeKind.PENDING:
+        return Bucket.PENDING
     if kind == OutcomeKind.ENFORCE:
+        if action == Action.HELD:
+            return Bucket.HELD
         enforced = action == Action.ENFORCED and mode == rule_mode == "enforce"
         if not enforced:
             return Bucket.WOULD_ENFORCE
         return Bucket.NOT_EFFECTIVE if not_effective else Bucket.ENFORCED
+    if kind == OutcomeKind.UNSATISFIABLE and _OVERDUE in label:
+        return Bucket.OVERDUE
     if kind in (OutcomeKind.EXEMPT, OutcomeKind.UNSATISFIABLE):
         return Bucket(kind)
     return Bucket.NOT_EFFECTIVE if not_effective else Bucket.COMPLIANT

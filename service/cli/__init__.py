@@ -23,6 +23,7 @@ from service.cli.policy import policy
 from service.cli.reconcile import reconcile
 from service.cli.replay import dead_letters, replay
 from service.cli.revert import revert
+from service.cli.rollout import rollout
 from service.cli.sandbox import sandbox
 from service.cli.serving import serve, worker, worker_alive
 from service.cli.webhooks import webhooks
@@ -58,3 +59,4 @@ main.add_command(holds_command, name="holds")
 main.add_command(pause)
 main.add_command(resume)
 main.add_command(revert)
+main.add_command(rollout)

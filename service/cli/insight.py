@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+import sqlalchemy as sa
 
 from service.cli.common import engine_from_environment, services_or_exit, show_time, who
+from service.enforcement.deadlines import DeadlineBook
 from service.enforcement.explaining import explain_user
-from service.errors import ReportFilterError
+from service.errors import ConfigurationError, ReportFilterError
 from service.genauth.errors import GenAuthUserNotFoundError
 from service.genauth.users import find_user
 from service.policy import load_policy
@@ -36,6 +38,7 @@ def explain(user: str, as_json: bool) -> None:
     services = services_or_exit(role="worker", database=False)
     policies = services.policy_source(strict=True)
     reconciler = services.explainer(policies.current)
+    reconciler.deadlines = _deadline_book()
     with closing(reconciler.client) as client:
         try:
             found = find_user(client, user)
@@ -47,6 +50,15 @@ def explain(user: str, as_json: bool) -> None:
         return
     for line in render_explanation(explanation):
         click.echo(line)
+
+
+def _deadline_book() -> DeadlineBook | None:
+    """The stored rollout sightings, read only, when DATABASE_URL reaches a current schema; else None (a user
+    then counts as first seen today)."""
+    try:
+        return DeadlineBook(engine_from_environment())
+    except (ConfigurationError, sa.exc.SQLAlchemyError):
+        return None
 
 
 def render_explanation(explanation: dict[str, Any]) -> list[str]:
@@ -77,6 +89,10 @@ def render_explanation(explanation: dict[str, Any]) -> list[str]:
         lines.append(f"  - {rule['rule']} ({rule['mode']}, requires {', '.join(rule['requires'])}): {mark}: {why}")
         if rule["matched"]:
             lines.append(f"      outcome: {rule['outcome']}")
+        if rule.get("deadline"):
+            deadline = rule["deadline"]
+            state = "pending until then" if deadline["pending"] else "reached: enforced"
+            lines.append(f"      deadline: {deadline['date']} from {deadline['source']} ({state})")
         lines.extend(f"      {detail}" for detail in rule["details"])
         lines.extend(f"      expired exception: {text}" for text in rule["expired_exemptions"])
         if rule.get("fix"):
@@ -159,6 +175,18 @@ def render_report(result: dict[str, Any]) -> list[str]:
         lines.append(f"{name:<28}{counts['mode']:<9}" + "".join(f"{counts[c]:>15}" for c in CATEGORIES) + f"  {oldest}")
     totals = result["totals"]
     lines.append(f"{'all rules (worst per user)':<37}" + "".join(f"{totals[c]:>15}" for c in CATEGORIES))
+    for name, counts in result["rules"].items():
+        deadlines = counts.get("deadlines") or {}
+        if counts.get("pending"):
+            lines.append(
+                f"Pending in {name}: {counts['pending']} user(s), earliest deadline {deadlines.get('earliest')}, "
+                f"{deadlines.get('due_in_7_days', 0)} due in the next 7 days"
+            )
+    for flagged in result.get("long_in_audit", ()):
+        lines.append(
+            f"Rule {flagged['rule']} has been in mode: audit since {flagged['since']} ({flagged['days']} days): "
+            "audit is a rollout step; switch it to enforce (with enforce_from or waves) or remove it"
+        )
     if result.get("switch_on"):
         users = result["totals"].get("not-effective", 0)
         lines.append(f"Not effective: {users} user(s) will not be asked for a factor the rules enforce. Switch on:")

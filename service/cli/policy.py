@@ -1,6 +1,7 @@
 """``mfa-enforcer policy check [FILE]`` and ``policy test SUITE [--policy FILE]``.
 
-``check`` validates a policy file and prints the rules as the service reads them, and the protected
+``check`` validates a policy file and prints the rules as the service reads them (a rule with a rollout with
+its timeline: waves and ``enforce_from`` in date order, and the grace period), and the protected
 (break-glass) accounts, warning when it declares none (a protected entry that is also a rule's exception is a
 contradiction the loader refuses); with ``--live`` it also
 resolves every department, group and role the rules name against GenAuth and fails on unknown ones, naming
@@ -20,6 +21,7 @@ import click
 from service.cli.common import settings_or_exit
 from service.enforcement.references import check_references, references_of
 from service.policy import Policy, PolicyError, SuiteError, describe_rule, load_policy, load_suite, run_suite
+from service.policy.rollout import timeline
 from service.services import Services
 from service.settings import policy_file_from
 
@@ -49,6 +51,10 @@ def check(path: Path | None, live: bool) -> None:
         click.echo(f"- {first}")
         for line in rest:
             click.echo(f"  {line}")
+        if rule.rollout is not None:
+            click.echo("  rollout:")
+            for line in timeline(rule.rollout):
+                click.echo(f"    {line}")
     protection = loaded.protected
     if protection is None:
         click.echo(

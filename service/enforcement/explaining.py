@@ -4,7 +4,9 @@ Builds a JSON-ready explanation from a ``Plan`` (nothing is written): the user a
 rule with matched / not matched and why, its outcome and where the report will count the user under it
 (``service.policy.outcomes.bucket``), the factors now (null when no rule matched, so MFA was
 not read) and required, the exact change enforcement would make to the stored MFA data, and the required
-factors GenAuth would not challenge (``not_effective``: the pool or the rule's app does not enable them).
+factors GenAuth would not challenge (``not_effective``: the pool or the rule's app does not enable them),
+and, under a rule with a rollout, the user's deadline and where it came from (``enforce_from``, the wave, or
+the grace period from the day the service first saw them, as stored: explain records no sighting).
 It says what the worker *would* do (explain writes nothing), and for a user who cannot be given a factor,
 how to fix it. Phone numbers are masked; no secret is included.
 """
@@ -117,6 +119,13 @@ def _rule(plan: Plan, name: str, worker_action: str) -> dict[str, Any]:
         "fix": unsatisfiable_fix(outcome, result) if outcome else None,
         "exempt": result.exempt,
         "expired_exemptions": list(result.expired_exemptions),
+        "deadline": None
+        if result.schedule is None
+        else {
+            "date": result.schedule.deadline.isoformat(),
+            "source": result.schedule.source,
+            "pending": result.pending,
+        },
     }
 
 

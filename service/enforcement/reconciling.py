@@ -4,7 +4,9 @@ The worker calls ``Reconciler.reconcile`` with a ``Request`` (the user, the trig
 claimed job. It reads the user's current state from GenAuth (so the event that caused the job does not
 matter: level-triggered), evaluates the pure policy, works out each matching rule's outcome
 (``service.policy.outcomes``: fallbacks, exemptions, unsatisfiable factors), and writes ``set-mfa-status``
-only when an enforce-mode rule needs a factor the user lacks. A user the policy's ``protected`` block names
+only when an enforce-mode rule needs a factor the user lacks and its rollout has reached the user (before
+their deadline a rule is ``pending`` and adds nothing, so no write for it reaches the gate; the deadline is
+kept per user by ``service.enforcement.deadlines``). A user the policy's ``protected`` block names
 (a break-glass account) is decided ``protected`` as soon as their facts are read: their MFA data is not used
 and nothing is planned; the write gate refuses them again (``service.enforcement.brakes``). Temporary GenAuth
 errors propagate to the worker, which retries; a user who no longer exists, or is archived, is a ``removed``
@@ -50,6 +52,7 @@ from typing import Any
 
 from service import metrics
 from service.enforcement.brakes import Brakes, Refusal, refuse_protected, unkeyed_digest
+from service.enforcement.deadlines import DeadlineBook
 from service.enforcement.decisions import Decision
 from service.enforcement.effective import Gap, Layers, MfaLayers, custom_apps, gaps, read_views
 from service.enforcement.errors import WriteNotKeptError, WriteOutcomeUnknownError
@@ -121,6 +124,7 @@ class Reconciler:
         layers: MfaLayers | None = None,
         today: Callable[[], date] = lambda: datetime.now(UTC).date(),
         brakes: Brakes | None = None,
+        deadlines: DeadlineBook | None = None,
     ) -> None:
         self.client = client
         self.brakes = brakes
@@ -136,14 +140,27 @@ class Reconciler:
         self._apps: frozenset[str] | None = None
         """The applications of the rules of the last plan with rules (None: none yet), for ``keep_fresh``."""
         self.today = today
-        """Today's date (UTC) for exception expiry; tests pass a fixed one."""
+        """Today's date (UTC) for exception expiry and rollouts; tests pass a fixed one."""
         self.contact_digest = brakes.contact_digest if brakes is not None else unkeyed_digest
         """The digest a write's recorded ``changes`` keep of a contact it filled (``Brakes.contact_digest``)."""
+        self.deadlines = deadlines
+        """Where rollout sightings are kept (``service.enforcement.deadlines``); None: every user counts as first
+        seen today and nothing is kept."""
 
-    def plan(self, user_id: str, *, dry_run: bool = False, user: Json | None = None, removal: bool = False) -> Plan:
-        """Everything reconciling the user would read and decide, without writing anything. ``user``: the
+    def plan(
+        self,
+        user_id: str,
+        *,
+        dry_run: bool = False,
+        user: Json | None = None,
+        removal: bool = False,
+        userpool_id: str | None = None,
+    ) -> Plan:
+        """Everything reconciling the user would read and decide, without writing to GenAuth. ``user``: the
         record as a listing returned it (read with ``facts.user_flags``), so ``get-user`` is not read again.
-        ``removal``: the trigger says the user is gone, so the MFA data waits for ``get-user`` to deny it."""
+        ``removal``: the trigger says the user is gone, so the MFA data waits for ``get-user`` to deny it.
+        ``userpool_id``: the job's pool, so the user's rollout sightings and deadlines are recorded
+        (``service.store.deadlines``); None (explain, dry runs) reads them only."""
         policy = self.get_policy()
         is_audit = self.force_audit or dry_run
         with_mfa = user is None and not removal and bool(policy.rules)  # any rule could match: read it alongside
@@ -162,7 +179,9 @@ class Reconciler:
             reserve=writes if with_mfa else 0,
         )
         facts = reading.facts
-        evaluation = evaluate(policy, facts, force_audit=self.force_audit, today=self.today())
+        today = self.today()
+        evaluation = evaluate(policy, facts, force_audit=self.force_audit, today=today)
+        evaluation = self._scheduled(policy, evaluation, facts, today, None if dry_run else userpool_id)
         if facts.status == ARCHIVED:
             return Plan(facts, evaluation, (), is_audit, removal="archived", policy_digest=policy.digest)
         matched = tuple(result for result in evaluation.results if result.matched)
@@ -192,12 +211,38 @@ class Reconciler:
         self.client.reserve_calls(1 + writes)  # the read and what follows it, so no wait falls between them
         return base.with_mfa(users.get_mfa_status(self.client, user_id))
 
+    def _scheduled(
+        self, policy: Policy, evaluation: Evaluation, facts: UserFacts, today: date, userpool_id: str | None
+    ) -> Evaluation:
+        """The evaluation again with the user's stored rollout sightings (grace counts from the first), which
+        an enforcing run records first; then the deadlines found are noted, so the worker can bring the user
+        back on the day (``service.store.deadlines``). Without a ``DeadlineBook``: as evaluated."""
+        graces = {
+            result.rule: rollout.grace
+            for result in evaluation.results
+            if result.schedule is not None and (rollout := policy.rule(result.rule).rollout) is not None
+        }
+        if self.deadlines is None or not graces:
+            return evaluation
+        sightings = self.deadlines.sightings(userpool_id, facts.user_id, graces, today=today)
+        if sightings:
+            evaluation = evaluate(policy, facts, force_audit=self.force_audit, today=today, sightings=sightings)
+        if userpool_id is not None:
+            self.deadlines.note(userpool_id, evaluation)
+        return evaluation
+
     def reconcile(self, request: Request, *, dry_run: bool = False, user: Json | None = None) -> Decision:
         is_audit = self.force_audit or dry_run
         if request.trigger in TREE_EVENTS:  # not membership events: their users' departmentIds are read anew
             self.tree.invalidate(as_of=request.enqueued_at)
         try:
-            plan = self.plan(request.user_id, dry_run=dry_run, user=user, removal=request.trigger in REMOVAL_TRIGGERS)
+            plan = self.plan(
+                request.user_id,
+                dry_run=dry_run,
+                user=user,
+                removal=request.trigger in REMOVAL_TRIGGERS,
+                userpool_id=request.userpool_id,
+            )
             if plan.merged is not None and plan.merged.is_changed:
                 refused = self._gate(request, plan)
                 if refused is None:

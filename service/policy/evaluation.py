@@ -10,6 +10,9 @@ its ``expires`` date) is *exempt*: it counts as matched but contributes no facto
 (which factors to enable, which fallback stands in) needs the user's current MFA data, so it is decided by
 ``outcomes.rule_outcomes``, not here: the evaluation only carries the declarations.
 
+A matching rule with a rollout (``rollout``: ``enforce_from``, ``waves``, ``grace``) carries the user's deadline
+(``RuleResult.schedule``) and, before it, ``pending``: its factors are not written yet.
+
 Before any rule, the policy's ``protected`` block (``Protection``): a user it names (by id, username or email)
 or a member of a group it lists is ``Evaluation.protected``, and the enforcer writes nothing for them whatever
 the rules say.
@@ -17,12 +20,14 @@ the rules say.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
 from service.policy.conditions import CONDITIONS, judge
 from service.policy.errors import MissingFactError
 from service.policy.facts import Fact, UserFacts
+from service.policy.rollout import Schedule, Sighting, schedule
 from service.policy.rules import Exemption, Policy, Protection, Rule
 
 
@@ -47,6 +52,10 @@ class RuleResult:
     exempt: bool = False
     exemption: str | None = None
     expired_exemptions: tuple[str, ...] = ()
+    schedule: Schedule | None = None
+    """The user's deadline under the rule's rollout and where it came from (None: no rollout, or not matched)."""
+    pending: bool = False
+    """True before that deadline: the rule writes nothing for the user yet (``outcomes``: ``pending``)."""
 
     @property
     def applies(self) -> bool:
@@ -64,15 +73,27 @@ class Evaluation:
     """``protected: <reason> (user <who>)`` when the policy's ``protected`` block names the user: nothing is written."""
 
 
-def evaluate(policy: Policy, facts: UserFacts, *, today: date, force_audit: bool = False) -> Evaluation:
+def evaluate(
+    policy: Policy,
+    facts: UserFacts,
+    *,
+    today: date,
+    force_audit: bool = False,
+    sightings: Mapping[str, Sighting] | None = None,
+) -> Evaluation:
     """Decide which factors ``facts.user_id`` must have.
 
-    ``today`` decides which exceptions have expired (the caller passes the date; this function reads no
-    clock). ``force_audit`` counts every rule as audit-only. Raises ``MissingFactError`` when a rule needs a
-    fact that ``facts`` does not carry.
+    ``today`` decides which exceptions have expired and whether a rule's rollout has reached the user (the
+    caller passes the date; this function reads no clock). ``sightings``: per rule, what the store holds of
+    when the user was first seen in its scope (``rollout.Sighting``; a rule missing: first seen today).
+    ``force_audit`` counts every rule as audit-only. Raises ``MissingFactError`` when a rule needs a fact that
+    ``facts`` does not carry.
     """
     _check_facts(policy, facts)
-    results = tuple(_judge(rule, facts, today=today, force_audit=force_audit) for rule in policy.rules)
+    seen = sightings or {}
+    results = tuple(
+        _judge(rule, facts, today=today, force_audit=force_audit, sighting=seen.get(rule.name)) for rule in policy.rules
+    )
     protected = protected_reason(policy.protected, facts) if policy.rules else None  # no rules: nothing to write
     return Evaluation(user_id=facts.user_id, results=results, protected=protected)
 
@@ -108,8 +129,9 @@ def _check_facts(policy: Policy, facts: UserFacts) -> None:
                 raise MissingFactError(fact, rule=rule.name, user_id=facts.user_id)
 
 
-def _judge(rule: Rule, facts: UserFacts, *, today: date, force_audit: bool) -> RuleResult:
+def _judge(rule: Rule, facts: UserFacts, *, today: date, force_audit: bool, sighting: Sighting | None) -> RuleResult:
     matched, reasons = judge(rule.match, facts)
+    planned = schedule(rule.rollout, facts, today=today, sighting=sighting) if matched else None
     exemption: str | None = None
     expired: list[str] = []
     if matched:
@@ -133,6 +155,8 @@ def _judge(rule: Rule, facts: UserFacts, *, today: date, force_audit: bool) -> R
         exempt=exemption is not None,
         exemption=exemption,
         expired_exemptions=tuple(expired),
+        schedule=planned,
+        pending=planned is not None and planned.is_pending(today),
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
@@ -19,6 +19,19 @@ from service.policy.rules import VALUE_OPERATORS, Scalar, ValueTest
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _OPERATORS = ", ".join(VALUE_OPERATORS)
+_DURATION = re.compile(r"\s*([0-9]{1,4})\s*([dw])\s*\Z")
+MAX_GRACE_DAYS = 3660
+
+
+def parse_duration(text: str) -> timedelta:
+    """``14d`` or ``2w`` (days or weeks, up to about ten years); ``ValueError`` otherwise."""
+    found = _DURATION.match(text)
+    if found is None:
+        raise ValueError(f"expected a duration like 14d or 2w, got {text!r}")
+    days = int(found.group(1)) * (7 if found.group(2) == "w" else 1)
+    if not 0 < days <= MAX_GRACE_DAYS:
+        raise ValueError(f"a duration must be 1 to {MAX_GRACE_DAYS} days, got {text!r}")
+    return timedelta(days=days)
 
 
 class Text(fields.String):
@@ -107,6 +120,20 @@ class Day(fields.Field[date]):
             except ValueError:
                 pass
         raise ValidationError(f"expected a date like 2027-01-31, got {kind(value)}")
+
+
+class Duration(fields.Field[timedelta]):
+    """A duration in days or weeks: ``14d``, ``2w``."""
+
+    default_error_messages = {"required": "missing", "null": "must be a duration like 14d"}  # noqa: RUF012
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> timedelta:
+        if not isinstance(value, str):
+            raise ValidationError(f"expected a duration like 14d or 2w, got {kind(value)}")
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            raise ValidationError(str(error)) from error
 
 
 class ScalarValue(fields.Field[Scalar]):

@@ -10,7 +10,10 @@ For each rule, in file order, the ``Outcome`` is one of:
   one of its fallbacks is.
 - ``enforce [X, Y]``: enabling X and Y makes the user compliant with it; ``add`` lists them.
 - ``unsatisfiable [X]``: X is required, the user cannot be given it, and no fallback can stand in.
-  ``add`` still lists the factors that could be enabled; ``unsatisfiable`` says why X cannot.
+  ``add`` still lists the factors that could be enabled; ``unsatisfiable`` says why X cannot. Past the user's
+  deadline under a rule with a rollout the label adds ``(overdue since <date>)``.
+- ``pending [X] until <date> (<where the date came from>)``: the rule would enforce X, but its rollout has
+  not reached the user yet (``rollout``): nothing is added (``deferred`` lists X).
 
 Factor by factor, for a required factor that is not enabled yet:
 
@@ -40,8 +43,9 @@ from dataclasses import dataclass, field
 
 from service.policy.evaluation import Evaluation, RuleResult
 from service.policy.facts import UserFacts
+from service.policy.rollout import Schedule
 from service.policy.rules import FACTORS
-from service.vocabulary import Action, OutcomeKind
+from service.vocabulary import Action, OutcomeKind, overdue_label, pending_label
 
 
 def action_of(outcomes: Iterable[Outcome], *, wrote: bool, would: bool) -> Action:
@@ -54,6 +58,8 @@ def action_of(outcomes: Iterable[Outcome], *, wrote: bool, would: bool) -> Actio
         return Action.ENFORCED
     if would:
         return Action.WOULD_ENFORCE
+    if OutcomeKind.PENDING in kinds:
+        return Action.PENDING
     if kinds - {OutcomeKind.NOT_MATCHED} == {OutcomeKind.PROTECTED}:
         return Action.PROTECTED
     if kinds - {OutcomeKind.NOT_MATCHED} == {OutcomeKind.EXEMPT}:
@@ -92,18 +98,27 @@ class Outcome:
     fallbacks: Mapping[str, str] = field(default_factory=dict)
     unsatisfiable: Mapping[str, str] = field(default_factory=dict)
     exemption: str | None = None
+    deferred: tuple[str, ...] = ()
+    """For ``pending``: the factors the rule will add at the user's deadline (``add`` stays empty)."""
+    schedule: Schedule | None = None
+    """The user's deadline under the rule's rollout and where it came from (None: no rollout)."""
 
     @property
     def label(self) -> str:
-        """``not-matched``, ``exempt``, ``compliant``, ``enforce [SMS]``, ``unsatisfiable [SMS]``, with
-        `` (fallback for SMS)`` when a fallback stands in."""
+        """``not-matched``, ``exempt``, ``compliant``, ``enforce [SMS]``, ``unsatisfiable [SMS]``,
+        ``pending [SMS] until 2027-01-15 (enforce_from)``, with `` (fallback for SMS)`` when a fallback stands
+        in, and `` (overdue since 2027-01-15)`` on ``unsatisfiable`` past the user's deadline."""
         text = str(self.kind)
         if self.kind == OutcomeKind.ENFORCE:
             text += f" [{', '.join(self.add)}]"
         elif self.kind == OutcomeKind.UNSATISFIABLE:
             text += f" [{', '.join(self.unsatisfiable)}]"
+        elif self.kind == OutcomeKind.PENDING and self.schedule is not None:
+            text += f" [{', '.join(self.deferred)}] {pending_label(self.schedule.deadline, self.schedule.source)}"
         if self.fallbacks and self.kind in (OutcomeKind.COMPLIANT, OutcomeKind.ENFORCE):
             text += f" (fallback for {', '.join(self.fallbacks)})"
+        if self.kind == OutcomeKind.UNSATISFIABLE and self.schedule is not None:
+            text += f" ({overdue_label(self.schedule.deadline)})"
         return text
 
     @property
@@ -256,13 +271,24 @@ def _outcome(result: RuleResult, facts: UserFacts, enabled: set[str], contacts: 
         tried = [f"{fb}: {contacts.problem(fb, facts)}" for fb in result.fallback]
         unsatisfiable[factor] = problem + (f"; fallback {', '.join(tried)}" if tried else "")
     kind = OutcomeKind.UNSATISFIABLE if unsatisfiable else OutcomeKind.ENFORCE if add else OutcomeKind.COMPLIANT
+    ordered = tuple(factor for factor in FACTORS if factor in add)
+    if kind == OutcomeKind.ENFORCE and result.pending:  # before the user's deadline: nothing is written yet
+        return Outcome(
+            rule=result.rule,
+            kind=OutcomeKind.PENDING,
+            mode=result.mode,
+            deferred=ordered,
+            fallbacks=fallbacks,
+            schedule=result.schedule,
+        )
     return Outcome(
         rule=result.rule,
         kind=kind,
         mode=result.mode,
-        add=tuple(factor for factor in FACTORS if factor in add),
+        add=ordered,
         fallbacks=fallbacks,
         unsatisfiable=unsatisfiable,
+        schedule=result.schedule if result.mode == "enforce" else None,  # overdue: only what is enforced
     )
 
 

@@ -17,6 +17,7 @@ from service.policy.facts import Fact
 
 if TYPE_CHECKING:
     from service.policy.conditions import Condition
+    from service.policy.rollout import Rollout
 
 #: The MFA factors a rule may require, in the order decisions list them.
 FACTORS: tuple[str, ...] = ("SMS", "EMAIL", "OTP", "FACE")
@@ -188,6 +189,9 @@ class Rule:
     fallback: tuple[str, ...] = ()
     exceptions: tuple[Exemption, ...] = ()
     apps: tuple[str, ...] = ()
+    rollout: Rollout | None = None
+    """When the rule starts for each user (``enforce_from``, ``grace``, ``waves``: ``service.policy.rollout``);
+    None: enforced at once."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -209,9 +213,10 @@ class Rule:
     @property
     def needs(self) -> frozenset[str]:
         """The facts beyond the user record that evaluating this rule (and its exceptions) requires."""
+        needs = self.match.needs | (self.rollout.needs if self.rollout is not None else frozenset())
         if any(exemption.groups for exemption in self.exceptions):
-            return self.match.needs | {Fact.GROUPS}
-        return self.match.needs
+            return needs | {Fact.GROUPS}
+        return needs
 
 
 @dataclass(frozen=True)
@@ -252,7 +257,16 @@ class Policy:
 
         ``default`` stands for roles given by their bare code. Empty when no rule mentions roles.
         """
-        return frozenset().union(*(rule.match.role_namespaces for rule in self.rules))
+        return frozenset().union(
+            *(rule.match.role_namespaces for rule in self.rules),
+            *(
+                wave.match.role_namespaces
+                for rule in self.rules
+                if rule.rollout is not None
+                for wave in rule.rollout.waves
+                if wave.match is not None
+            ),
+        )
 
     def rule(self, name: str) -> Rule:
         """The rule called ``name``; ``KeyError`` when there is none."""

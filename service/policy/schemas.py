@@ -14,13 +14,27 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from service.policy.conditions import CONDITION_KEYS, CONDITIONS, MATCH_KEYS
-from service.policy.fields import Choice, Day, Name, Text, Word, list_of, unique, unique_folded
+from service.policy.fields import Choice, Day, Duration, Name, Text, Word, list_of, unique, unique_folded
+from service.policy.rollout import Rollout, Wave
 from service.policy.rules import FACTORS, MODES, VALUE_OPERATORS, Exemption, Match, Protection, Rule
 
 #: The only file format version this service reads; ``version`` may be omitted.
 FORMAT_VERSION = 1
 
-RULE_KEYS = ("name", "description", "mode", "match", "require_mfa", "fallback", "exceptions", "apps")
+RULE_KEYS = (
+    "name",
+    "description",
+    "mode",
+    "match",
+    "require_mfa",
+    "fallback",
+    "exceptions",
+    "apps",
+    "enforce_from",
+    "grace",
+    "waves",
+)
+WAVE_KEYS = ("name", "match", "from")
 EXCEPTION_KEYS = ("users", "groups", "reason", "expires")
 PROTECTED_KEYS = ("users", "groups", "reason")
 
@@ -33,6 +47,7 @@ POLICY_KEY_ORDER: tuple[str, ...] = (
     *MATCH_KEYS,
     *VALUE_OPERATORS,
     *EXCEPTION_KEYS,
+    *WAVE_KEYS,
     "code",
     "namespace",
 )
@@ -100,6 +115,25 @@ class ExceptionSchema(Schema):
         )
 
 
+class WaveSchema(Schema):
+    """One wave of a rule's rollout: its users (``match``; none: everyone left) start ``from`` a date."""
+
+    error_messages = {  # noqa: RUF012
+        "unknown": f"unknown key; expected {', '.join(WAVE_KEYS)}",
+        "type": "expected a mapping with name, from and optionally match",
+    }
+
+    name = Name(required=True, error_messages={"required": "missing", "null": "must not be empty"})
+    match = fields.Nested(
+        NestedMatchSchema, error_messages={"null": f"must not be empty; give at least one of {_CONDITIONS}"}
+    )
+    start = Day(required=True, data_key="from")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> Wave:
+        return Wave(name=data["name"], start=data["start"], match=data.get("match"))
+
+
 class RuleSchema(Schema):
     error_messages = {  # noqa: RUF012 - marshmallow reads this class attribute
         "unknown": f"unknown key; expected {', '.join(RULE_KEYS)}",
@@ -124,6 +158,33 @@ class RuleSchema(Schema):
         fields.Nested(ExceptionSchema, error_messages={"null": "expected an exception, got nothing"}),
         error_messages={"null": "must be a list of exceptions", "invalid": "expected a list of exceptions"},
     )
+    enforce_from = Day()
+    grace = Duration()
+    waves = fields.List(
+        fields.Nested(WaveSchema, error_messages={"null": "expected a wave, got nothing"}),
+        validate=validate.Length(min=1, error="must list at least one wave"),
+        error_messages={"null": "must be a list of waves", "invalid": "expected a list of waves"},
+    )
+
+    @validates_schema(skip_on_field_errors=True)
+    def _waves_fit(self, data: dict[str, Any], **kwargs: Any) -> None:
+        waves: list[Wave] = data.get("waves", [])
+        enforce_from = data.get("enforce_from")
+        problems: dict[str | int, Any] = {}
+        for index, wave in enumerate(waves):
+            if enforce_from is not None and wave.start > enforce_from:
+                problems[index] = {"from": [f"{wave.start} is after the rule's enforce_from {enforce_from}"]}
+        names = [wave.name.casefold() for wave in waves]
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                problems.setdefault(index, {})["name"] = ["already used by an earlier wave"]
+        if problems:
+            raise ValidationError(problems, field_name="waves")
+        if waves and waves[-1].match is not None and enforce_from is None:
+            raise ValidationError(
+                "users in no wave would never start: end with a wave without match, or set enforce_from",
+                field_name="waves",
+            )
 
     @validates_schema(skip_on_field_errors=False)
     def _fallback_is_not_required(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -146,7 +207,14 @@ class RuleSchema(Schema):
             fallback=unique(data.get("fallback", [])),
             exceptions=tuple(data.get("exceptions", ())),
             apps=unique(data.get("apps", [])),
+            rollout=_rollout(data),
         )
+
+
+def _rollout(data: dict[str, Any]) -> Rollout | None:
+    if not {"enforce_from", "grace", "waves"} & data.keys():
+        return None
+    return Rollout(enforce_from=data.get("enforce_from"), grace=data.get("grace"), waves=tuple(data.get("waves", ())))
 
 
 class ProtectedSchema(Schema):

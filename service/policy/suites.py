@@ -1,7 +1,7 @@
 """Policy test suites: fixture users and the outcome each rule should have for them (``policy test``).
 
     policy: policies.yaml          # optional, relative to this file
-    today: 2026-12-01              # optional: the date exceptions expire against (default: today)
+    today: 2026-12-01              # optional: "today" for exception expiry and rollouts (default: today)
     cases:
       - name: payroll clerk gets SMS
         today: 2027-02-01          # optional, for this case only
@@ -79,7 +79,7 @@ _EXPECTATION = re.compile(
     r"(?P<kind>[a-z-]+)\s*(?:\[(?P<factors>[^\]]*)\])?\s*(?:\((?P<note>[^)]*)\))?",
     re.IGNORECASE,
 )
-_FORMS = "not-matched, exempt, compliant, enforce [FACTORS], unsatisfiable [FACTORS], protected"
+_FORMS = "not-matched, exempt, compliant, enforce [FACTORS], pending [FACTORS], unsatisfiable [FACTORS], protected"
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,10 @@ class Expectation:
         if outcome.kind != self.kind:
             return False
         if self.factors is not None:
-            actual = outcome.add if self.kind == "enforce" else tuple(outcome.unsatisfiable)
+            actual = {
+                OutcomeKind.ENFORCE: outcome.add,
+                OutcomeKind.PENDING: outcome.deferred,  # what it will add at the user's deadline
+            }.get(OutcomeKind(self.kind), tuple(outcome.unsatisfiable))
             if set(actual) != set(self.factors):
                 return False
         if self.fallback and not outcome.fallbacks:
@@ -169,8 +172,8 @@ def parse_expectation(text: str) -> Expectation:
     fallback, fallback_for = _fallback_note(found["note"])
     if outcome == "enforce" and not factors:
         raise ValueError(f"{text!r}: enforce needs the factors it adds, like enforce [SMS]")
-    if factors is not None and outcome not in ("enforce", "unsatisfiable"):
-        raise ValueError(f"{text!r}: only enforce and unsatisfiable list factors")
+    if factors is not None and outcome not in ("enforce", "pending", "unsatisfiable"):
+        raise ValueError(f"{text!r}: only enforce, pending and unsatisfiable list factors")
     if fallback and outcome not in ("enforce", "compliant"):
         raise ValueError(f"{text!r}: only enforce and compliant can be by fallback")
     return Expectation(kind=outcome, factors=factors, fallback=fallback, fallback_for=fallback_for)

@@ -122,11 +122,15 @@ def log_record(entry: AuditRecord) -> None:
     log_event(logger, "audit_record", **entry.as_dict())
 
 
-def audit_records(engine: sa.Engine, *, since: float | None = None, limit: int = 1000) -> list[AuditRecord]:
-    """The newest ``limit`` records made at or after ``since``, oldest first."""
+def audit_records(
+    engine: sa.Engine, *, since: float | None = None, limit: int = 1000, action: str | None = None
+) -> list[AuditRecord]:
+    """The newest ``limit`` records made at or after ``since`` (only ``action`` when given), oldest first."""
     statement = sa.select(audit).order_by(audit.c.id.desc()).limit(limit)
     if since is not None:
         statement = statement.where(audit.c.at >= since)
+    if action is not None:
+        statement = statement.where(audit.c.action == action)
     with engine.connect() as connection:
         rows = [row._mapping for row in connection.execute(statement)]
     return [

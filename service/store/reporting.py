@@ -1,5 +1,7 @@
 """The compliance report, from decision records: per rule, how many users are compliant, were enforced,
-would be enforced (audit), cannot be (unsatisfiable), are exempt, are protected (break-glass accounts the
+are pending (a rollout has not reached them: with the earliest deadline and how many fall due within a week),
+would be enforced (audit), are held by the brakes, cannot be (unsatisfiable; overdue when past their rollout
+deadline), are exempt, are protected (break-glass accounts the
 policy's ``protected`` block names: never written), and since when the oldest open
 non-compliance has lasted; optionally the users behind each count.
 
@@ -20,26 +22,32 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from service.store.tables import decisions
-from service.vocabulary import FAILED_ACTIONS, Action, Bucket, bucket, worst
+from service.vocabulary import FAILED_ACTIONS, Action, Bucket, bucket, pending_until, worst
 
 #: The report's columns, in order.
 CATEGORIES = (
     Bucket.COMPLIANT,
     Bucket.ENFORCED,
+    Bucket.PENDING,
     Bucket.NOT_EFFECTIVE,
     Bucket.WOULD_ENFORCE,
+    Bucket.HELD,
     Bucket.UNSATISFIABLE,
+    Bucket.OVERDUE,
     Bucket.EXEMPT,
     Bucket.PROTECTED,
     Bucket.FAILED,
     Bucket.REMOVED,
 )
-NON_COMPLIANT = (Bucket.WOULD_ENFORCE, Bucket.UNSATISFIABLE)
+NON_COMPLIANT = (Bucket.WOULD_ENFORCE, Bucket.HELD, Bucket.UNSATISFIABLE, Bucket.OVERDUE)
+DUE_SOON_DAYS = 7
+"""``pending`` users whose deadline falls within this many days are counted as due soon."""
 FAILED_RULE = "-"
 """The rule a failed decision (or a removed one with no last known rules) is listed under."""
 # Only these actions can carry an ``enforce`` or ``unsatisfiable`` label (``reconciling.decision_of``).
@@ -56,6 +64,8 @@ class _Tally:
     open_cases: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     switch_on: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     """What to switch on for the not-effective users -> how many users it concerns."""
+    deadlines: dict[str, list[date]] = field(default_factory=lambda: defaultdict(list))
+    """Rule -> the deadlines of its pending users."""
 
 
 def latest_decisions_statement() -> sa.Select[Any]:
@@ -83,12 +93,15 @@ def compliance(
     only_rule: str | None = None,
     with_users: bool = False,
     outcome: str | None = None,
+    today: date | None = None,
 ) -> dict[str, Any]:
     """Counts per rule and in total, and the oldest open non-compliance per rule (UNIX time).
 
-    ``with_users`` adds ``users_listed``: one entry per (rule, user) behind the counts, limited to ``outcome``
-    (a category, or ``inactive``) when given.
+    Per rule, ``pending`` carries the earliest deadline of its pending users and how many fall due within
+    ``DUE_SOON_DAYS`` of ``today`` (UTC today when not given). ``with_users`` adds ``users_listed``: one entry
+    per (rule, user) behind the counts, limited to ``outcome`` (a category, or ``inactive``) when given.
     """
+    today = today or datetime.now(UTC).date()
     tally = _Tally(per_rule={rule: dict.fromkeys(CATEGORIES, 0) for rule in rule_modes if only_rule in (None, rule)})
     with engine.connect() as connection:
         for row in connection.execute(latest_decisions_statement()):
@@ -99,7 +112,12 @@ def compliance(
         "inactive": tally.inactive,
         "totals": tally.totals,
         "rules": {
-            rule: {**counts, "mode": rule_modes.get(rule, "removed"), "oldest_non_compliance": oldest.get(rule)}
+            rule: {
+                **counts,
+                "mode": rule_modes.get(rule, "removed"),
+                "oldest_non_compliance": oldest.get(rule),
+                "deadlines": _deadlines(tally.deadlines.get(rule, []), today),
+            }
             for rule, counts in tally.per_rule.items()
         },
         "switch_on": [
@@ -110,6 +128,15 @@ def compliance(
         listed = [entry for entry in tally.listed if outcome in (None, entry["outcome"])]
         report["users_listed"] = sorted(listed, key=lambda e: (e["rule"], CATEGORY_ORDER[e["outcome"]], e["user_id"]))
     return report
+
+
+def _deadlines(found: list[date], today: date) -> dict[str, Any]:
+    """The earliest deadline of a rule's pending users, and how many fall due within ``DUE_SOON_DAYS``."""
+    soon = today + timedelta(days=DUE_SOON_DAYS)
+    return {
+        "earliest": min(found).isoformat() if found else None,
+        "due_in_7_days": sum(1 for deadline in found if deadline <= soon),
+    }
 
 
 CATEGORY_ORDER = {name: index for index, name in enumerate((*CATEGORIES, Bucket.INACTIVE))}
@@ -173,6 +200,9 @@ def _count(tally: _Tally, row: Any, rule_modes: dict[str, str], only_rule: str |
     for rule, where in found.items():
         tally.per_rule.setdefault(rule, dict.fromkeys(CATEGORIES, 0))[where] += 1
         listed(rule, where)
+        deadline = pending_until(labels[rule]) if where == Bucket.PENDING else None
+        if deadline is not None:
+            tally.deadlines[rule].append(deadline)
         if where in NON_COMPLIANT:
             tally.open_cases[row.user_id].add(rule)
     tally.totals[worst(found.values())] += 1  # ``exempt`` only when exempt from every rule

@@ -46,6 +46,7 @@ from service.store.wakeup import Wakeup
 from service.vocabulary import Action
 from service.worker.leasing import LeaseKeeper
 from service.worker.pruning import PeriodicPrune
+from service.worker.rollouts import PeriodicRollout
 from service.worker.sweeping import PeriodicSweep, read_page
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class Worker:
         pruner: PeriodicPrune | None = None,
         wakeup: Wakeup | None = None,
         recoverer: Callable[[float], None] | None = None,
+        rollouts: PeriodicRollout | None = None,
     ) -> None:
         self.engine = engine
         self.reconciler = reconciler
@@ -125,6 +127,8 @@ class Worker:
         self.recoverer = recoverer
         """Called with the time every round: gap recovery from GenAuth's delivery log, when it is due
         (``service.intake.recovery.PeriodicRecovery``, ENFORCER_RECOVER_INTERVAL); one worker per process has one."""
+        self.rollouts = rollouts
+        """Queues pending users when their rollout deadline comes or the policy changes; one per process."""
 
     def run(self) -> None:
         """Work until ``stop()``; survives a database that goes away and comes back."""
@@ -140,6 +144,8 @@ class Worker:
                 self.pruner.maybe_prune(self.clock())
             if self.recoverer is not None:
                 self.recoverer(self.clock())
+            if self.rollouts is not None:
+                self.rollouts.maybe_queue(self.clock())
             self.reconciler.keep_fresh()  # the MFA settings above the users (service.enforcement.effective)
             try:
                 done = self.run_once()

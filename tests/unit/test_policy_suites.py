@@ -80,7 +80,7 @@ def test_expectations_parse_in_any_case_and_order(text, expected):
         ("enforced [SMS]", "is not an outcome"),
         ("enforce", "enforce needs the factors it adds"),
         ("enforce []", "enforce needs the factors it adds"),
-        ("exempt [SMS]", "only enforce and unsatisfiable list factors"),
+        ("exempt [SMS]", "only enforce, pending and unsatisfiable list factors"),
         ("unsatisfiable (fallback)", "only enforce and compliant can be by fallback"),
         ("enforce [TOTP]", "TOTP not among"),
         ("compliant (because)", "write (fallback) or (fallback for SMS)"),
@@ -191,13 +191,13 @@ def test_every_problem_of_a_suite_is_reported_with_its_case_and_path():
         "cases[0] (a): user.departments[0].cod: unknown key; expected code, name, id, ancestors",
         "cases[0] (a): user.mfa[0]: 'SMSS' is not one of SMS, EMAIL, OTP, FACE",
         "cases[0] (a): expect.admins-otp: expected an outcome (not-matched, exempt, compliant, enforce [FACTORS], "
-        "unsatisfiable [FACTORS], protected), got a number (3)",
+        "pending [FACTORS], unsatisfiable [FACTORS], protected), got a number (3)",
         "cases[0] (a): expect.finance-sms: 'enforced [SMS]' is not an outcome; expected one of not-matched, "
-        "exempt, compliant, enforce [FACTORS], unsatisfiable [FACTORS], protected",
+        "exempt, compliant, enforce [FACTORS], pending [FACTORS], unsatisfiable [FACTORS], protected",
         "cases[0] (a): extra: unknown key; expected name, today, user, expect",
         "cases[1] (A): user: missing; describe the user (email, departments, mfa, ...)",
         "cases[1] (A): expect: expected a mapping of rule names to outcomes (not-matched, exempt, compliant, "
-        "enforce [FACTORS], unsatisfiable [FACTORS], protected)",
+        "enforce [FACTORS], pending [FACTORS], unsatisfiable [FACTORS], protected)",
         "cases[1] (A): name: already used by cases[0]",
     ]
 
