@@ -94,6 +94,9 @@ class PolicySource:
         self._snapshots = snapshots
         self._lock = threading.Lock()
         self._checking = False
+        self._checked = threading.Event()
+        """Set while no check is running: ``status`` waits for another thread's check to report its outcome."""
+        self._checked.set()
         self._reader: _Reader | None = None
         self._error: str | None = None
         self._digest: str | None = None
@@ -114,6 +117,7 @@ class PolicySource:
             is_due = not self._checking and self._clock() - self._checked_at >= self.check_interval
             if is_due:
                 self._checking = True
+                self._checked.clear()
             policy = self._policy
         if not is_due:
             return policy
@@ -124,6 +128,7 @@ class PolicySource:
                 self._checking = False
                 self._checked_at = self._clock()
                 policy = self._policy
+            self._checked.set()
         return policy
 
     def enforceable(self) -> Policy:
@@ -138,6 +143,7 @@ class PolicySource:
 
     def status(self) -> PolicyStatus:
         self.current()
+        self._checked.wait(self.read_timeout)  # a check another thread runs (the worker's): what it finds
         with self._lock:
             return PolicyStatus(len(self._policy.rules), self._policy.source, self._loaded_at, self._error, self._state)
 
