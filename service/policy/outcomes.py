@@ -101,7 +101,8 @@ class Outcome:
     deferred: tuple[str, ...] = ()
     """For ``pending``: the factors the rule will add at the user's deadline (``add`` stays empty)."""
     schedule: Schedule | None = None
-    """The user's deadline under the rule's rollout and where it came from (None: no rollout)."""
+    """For ``pending``, the user's deadline and where it came from; otherwise the deadline an enforce-mode rule
+    has passed (an ``unsatisfiable`` user is then overdue); None: no rollout, or no such deadline."""
 
     @property
     def label(self) -> str:
@@ -288,7 +289,8 @@ def _outcome(result: RuleResult, facts: UserFacts, enabled: set[str], contacts: 
         add=ordered,
         fallbacks=fallbacks,
         unsatisfiable=unsatisfiable,
-        schedule=result.schedule if result.mode == "enforce" else None,  # overdue: only what is enforced
+        # overdue (the label says so): past the deadline of a rule that enforces
+        schedule=result.schedule if result.mode == "enforce" and not result.pending else None,
     )
 
 
