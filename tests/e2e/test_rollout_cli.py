@@ -37,7 +37,8 @@ def test_a_future_date_writes_nothing_then_editing_it_to_the_past_enforces_witho
     engine = create_engine(database_url)
     prepare_database(engine)
     alice = emulator.users["fin.alice"]
-    login = Delivery("login", emulator.state.userpool_id, (Subject.user(alice),), "0" * 64, "application/json", "queued")
+    pool = emulator.state.userpool_id
+    login = Delivery("login", pool, (Subject.user(alice),), "0" * 64, "application/json", "queued")
     record_delivery(engine, login, now=time.time())
     log = (tmp_path / "worker.log").open("w")
     process = subprocess.Popen(
