@@ -76,16 +76,14 @@ def test_a_future_date_writes_nothing_then_editing_it_to_the_past_enforces_witho
     assert "rollout-reset" in audit.stdout and "new start" in audit.stdout
 
 
+def finance_rule(name: str, rollout: str) -> str:
+    return f"  - name: {name}\n    match: {{departments: [finance]}}\n    require_mfa: [SMS]\n{rollout}"
+
+
 def test_policy_check_prints_the_timeline_and_names_rule_and_field_for_bad_input(tmp_path):
     policy = tmp_path / "policies.yaml"
     policy.write_text(
-        "policies:\n"
-        "  - name: finance-sms\n"
-        "    match: {departments: [finance]}\n"
-        "    require_mfa: [SMS]\n"
-        "    enforce_from: 2027-01-15\n"
-        "    grace: 14d\n"
-        "    waves:\n"
+        "policies:\n" + finance_rule("finance-sms", "    enforce_from: 2027-01-15\n    grace: 14d\n") + "    waves:\n"
         "      - {name: pilot, match: {groups: [mfa-pilot]}, from: 2027-01-04}\n"
     )
     checked = subprocess.run(
@@ -98,23 +96,13 @@ def test_policy_check_prints_the_timeline_and_names_rule_and_field_for_bad_input
 
     policy.write_text(
         "policies:\n"
-        "  - name: finance-sms\n"
-        "    match: {departments: [finance]}\n"
-        "    require_mfa: [SMS]\n"
-        "    enforce_from: 2027-01-15\n"
-        "    grace: two weeks\n"
-        "    waves:\n"
+        + finance_rule("finance-sms", "    enforce_from: 2027-01-15\n    grace: two weeks\n")
+        + "    waves:\n"
         "      - {name: pilot, match: {groupz: [mfa-pilot]}, from: 2027-01-04}\n"
-        "  - name: late-wave\n"
-        "    match: {departments: [finance]}\n"
-        "    require_mfa: [SMS]\n"
-        "    enforce_from: 2027-01-15\n"
-        "    waves:\n"
-        "      - {name: pilot, from: 2027-02-01}\n"
-        "  - name: bad-date\n"
-        "    match: {departments: [finance]}\n"
-        "    require_mfa: [SMS]\n"
-        "    enforce_from: 2027-02-30\n"
+        + finance_rule(
+            "late-wave", "    enforce_from: 2027-01-15\n    waves:\n      - {name: pilot, from: 2027-02-01}\n"
+        )
+        + finance_rule("bad-date", "    enforce_from: 2027-02-30\n")
     )
     refused = subprocess.run(
         [str(BIN / "mfa-enforcer"), "policy", "check", str(policy)], capture_output=True, text=True, check=False

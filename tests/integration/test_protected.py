@@ -15,16 +15,15 @@ import pytest
 from service.cli.verdicts import verdict_of
 from service.enforcement.brakes import Brakes
 from service.enforcement.explaining import explain_user
-from service.policy import Policy, UserFacts, parse_policy
+from service.policy import UserFacts, parse_policy
 from service.reports import build_report
 from service.services import Services
 from service.settings import parse_change_budget
 from service.store import holds
 from service.store.decisions import decisions_for_user
 from service.vocabulary import Action
-from tests.support.factories import enqueue
+from tests.support.factories import CurrentPolicy, enqueue, written
 
-SET_MFA = "/api/v3/set-mfa-status"
 USER_GROUPS = "/api/v3/get-user-groups"
 RULE = "policies:\n  - name: finance-sms\n    match: {departments: [finance]}\n    require_mfa: [SMS]\n"
 REASON = "break-glass admin, kept out of every rule"
@@ -32,20 +31,6 @@ REASON = "break-glass admin, kept out of every rule"
 
 def protecting(entry: str) -> str:
     return f"protected:\n  {entry}\n  reason: {REASON}\n{RULE}"
-
-
-class Current:
-    """The policy the worker reads, switched by the test (as a reload would)."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-
-    def __call__(self) -> Policy:
-        return self.policy
-
-
-def written(emulator) -> list[str]:
-    return [entry.body["userId"] for entry in emulator.journal.entries(SET_MFA)]
 
 
 @pytest.fixture
@@ -80,7 +65,7 @@ def test_a_protected_finance_user_is_never_written_while_the_others_are(
 ):
     alice, zed = finance
     policy = parse_policy(protecting(entry.format(alice=alice)))
-    worker = make_worker(settings, engine, Current(policy))
+    worker = make_worker(settings, engine, CurrentPolicy(policy))
     try:
         emulator.journal.clear()
         enqueue(engine, alice, zed)
@@ -111,7 +96,7 @@ def test_a_user_held_then_protected_is_not_written_on_release(settings, engine, 
     """Budget 1/day: Zed takes the slot, Alice is held; the policy then protects her; ``holds release``
     re-plans her under the new policy: nothing written, the decision says protected, the hold is over."""
     alice, zed = finance
-    current = Current(parse_policy(RULE))
+    current = CurrentPolicy(parse_policy(RULE))
     worker = make_worker(settings, engine, current, budget="1/day")
     try:
         emulator.journal.clear()

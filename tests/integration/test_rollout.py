@@ -23,29 +23,14 @@ from service.services import Services
 from service.store import deadlines
 from service.store.audit import audit_records
 from service.store.decisions import decisions_for_user
-from tests.support.factories import enqueue
+from tests.support.factories import CurrentPolicy, enqueue, written
 
-SET_MFA = "/api/v3/set-mfa-status"
 TODAY = datetime.now(UTC).date()
 
 
 def rule(rollout: str) -> Policy:
     text = "policies:\n  - name: finance-sms\n    match: {departments: [finance]}\n    require_mfa: [SMS]\n" + rollout
     return replace(parse_policy(text), digest=str(hash(text)))
-
-
-class Current:
-    """The policy the worker reads, switched by the test (as a reload would)."""
-
-    def __init__(self, policy: Policy) -> None:
-        self.policy = policy
-
-    def __call__(self) -> Policy:
-        return self.policy
-
-
-def written(emulator) -> list[str]:
-    return [entry.body["userId"] for entry in emulator.journal.entries(SET_MFA)]
 
 
 @pytest.fixture
@@ -69,7 +54,7 @@ def test_a_future_enforce_from_writes_nothing_and_a_past_one_enforces_without_re
 ):
     alice, zed = finance
     start = TODAY + timedelta(days=20)
-    current = Current(rule(f"    enforce_from: {start}\n"))
+    current = CurrentPolicy(rule(f"    enforce_from: {start}\n"))
     worker = Services(settings, engine).worker(current)
     try:
         emulator.journal.clear()
@@ -104,7 +89,7 @@ def test_grace_counts_from_the_first_sighting_through_restarts_and_events_until_
     settings, engine, emulator, finance
 ):
     alice, _ = finance
-    current = Current(rule("    grace: 30d\n"))
+    current = CurrentPolicy(rule("    grace: 30d\n"))
     first = date(2027, 1, 10)
     expected = f"pending [SMS] until {first + timedelta(days=30)} (grace 30d from first seen {first})"
     for day in (first, first + timedelta(days=3), first + timedelta(days=29)):  # each a restarted worker
@@ -145,7 +130,7 @@ def test_grace_counts_from_the_first_sighting_through_restarts_and_events_until_
 
 def test_with_enforce_from_and_grace_the_later_date_wins(settings, engine, emulator, finance):
     alice, _ = finance
-    current = Current(rule("    enforce_from: 2027-01-15\n    grace: 14d\n"))
+    current = CurrentPolicy(rule("    enforce_from: 2027-01-15\n    grace: 14d\n"))
     worker = Services(settings, engine).worker(current)
     try:
         on_day(worker, date(2027, 1, 10))
@@ -162,7 +147,7 @@ def test_a_pilot_wave_is_enforced_before_the_rest_who_are_brought_back_on_their_
 ):
     alice, zed = finance
     pilot, everyone = date(2027, 1, 4), date(2027, 1, 18)
-    current = Current(
+    current = CurrentPolicy(
         rule(
             "    waves:\n"
             f"      - {{name: pilot, match: {{groups: [mfa-pilot]}}, from: {pilot}}}\n"

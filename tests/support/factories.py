@@ -1,11 +1,14 @@
-"""Things tests make: work on the queue as a delivery would put it there, and a clock moved by hand."""
+"""Things tests make: work on the queue as a delivery would put it there, a clock moved by hand, and a policy
+switched by hand (``CurrentPolicy``); ``written`` reads who the emulator saw written."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import sqlalchemy as sa
 
+from service.policy import Policy
 from service.store.inbox import Delivery, record_delivery
 from service.store.subjects import Subject
 
@@ -27,3 +30,18 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class CurrentPolicy:
+    """The policy a worker reads, switched by the test (as a reload would)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def __call__(self) -> Policy:
+        return self.policy
+
+
+def written(emulator: Any) -> list[str]:
+    """The user ids of every ``set-mfa-status`` the emulator received, in order."""
+    return [entry.body["userId"] for entry in emulator.journal.entries("/api/v3/set-mfa-status")]
