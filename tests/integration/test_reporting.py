@@ -141,7 +141,12 @@ def expected_report(rows: list[tuple[float, Decision]]) -> dict:
         "inactive": inactive,
         "totals": totals,
         "rules": {
-            rule: {**counts, "mode": MODES[rule], "oldest_non_compliance": oldest.get(rule)}
+            rule: {
+                **counts,
+                "mode": MODES[rule],
+                "oldest_non_compliance": oldest.get(rule),
+                "deadlines": {"earliest": None, "due_in_7_days": 0},  # the random history has no rollout
+            }
             for rule, counts in per_rule.items()
         },
         "switch_on": [],  # the random history records no gaps (tests/integration/test_effective.py does)
