@@ -102,8 +102,8 @@ def verdict_of(user_id: str, plan: Plan | None, chosen: tuple[str, ...]) -> Verd
             outcomes[name] = Bucket.NOT_MATCHED
             continue
         # As the report would count it once the worker decided; a dry run writes nothing.
-        outcomes[name] = bucket(
-            outcome.kind, action=Action.NONE, mode="audit", rule_mode=result.mode, status=facts.status
+        outcomes[name] = bucket(  # the label: it says overdue
+            outcome.label, action=Action.NONE, mode="audit", rule_mode=result.mode, status=facts.status
         )
         labels[name] = outcome.label
         details = "; ".join(outcome.details)
