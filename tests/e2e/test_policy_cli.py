@@ -59,9 +59,9 @@ def test_shipped_suite_passes_as_a_subprocess():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "config/policies.test.yaml: 17 case(s) against config/policies.yaml"
+    assert lines[0] == "config/policies.test.yaml: 18 case(s) against config/policies.yaml"
     assert all(line.startswith("PASS ") for line in lines[1:-1])
-    assert lines[-1] == "17 passed, 0 failed"
+    assert lines[-1] == "18 passed, 0 failed"
 
 
 def test_suite_names_its_policy_relative_to_itself(runner, tmp_path):
