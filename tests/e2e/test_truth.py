@@ -258,9 +258,12 @@ def test_reconcile_wait_blocks_until_the_worker_decided_everyone_then_summarises
     assert waited["rules"]["finance-sms"] == {
         "compliant": 1,
         "enforced": 2,
+        "pending": 0,
         "not-effective": 0,
         "would-enforce": 0,
+        "held": 0,
         "unsatisfiable": 1,
+        "overdue": 0,
         "exempt": 0,
         "protected": 0,
         "failed": 0,
