@@ -239,8 +239,8 @@ def reset(engine: sa.Engine, *, rule: str, user_id: str, reason: str, actor: str
             "first_seen": rows[0].first_seen,
             "grace_until": rows[0].grace_until,
         }
-        entry = audit.insert(
-            connection, ROLLOUT_RESET, reason=reason, actor=actor, scope=scope, counts={"users": 1}, at=now
+        entry = audit.record(
+            connection, ROLLOUT_RESET, reason=reason, actor=actor, scope=scope, counts={"users": 1}, at=now, log=False
         )
     audit.log_record(entry)
     return True

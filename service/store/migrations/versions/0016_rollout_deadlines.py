@@ -1,8 +1,8 @@
 """Rollout deadlines: when each user was first seen in scope of a rule with a rollout, the grace deadline fixed
 then, and the deadline and state the latest decision found (``service.store.deadlines``).
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
