@@ -111,6 +111,12 @@ LISTEN_SILENCE = Gauge(
     ["code"],
     multiprocess_mode="livemin",
 )
+NOTICES = Counter(
+    "mfa_enforcer_notices_total",
+    "Notices the outbox tried to send, by kind (digest, before, on-enforce), channel (email, webhook) and result "
+    "(sent, retry_scheduled, failed: given up after its attempts).",
+    ["kind", "channel", "result"],
+)
 
 
 def record_decision(rules: tuple[str, ...], action: str) -> None:

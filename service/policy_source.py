@@ -37,7 +37,7 @@ import sqlalchemy as sa
 
 from service.errors import PolicyUnavailableError
 from service.logs import log_event
-from service.policy import Policy, PolicyError, Rule, parse_policy
+from service.policy import Policy, PolicyError, Rule, parse_policy, require_email
 from service.store.snapshots import Describe, PolicySnapshot, PolicySnapshots
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,11 @@ class PolicySource:
         snapshots: PolicySnapshots | None = None,
         strict: bool = True,
         read_timeout: float = READ_TIMEOUT,
+        can_email: bool = True,
     ) -> None:
         self.path = path
+        self.can_email = can_email
+        """Whether e-mail is configured; without it a rule with ``notify_users`` makes the file invalid."""
         self.check_interval = check_interval
         self.read_timeout = read_timeout
         self._clock = clock
@@ -152,7 +155,7 @@ class PolicySource:
     def _load_at_start(self) -> None:
         raw = self._read()
         self._digest = hashlib.sha256(raw).hexdigest()
-        self._policy = replace(parse_policy(_text(raw, self.path), str(self.path)), digest=self._digest)
+        self._policy = replace(self._parse(raw), digest=self._digest)
         self._save(raw, self._digest, time.time(), self._policy)
 
     def _fall_back(self, error: PolicyError) -> None:
@@ -190,6 +193,10 @@ class PolicySource:
             log_event(logger, "policy_copy_unreadable", level=logging.ERROR, error_type=type(error).__name__)
             return None
 
+    def _parse(self, raw: bytes) -> Policy:
+        policy = parse_policy(_text(raw, self.path), str(self.path))
+        return require_email(policy, can_email=self.can_email)
+
     def _reload_if_changed(self) -> None:
         try:
             raw = self._read()
@@ -201,7 +208,7 @@ class PolicySource:
             if digest == self._digest:
                 return
         try:
-            policy = replace(parse_policy(_text(raw, self.path), str(self.path)), digest=digest)
+            policy = replace(self._parse(raw), digest=digest)
         except PolicyError as error:
             self._refuse(error, digest=digest)
             return

@@ -23,13 +23,15 @@ from service.enforcement.deadlines import DeadlineBook
 from service.enforcement.effective import SETTINGS_EVENTS, MfaLayers
 from service.enforcement.organisation import OrganisationTree
 from service.enforcement.reconciling import Reconciler
-from service.enforcement.references import PolicyReferences
+from service.enforcement.references import PolicyReferences, check_references
+from service.errors import ServiceError
 from service.genauth.access import GenAuthAccess
 from service.genauth.circuit import CircuitBreaker
 from service.genauth.client import GenAuthClient, ManagementToken
 from service.genauth.throttling import RateLimiter
 from service.intake.recovery import PeriodicRecovery, Recovery, recover_gap
 from service.logs import log_event
+from service.notices.sending import Notifier
 from service.policy import Policy
 from service.policy_source import PolicySource
 from service.settings import Settings
@@ -41,6 +43,7 @@ from service.store.organisation_changes import generation
 from service.store.snapshots import PolicySnapshots
 from service.store.wakeup import Wakeup
 from service.worker.loop import Worker, default_owner
+from service.worker.notifying import PeriodicNotify
 from service.worker.pruning import PeriodicPrune
 from service.worker.rollouts import PeriodicRollout
 from service.worker.sweeping import PeriodicSweep
@@ -118,6 +121,7 @@ class Services:
             check_interval=self.settings.policy_check_interval,
             snapshots=snapshots,
             strict=strict,
+            can_email=self.settings.notify.can_email,
         )
 
     def genauth(self) -> GenAuthClient:
@@ -160,13 +164,18 @@ class Services:
         settings, engine = self.settings, self.database
         client = self.genauth()
         reconciler = self.reconciler(client, policy_getter)
-        sweeper = pruner = recoverer = rollouts = None
+        sweeper = pruner = recoverer = rollouts = notifier = None
         if sweeps:
             rollouts = PeriodicRollout(engine, policy_getter)
             interval = settings.worker.reconcile_interval
             sweeper = PeriodicSweep(engine, client, policy_getter, interval=interval, userpool_id=settings.pool_key)
             pruner = PeriodicPrune(engine, retention_days=settings.worker.retention_days)
             recoverer = self._recovery(client, policy_getter).maybe_recover
+            if settings.notify.is_on:
+                own = self.genauth()  # the notify thread's own: a client serves one thread
+                notifier = PeriodicNotify(
+                    self.notifier(policy_getter, own), interval=settings.notify.interval, client=own
+                )
         return Worker(
             engine,
             reconciler,
@@ -177,6 +186,28 @@ class Services:
             wakeup=self.wakeup,
             recoverer=recoverer,
             rollouts=rollouts,
+            notifier=notifier,
+            user_notices=settings.notify.can_email,
+        )
+
+    def notifier(self, policy_getter: PolicyGetter, client: GenAuthClient | None = None) -> Notifier:
+        """The notification round (``mfa-enforcer notify``, the worker's): its digest checks the names the rules
+        use with ``client`` (None: not checked)."""
+
+        def unresolved() -> list[str]:
+            if client is None:
+                return []
+            try:
+                return [problem.message for problem in check_references(client, policy_getter())]
+            except ServiceError as error:
+                return [f"the names the rules use could not be checked: {error}"]
+
+        return Notifier(
+            self.database,
+            self.settings.notify,
+            policy_getter,
+            change_budget=self.settings.worker.change_budget,
+            unresolved=unresolved,
         )
 
     def _recovery(self, client: GenAuthClient, policy_getter: PolicyGetter) -> PeriodicRecovery:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote, urlsplit
 
 from service.errors import ConfigurationError
 
@@ -224,6 +225,118 @@ class WorkerSettings:
     (docs/operations.md, "Brakes")."""
 
 
+SMTP_SECURITY = {"smtp": "plain", "smtp+starttls": "starttls", "smtps": "ssl"}
+"""``ENFORCER_SMTP_URL`` schemes and how each talks to the server: in the clear, upgraded with STARTTLS, or TLS
+from the first byte (port 465)."""
+SMTP_DEFAULT_PORTS = {"plain": 25, "starttls": 587, "ssl": 465}
+DEFAULT_NOTIFY_INTERVAL = 300.0
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where e-mail goes (``ENFORCER_SMTP_URL``); the password is never shown (``repr``) or logged."""
+
+    host: str
+    port: int
+    security: str = "plain"
+    """``plain``, ``starttls`` or ``ssl`` (``SMTP_SECURITY``)."""
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+def parse_smtp_url(raw: str) -> SmtpServer:
+    """``smtp://host[:port]``, ``smtp+starttls://user:pass@host[:port]`` or ``smtps://user:pass@host[:port]``;
+    ValueError (never quoting the URL, which may hold a password) otherwise."""
+    parts = urlsplit(raw.strip())
+    security = SMTP_SECURITY.get(parts.scheme.lower())
+    if security is None:
+        raise ValueError(f"its scheme is not one of {', '.join(f'{s}://' for s in SMTP_SECURITY)}")
+    try:
+        port = parts.port or SMTP_DEFAULT_PORTS[security]
+    except ValueError as error:
+        raise ValueError("its port is not a number from 1 to 65535") from error
+    if not parts.hostname:
+        raise ValueError("it names no host")
+    return SmtpServer(
+        host=parts.hostname,
+        port=port,
+        security=security,
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+    )
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Where notices go (docs/operations.md, "Notifications"); with none of it set, nothing is sent."""
+
+    webhook_url: str = field(default="", repr=False)
+    """An http(s) URL that receives each admin notice as a JSON POST (its ``text``
+    field is what a Slack- or Teams-style incoming webhook shows). Not shown or logged: such URLs hold a token."""
+    smtp: SmtpServer | None = None
+    """The SMTP server of every e-mail: ``smtp://host[:25]`` (in the clear), ``smtp+starttls://user:pass@host[:587]``
+    or ``smtps://user:pass@host[:465]`` (TLS); the password is never shown. Unset: no e-mail."""
+    sender: str = ""
+    """The From address of every e-mail; required with ``ENFORCER_SMTP_URL``."""
+    admins: tuple[str, ...] = ()
+    """Comma-separated addresses that receive the daily admin digest by e-mail."""
+    templates_dir: Path | None = None
+    """A folder whose files replace the shipped templates of the same name
+    (service/notices/templates/); None: the shipped ones."""
+    interval: float = DEFAULT_NOTIFY_INTERVAL
+    """Seconds between the worker's rounds of ``mfa-enforcer notify``."""
+    timeout: float = 10.0
+    """Seconds an SMTP server or the webhook may take to answer one notice before it is retried later."""
+
+    @property
+    def can_email(self) -> bool:
+        """E-mail is configured: an SMTP server and a From address."""
+        return self.smtp is not None and bool(self.sender)
+
+    @property
+    def is_on(self) -> bool:
+        """Any channel is configured."""
+        return bool(self.webhook_url) or self.can_email
+
+
+def _notify_settings(read: _Reader) -> NotifySettings:
+    webhook = read.text("ENFORCER_NOTIFY_WEBHOOK", "")
+    if webhook and not webhook.startswith(("https://", "http://")):
+        read.problems.append("ENFORCER_NOTIFY_WEBHOOK is not an http(s) URL")
+    smtp = read.parsed("ENFORCER_SMTP_URL", None, parse_smtp_url, "an SMTP URL", secret=True)
+    sender = read.required("ENFORCER_NOTIFY_FROM", "the From address of notices", smtp is not None)
+    admins = tuple(a.strip() for a in read.text("ENFORCER_NOTIFY_ADMINS", "").split(",") if a.strip())
+    if admins and smtp is None:
+        read.problems.append("ENFORCER_NOTIFY_ADMINS needs ENFORCER_SMTP_URL (the digest is sent by e-mail)")
+    for address in (*admins, *((sender,) if sender else ())):
+        if "@" not in address or any(c.isspace() or c in "<>," for c in address):
+            read.problems.append(f"{address!r} in ENFORCER_NOTIFY_FROM or ENFORCER_NOTIFY_ADMINS is not an address")
+    return NotifySettings(
+        webhook_url=webhook,
+        smtp=smtp,
+        sender=sender,
+        admins=admins,
+        templates_dir=read.parsed("ENFORCER_NOTIFY_TEMPLATES", None, _folder, "a folder"),
+        interval=read.parsed("ENFORCER_NOTIFY_INTERVAL", DEFAULT_NOTIFY_INTERVAL, _positive_float, "seconds"),
+    )
+
+
+def _folder(raw: str) -> Path:
+    if not Path(raw).is_dir():
+        raise ValueError(raw)
+    return Path(raw)
+
+
+def notify_settings_from(environ: Mapping[str, str] | None = None) -> NotifySettings:
+    """The notification variables alone (``policy check``: does a rule's ``notify_users`` have e-mail?);
+    ``ConfigurationError`` lists their problems."""
+    read = _Reader(environ)
+    notify = _notify_settings(read)
+    if read.problems:
+        raise ConfigurationError("; ".join(read.problems))
+    return notify
+
+
 @dataclass(frozen=True)
 class ListenSettings:
     """How ``mfa-enforcer listen`` takes events over GenAuth's event WebSocket instead of a webhook."""
@@ -286,6 +399,8 @@ class Settings:
     web_threads: int = 8
     """Threads per gunicorn process: the requests one process handles at once (they share commits)."""
     listen: ListenSettings = field(default_factory=ListenSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    """The admin digest and user notices: channels, templates, how often (``NotifySettings``)."""
 
     @property
     def is_audit(self) -> bool:
@@ -318,14 +433,18 @@ class _Reader:
             self.problems.append(f"{name} is not set ({why})")
         return value
 
-    def parsed(self, name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+    def parsed(self, name: str, default: T, parse: Callable[[str], T], expected: str, *, secret: bool = False) -> T:
+        """The variable through ``parse``, or ``default`` when unset; a ``secret`` one (it may hold a password) is
+        never repeated in the problem, which says why instead."""
         raw = self.environ.get(name, "").strip()
         if not raw:
             return default
         try:
             return parse(raw)
-        except ValueError:
-            self.problems.append(f"{name}={raw!r} is not {expected}")
+        except ValueError as error:
+            self.problems.append(
+                f"{name} is not {expected}: {error}" if secret else f"{name}={raw!r} is not {expected}"
+            )
             return default
 
     def strong_secret(self, name: str, value: str) -> None:
@@ -629,6 +748,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, role: str = "all"
         web_threads=read.parsed("GUNICORN_THREADS", 8, _positive_int, "a positive integer"),
         migrate_on_start=read.parsed("ENFORCER_MIGRATE_ON_START", False, _boolean, "true or false"),
         listen=listen,
+        notify=_notify_settings(read),
     )
     if read.problems:
         lines = "\n".join(f"  - {problem}" for problem in read.problems)

@@ -19,6 +19,7 @@ from service.cli.database import db
 from service.cli.holds import holds_command, pause, resume
 from service.cli.insight import explain, report
 from service.cli.listening import listen
+from service.cli.notify import notify
 from service.cli.policy import policy
 from service.cli.reconcile import reconcile
 from service.cli.replay import dead_letters, replay
@@ -60,3 +61,4 @@ main.add_command(pause)
 main.add_command(resume)
 main.add_command(revert)
 main.add_command(rollout)
+main.add_command(notify)

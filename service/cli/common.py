@@ -23,6 +23,7 @@ from service.cli.errors import PortInUseError
 from service.errors import ConfigurationError, ServiceError
 from service.genauth.access import failure_line
 from service.logs import configure_logging
+from service.policy import PolicyError, load_policy, require_email
 from service.services import Services, open_engine
 from service.settings import Settings, database_url_from, load_settings
 from service.store.operator_actions import iso_time, parse_moment
@@ -38,6 +39,23 @@ def settings_or_exit(*, logs: bool = True, role: str = "all") -> Settings:
     if logs:
         configure_logging(settings.log_format, settings.log_level)
     return settings
+
+
+def refuse_notices_without_email(settings: Settings) -> None:
+    """``serve`` and ``worker`` stop at start, in one line naming the rule and field, when the policy file has
+    ``notify_users`` while e-mail is not configured: the environment and the policy disagree, and only a restart
+    with one of them fixed can settle it. (A file invalid for any other reason is left to the usual fallback to
+    the last good copy, ``service.policy_source``.)"""
+    if settings.notify.can_email:
+        return
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyError:
+        return
+    try:
+        require_email(policy, can_email=False)
+    except PolicyError as error:
+        raise click.ClickException(f"cannot start: {settings.policy_file}: {error.problems[0]}") from error
 
 
 def services_or_exit(*, role: str = "all", database: bool = True, logs: bool = False) -> Services:

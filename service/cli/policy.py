@@ -20,10 +20,20 @@ import click
 
 from service.cli.common import settings_or_exit
 from service.enforcement.references import check_references, references_of
-from service.policy import Policy, PolicyError, SuiteError, describe_rule, load_policy, load_suite, run_suite
+from service.errors import ConfigurationError
+from service.policy import (
+    Policy,
+    PolicyError,
+    SuiteError,
+    describe_rule,
+    load_policy,
+    load_suite,
+    require_email,
+    run_suite,
+)
 from service.policy.rollout import timeline
 from service.services import Services
-from service.settings import policy_file_from
+from service.settings import notify_settings_from, policy_file_from
 
 
 @click.group()
@@ -40,7 +50,7 @@ def check(path: Path | None, live: bool) -> None:
     """Validate PATH (default: $POLICY_FILE or config/policies.yaml); exit 1 with every problem."""
     path = path or policy_file_from()
     try:
-        loaded = load_policy(path)
+        loaded = require_email(load_policy(path), can_email=_can_email())
     except PolicyError as error:
         click.echo(str(error), err=True)
         raise SystemExit(1) from error
@@ -67,6 +77,16 @@ def check(path: Path | None, live: bool) -> None:
         click.echo(f"protected (never written): {', '.join(named)} — {protection.reason}")
     if live:
         _check_live(loaded)
+
+
+def _can_email() -> bool:
+    """Whether the environment configures e-mail (a rule's ``notify_users`` needs it); a bad notification
+    variable stops the check with its one line."""
+    try:
+        return notify_settings_from().can_email
+    except ConfigurationError as error:
+        click.echo(f"cannot check notify_users: {error}", err=True)
+        raise SystemExit(2) from error
 
 
 def _check_live(loaded: Policy) -> None:

@@ -23,7 +23,13 @@ from pathlib import Path
 
 import click
 
-from service.cli.common import check_port_free, serve_metrics, settings_or_exit, stop_on_signals
+from service.cli.common import (
+    check_port_free,
+    refuse_notices_without_email,
+    serve_metrics,
+    settings_or_exit,
+    stop_on_signals,
+)
 from service.genauth.access import OK, REFUSED, check_access, log_access
 from service.services import Services, open_engine
 from service.settings import heartbeat_file_from
@@ -37,6 +43,7 @@ def serve() -> None:
     """Run the web service on $HOST:$PORT with gunicorn (production; `mfa-enforcer sandbox` is the sandbox)."""
     # Fail here, once, with the full list of problems, rather than in every gunicorn worker.
     settings = settings_or_exit(logs=False, role="web")
+    refuse_notices_without_email(settings)
     check_port_free(settings.host, settings.port, "PORT")
     open_engine(settings.database_url, migrate=settings.migrate_on_start).dispose()
     gunicorn = Path(sys.executable).with_name("gunicorn")
@@ -60,6 +67,7 @@ def check_worker_access(services: Services) -> None:
 def worker() -> None:
     """Run the worker until SIGTERM or Ctrl-C; the current job finishes first."""
     settings = settings_or_exit(role="worker")
+    refuse_notices_without_email(settings)
     # Stop requests count from the first moment: one that comes while the worker starts (its checks can
     # take seconds) ends it cleanly as soon as it is up, instead of killing it half-way.
     stopping = threading.Event()

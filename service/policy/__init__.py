@@ -15,7 +15,7 @@ from service.policy.describing import describe_rule
 from service.policy.errors import MissingFactError, PolicyError, SuiteError
 from service.policy.evaluation import Evaluation, RuleResult, evaluate
 from service.policy.facts import Department, Fact, Role, UserFacts
-from service.policy.loading import FORMAT_VERSION, load_policy, parse_policy
+from service.policy.loading import FORMAT_VERSION, load_policy, parse_policy, require_email
 from service.policy.outcomes import Outcome, contact_problem, factors_to_add, rule_outcomes
 from service.policy.rules import (
     DEFAULT_NAMESPACE,
@@ -26,6 +26,7 @@ from service.policy.rules import (
     Policy,
     Protection,
     Rule,
+    UserNotices,
     ValueTest,
 )
 from service.policy.suites import Case, Expectation, Suite, load_suite, parse_suite
@@ -61,6 +62,7 @@ __all__ = [
     "SuiteError",
     "SuiteResult",
     "UserFacts",
+    "UserNotices",
     "ValueTest",
     "action_of",
     "bucket",
@@ -73,6 +75,7 @@ __all__ = [
     "load_suite",
     "parse_policy",
     "parse_suite",
+    "require_email",
     "rule_outcomes",
     "run_suite",
     "worst",

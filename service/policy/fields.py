@@ -136,6 +136,22 @@ class Duration(fields.Field[timedelta]):
             raise ValidationError(str(error)) from error
 
 
+_DAYS = re.compile(r"([1-9][0-9]{0,2})d")
+MAX_DAYS = 366
+
+
+class Days(fields.Field[int]):
+    """A whole number of days written with its unit, ``7d`` (1 to 366)."""
+
+    default_error_messages = {"required": "missing", "null": "must be a number of days like 7d"}  # noqa: RUF012
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
+        found = _DAYS.fullmatch(value.strip()) if isinstance(value, str) else None
+        if found is None or int(found.group(1)) > MAX_DAYS:
+            raise ValidationError(f"expected a number of days from 1d to {MAX_DAYS}d, like 7d, got {kind(value)}")
+        return int(found.group(1))
+
+
 class ScalarValue(fields.Field[Scalar]):
     """A value to compare with: text, a number or a boolean."""
 

@@ -15,7 +15,7 @@ from service.policy.errors import PolicyError
 from service.policy.rules import Policy
 from service.policy.schemas import FORMAT_VERSION, POLICY_KEY_ORDER, PolicyFileSchema
 
-__all__ = ["FORMAT_VERSION", "load_policy", "parse_policy"]
+__all__ = ["FORMAT_VERSION", "load_policy", "parse_policy", "require_email"]
 
 _EMPTY = "the file is empty; write 'policies: []' to enforce nothing"
 
@@ -37,3 +37,19 @@ def parse_policy(text: str, source: str = "<string>") -> Policy:
         empty=_EMPTY,
     )
     return Policy(rules=tuple(loaded["policies"]), source=source, protected=loaded.get("protected"))
+
+
+def require_email(policy: Policy, *, can_email: bool) -> Policy:
+    """``policy``, unless a rule has ``notify_users`` while e-mail is not configured (``ENFORCER_SMTP_URL`` and
+    ``ENFORCER_NOTIFY_FROM``): then ``PolicyError`` names each such rule and the field, one line each."""
+    if can_email:
+        return policy
+    problems = [
+        f"policies[{index}] ({rule.name}): notify_users: e-mail is not configured; set ENFORCER_SMTP_URL and "
+        "ENFORCER_NOTIFY_FROM, or remove notify_users"
+        for index, rule in enumerate(policy.rules)
+        if rule in policy.notifying_rules
+    ]
+    if problems:
+        raise PolicyError(policy.source, problems)
+    return policy

@@ -172,6 +172,23 @@ class Protection:
 
 
 @dataclass(frozen=True)
+class UserNotices:
+    """A rule's ``notify_users``: e-mail each user it will enforce ``before`` days ahead of their deadline (largest
+    first) and, with ``on_enforce``, when the service has enforced it for them."""
+
+    before: tuple[int, ...] = ()
+    on_enforce: bool = False
+
+    def __post_init__(self) -> None:
+        if any(days < 1 for days in self.before) or list(self.before) != sorted(set(self.before), reverse=True):
+            raise ValueError(f"notify_users before {self.before} must be distinct positive days, largest first")
+
+    @property
+    def is_on(self) -> bool:
+        return bool(self.before) or self.on_enforce
+
+
+@dataclass(frozen=True)
 class Rule:
     """One named rule: users it matches must have every factor in ``require_mfa``.
 
@@ -192,6 +209,8 @@ class Rule:
     rollout: Rollout | None = None
     """When the rule starts for each user (``enforce_from``, ``grace``, ``waves``: ``service.policy.rollout``);
     None: enforced at once."""
+    notify_users: UserNotices | None = None
+    """Whom to tell by e-mail, and when (None: the users of this rule are not told)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -267,6 +286,11 @@ class Policy:
                 if wave.match is not None
             ),
         )
+
+    @property
+    def notifying_rules(self) -> tuple[Rule, ...]:
+        """The rules that e-mail their users (``notify_users``)."""
+        return tuple(rule for rule in self.rules if rule.notify_users is not None and rule.notify_users.is_on)
 
     def rule(self, name: str) -> Rule:
         """The rule called ``name``; ``KeyError`` when there is none."""

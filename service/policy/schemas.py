@@ -14,9 +14,21 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from service.policy.conditions import CONDITION_KEYS, CONDITIONS, MATCH_KEYS
-from service.policy.fields import Choice, Day, Duration, Name, Text, Word, list_of, unique, unique_folded
+from service.policy.fields import (
+    Choice,
+    Day,
+    Days,
+    Duration,
+    Name,
+    StrictBoolean,
+    Text,
+    Word,
+    list_of,
+    unique,
+    unique_folded,
+)
 from service.policy.rollout import Rollout, Wave
-from service.policy.rules import FACTORS, MODES, VALUE_OPERATORS, Exemption, Match, Protection, Rule
+from service.policy.rules import FACTORS, MODES, VALUE_OPERATORS, Exemption, Match, Protection, Rule, UserNotices
 
 #: The only file format version this service reads; ``version`` may be omitted.
 FORMAT_VERSION = 1
@@ -33,8 +45,10 @@ RULE_KEYS = (
     "enforce_from",
     "grace",
     "waves",
+    "notify_users",
 )
 WAVE_KEYS = ("name", "match", "from")
+NOTIFY_KEYS = ("before", "on_enforce")
 EXCEPTION_KEYS = ("users", "groups", "reason", "expires")
 PROTECTED_KEYS = ("users", "groups", "reason")
 
@@ -48,6 +62,7 @@ POLICY_KEY_ORDER: tuple[str, ...] = (
     *VALUE_OPERATORS,
     *EXCEPTION_KEYS,
     *WAVE_KEYS,
+    *NOTIFY_KEYS,
     "code",
     "namespace",
 )
@@ -134,6 +149,30 @@ class WaveSchema(Schema):
         return Wave(name=data["name"], start=data["start"], match=data.get("match"))
 
 
+class UserNoticesSchema(Schema):
+    """A rule's ``notify_users``: ``before`` (days ahead of the user's deadline, e.g. ``[7d, 1d]``) and
+    ``on_enforce`` (a notice once the service has enforced the rule for the user)."""
+
+    error_messages = {  # noqa: RUF012
+        "unknown": f"unknown key; expected {', '.join(NOTIFY_KEYS)}",
+        "type": "expected a mapping with before (e.g. [7d, 1d]) and/or on_enforce: true",
+    }
+
+    before = list_of(Days(), "number of days")
+    on_enforce = StrictBoolean()
+
+    @validates_schema(skip_on_field_errors=True, pass_original=True)
+    def _says_when(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        if not data.get("before") and not data.get("on_enforce"):
+            raise ValidationError("give before (e.g. [7d, 1d]) or on_enforce: true; or leave notify_users out")
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> UserNotices:
+        return UserNotices(
+            before=tuple(sorted(set(data.get("before", [])), reverse=True)), on_enforce=data.get("on_enforce", False)
+        )
+
+
 class RuleSchema(Schema):
     error_messages = {  # noqa: RUF012 - marshmallow reads this class attribute
         "unknown": f"unknown key; expected {', '.join(RULE_KEYS)}",
@@ -186,6 +225,10 @@ class RuleSchema(Schema):
                 field_name="waves",
             )
 
+    notify_users = fields.Nested(
+        UserNoticesSchema, error_messages={"null": "expected a mapping with before and/or on_enforce"}
+    )
+
     @validates_schema(skip_on_field_errors=False)
     def _fallback_is_not_required(self, data: dict[str, Any], **kwargs: Any) -> None:
         overlap = [factor for factor in data.get("fallback", []) if factor in data.get("require_mfa", [])]
@@ -208,6 +251,7 @@ class RuleSchema(Schema):
             exceptions=tuple(data.get("exceptions", ())),
             apps=unique(data.get("apps", [])),
             rollout=_rollout(data),
+            notify_users=data.get("notify_users"),
         )
 
 

@@ -268,3 +268,16 @@ def _open_since(
             running[rule] = decided_at
     settle()
     return since
+
+
+def latest_with_action(engine: sa.Engine, action: str, *, since: float, limit: int = 20) -> tuple[int, list[Any]]:
+    """Users whose latest decision has ``action`` and was made after ``since``: how many, and the most recent
+    ``limit`` of those decisions (the digest's "became unsatisfiable")."""
+    latest = latest_decisions_statement().subquery()
+    where = sa.and_(latest.c.action == action, latest.c.decided_at > since)
+    with engine.connect() as connection:
+        count = connection.execute(sa.select(sa.func.count()).select_from(latest).where(where)).scalar_one()
+        rows = connection.execute(
+            sa.select(latest).where(where).order_by(latest.c.decided_at.desc()).limit(limit)
+        ).all()
+    return int(count), list(rows)

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -38,13 +39,15 @@ from service.enforcement.reverting import revert_user
 from service.errors import PermanentError, TemporaryError
 from service.genauth.client import Json
 from service.logs import bind, log_event
+from service.notices.scheduling import on_enforce_notices
 from service.settings import WorkerSettings
-from service.store import holds, queue, reverts, sweeps
+from service.store import holds, outbox, queue, reverts, sweeps
 from service.store.decisions import latest_decision, record_decision
 from service.store.subjects import DEPARTMENT, PAGE, REVERT, Subject
 from service.store.wakeup import Wakeup
 from service.vocabulary import Action
 from service.worker.leasing import LeaseKeeper
+from service.worker.notifying import PeriodicNotify
 from service.worker.pruning import PeriodicPrune
 from service.worker.rollouts import PeriodicRollout
 from service.worker.sweeping import PeriodicSweep, read_page
@@ -106,6 +109,8 @@ class Worker:
         wakeup: Wakeup | None = None,
         recoverer: Callable[[float], None] | None = None,
         rollouts: PeriodicRollout | None = None,
+        notifier: PeriodicNotify | None = None,
+        user_notices: bool = False,
     ) -> None:
         self.engine = engine
         self.reconciler = reconciler
@@ -129,12 +134,27 @@ class Worker:
         (``service.intake.recovery.PeriodicRecovery``, ENFORCER_RECOVER_INTERVAL); one worker per process has one."""
         self.rollouts = rollouts
         """Queues pending users when their rollout deadline comes or the policy changes; one per process."""
+        self.notifier = notifier
+        """Sends what the outbox holds every ENFORCER_NOTIFY_INTERVAL seconds, in its own thread while this worker
+        runs; one worker per process has one."""
+        self.user_notices = user_notices
+        """Queue a rule's ``notify_users.on_enforce`` notice with the decision that enforced it, in the same
+        transaction (e-mail is configured; only for verified writes, ENFORCER_VERIFY_WRITES)."""
 
     def run(self) -> None:
         """Work until ``stop()``; survives a database that goes away and comes back."""
         log_event(logger, "worker_started", owner=self.owner)
         if self.wakeup is not None:
             self.wakeup.attach()
+        if self.notifier is not None:
+            self.notifier.start()
+        try:
+            self._loop()
+        finally:
+            if self.notifier is not None:
+                self.notifier.stop()
+
+    def _loop(self) -> None:
         store_failures = 0
         while not self.stop_requested.is_set():
             self._beat()
@@ -397,6 +417,10 @@ class Worker:
             holds.clear(connection, decision.userpool_id, decision.user_id, revert=reverting is not None)
             if reverting is not None:  # a held revert stays claimed, for its release or the resume
                 _settle_revert(connection, decision, reverting, now=now)
+        if self.user_notices and decision.action == Action.ENFORCED and self.reconciler.verify_writes:
+            # GenAuth read the factors back: tell the user (the notify round sends it, never this job)
+            today = datetime.fromtimestamp(now, UTC).date()
+            outbox.add(connection, on_enforce_notices(decision, self.reconciler.get_policy(), today=today), now=now)
         return decision
 
     def _finish(

@@ -14,6 +14,7 @@ from alembic.script import ScriptDirectory
 import service.store.budget  # registers the brake tables on the shared metadata
 import service.store.holds  # and the holds table
 import service.store.organisation_changes
+import service.store.outbox  # the notification outbox
 import service.store.reverts  # and the revert table
 import service.store.sweeps  # noqa: F401 - registers the sweep tables on the shared metadata
 from service.store.engine import create_engine
