@@ -222,11 +222,14 @@ def test_the_generation_is_read_at_most_once_per_interval_and_a_failed_read_wait
 
 
 def test_reading_the_generation_is_one_cheap_read(engine):
-    """The check a worker makes every few seconds: a primary-key read, well under a millisecond on average."""
+    """The check a worker makes every few seconds: a primary-key read, about a millisecond. The median of 200
+    reads is compared, not their mean, so a stall of the shared machine does not decide it."""
     deliveries = [(Delivery("organization:node-added", "pool", (), "0" * 64, "application/json", "queued", True), 1.0)]
     record_deliveries(engine, deliveries)
     generation(engine, "pool")  # a pooled connection
-    started = time.perf_counter()
+    times = []
     for _ in range(200):
+        started = time.perf_counter()
         assert generation(engine, "pool") == 1
-    assert (time.perf_counter() - started) / 200 < 0.005
+        times.append(time.perf_counter() - started)
+    assert sorted(times)[len(times) // 2] < 0.005
