@@ -145,8 +145,12 @@ class PolicySource:
         return policy
 
     def status(self) -> PolicyStatus:
+        """What is in force and how the last check went. A check another thread runs (a worker's) is waited
+        for before and after this one's own, each at most ``read_timeout``: one begun before the file was
+        swapped must not answer for the file as it is now."""
+        self._checked.wait(self.read_timeout)
         self.current()
-        self._checked.wait(self.read_timeout)  # a check another thread runs (the worker's): what it finds
+        self._checked.wait(self.read_timeout)
         with self._lock:
             return PolicyStatus(len(self._policy.rules), self._policy.source, self._loaded_at, self._error, self._state)
 
