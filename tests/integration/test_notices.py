@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from service.enforcement.decisions import Decision
 from service.notices.scheduling import Deadline, user_key
 from service.notices.sending import Notifier, digest_key
 from service.policy import parse_policy
@@ -20,7 +19,7 @@ from service.store import outbox
 from service.store.decisions import record_decision
 from service.store.engine import create_engine, prepare_database
 from service.store.holds import BUDGET, Hold, hold
-from tests.support.factories import enqueue
+from tests.support.factories import enforced_decision, enqueue
 from tests.support.notices import smtp_server, webhook_receiver
 from tests.support.processes import free_port
 from tests.support.values import ROOT
@@ -273,20 +272,8 @@ def test_a_rule_enforced_for_a_user_queues_one_on_enforce_notice(engine, mailbox
 
     box, port = mailbox
     policy = parse_policy(POLICY)
-    decision = Decision(
-        userpool_id="p",
-        user_id="u-bob",
-        trigger="login",
-        mode="enforce",
-        action="enforced",
-        rules=("finance-sms",),
-        required=("SMS",),
-        before=(),
-        after=("SMS",),
-        reason="enforced SMS",
-        outcomes={"finance-sms": "enforce [SMS]"},
-        username="bob",
-        email="bob@acme.example",
+    decision = enforced_decision(
+        "u-bob", userpool_id="p", reason="enforced SMS", username="bob", email="bob@acme.example"
     )
     compliant = replace(decision, action="none", outcomes={"finance-sms": "compliant"})
     with engine.begin() as connection:

@@ -23,7 +23,7 @@ from service.store import operator_actions, reverts
 from service.store.audit import admin_api_actor, audit_records
 from service.store.decisions import decisions_for_user, record_decision
 from tests.support.brakes import SET_MFA, invoke
-from tests.support.factories import enqueue
+from tests.support.factories import enforced_decision, enqueue
 from tests.support.processes import service_env
 from tests.support.values import ADMIN_TOKEN
 from tests.support.waiting import wait_until
@@ -221,20 +221,7 @@ def test_the_admin_api_reverts_by_the_same_rules(app, engine):
 
 
 def _decision(user_id: str) -> Decision:
-    return Decision(
-        userpool_id="pool",
-        user_id=user_id,
-        trigger="login",
-        mode="enforce",
-        action="enforced",
-        rules=("finance-sms",),
-        required=("SMS",),
-        before=(),
-        after=("SMS",),
-        reason="enabled SMS.",
-        outcomes={"finance-sms": "enforce [SMS]"},
-        changes={"entries": [{"factor": "SMS"}], "fields": {}},
-    )
+    return enforced_decision(user_id, changes={"entries": [{"factor": "SMS"}], "fields": {}})
 
 
 def _record(engine, decision: Decision) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from service.enforcement.decisions import Decision
 from service.policy import Policy
 from service.store.inbox import Delivery, record_delivery
 from service.store.subjects import Subject
@@ -45,3 +46,21 @@ class CurrentPolicy:
 def written(emulator: Any) -> list[str]:
     """The user ids of every ``set-mfa-status`` the emulator received, in order."""
     return [entry.body["userId"] for entry in emulator.journal.entries("/api/v3/set-mfa-status")]
+
+
+def enforced_decision(user_id: str, *, userpool_id: str = "pool", **fields: Any) -> Decision:
+    """A decision that enabled SMS for ``user_id`` under the rule ``finance-sms``; ``fields`` override any field."""
+    values: dict[str, Any] = {
+        "userpool_id": userpool_id,
+        "user_id": user_id,
+        "trigger": "login",
+        "mode": "enforce",
+        "action": "enforced",
+        "rules": ("finance-sms",),
+        "required": ("SMS",),
+        "before": (),
+        "after": ("SMS",),
+        "reason": "enabled SMS.",
+        "outcomes": {"finance-sms": "enforce [SMS]"},
+    }
+    return Decision(**(values | fields))
